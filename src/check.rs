@@ -1,0 +1,244 @@
+//! Headless runs (`cutover check`): select steps, run them through the engine, collect a report.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::db::{Db, DbError, DbSettings};
+use crate::engine::{self, EngineConfig, Event};
+use crate::outcome::Status;
+use crate::runbook::{Action, Runbook};
+use crate::target::Target;
+
+/// What a headless run is allowed to do.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Sections or steps to run (empty: all).
+    pub only: Vec<String>,
+    /// Run shell steps.
+    pub allow_shell: bool,
+    /// Run HTTP steps.
+    pub allow_http: bool,
+    /// The database name that confirms destructive steps.
+    pub confirm: Option<String>,
+    /// `--var` overrides.
+    pub variables: BTreeMap<String, String>,
+    /// Where shell steps run.
+    pub workdir: Option<PathBuf>,
+}
+
+/// Why a headless run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// `--only` names nothing in the runbook.
+    #[error(
+        "unknown step or section `{id}` in --only{suggestion} (`cutover runbook export` shows every id)"
+    )]
+    UnknownStep {
+        /// The id as given.
+        id: String,
+        /// ": did you mean `x`?" or empty.
+        suggestion: String,
+    },
+    /// The target cannot be reached.
+    #[error(transparent)]
+    Connection(#[from] DbError),
+}
+
+/// One step's line in the report (the JSON contract's `steps[]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// `section.step`.
+    pub id: String,
+    /// Section id.
+    pub section: String,
+    /// Step title.
+    pub title: String,
+    /// Step kind.
+    pub kind: &'static str,
+    /// How it ended.
+    pub status: Status,
+    /// One line.
+    pub message: String,
+    /// Further lines.
+    pub details: Vec<String>,
+    /// How long it ran.
+    pub duration_ms: u64,
+}
+
+/// Counts by status.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Passed.
+    pub pass: usize,
+    /// Failed.
+    pub fail: usize,
+    /// Warnings.
+    pub warn: usize,
+    /// Skipped.
+    pub skip: usize,
+    /// Errors.
+    pub error: usize,
+}
+
+impl Summary {
+    fn count(&mut self, status: Status) {
+        match status {
+            Status::Pass => self.pass += 1,
+            Status::Fail => self.fail += 1,
+            Status::Warn => self.warn += 1,
+            Status::Skip => self.skip += 1,
+            Status::Error => self.error += 1,
+        }
+    }
+}
+
+/// A finished headless run (the JSON contract's top level).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// Runbook name.
+    pub runbook: String,
+    /// Target URL, password redacted.
+    pub target: String,
+    /// Run id.
+    pub run_id: String,
+    /// When it began.
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: DateTime<Utc>,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Every selected step, in runbook order.
+    pub steps: Vec<StepReport>,
+    /// Counts by status.
+    pub summary: Summary,
+}
+
+fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+impl CheckReport {
+    /// Whether any step failed or errored (exit code 1).
+    pub fn failed(&self) -> bool {
+        self.summary.fail + self.summary.error > 0
+    }
+}
+
+/// Resolves `--only` (section ids or full step ids) to full step ids in runbook order.
+pub fn select_steps(runbook: &Runbook, only: &[String]) -> Result<Vec<String>, CheckError> {
+    if only.is_empty() {
+        return Ok(runbook.steps().map(|s| s.id.clone()).collect());
+    }
+    for id in only {
+        if runbook.section(id).is_none() && runbook.step(id).is_none() {
+            let candidates = runbook
+                .sections
+                .iter()
+                .map(|s| s.id.as_str())
+                .chain(runbook.steps().map(|s| s.id.as_str()));
+            let best = candidates
+                .map(|c| (strsim::jaro_winkler(id, c), c))
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .filter(|(score, _)| *score > 0.8);
+            return Err(CheckError::UnknownStep {
+                id: id.clone(),
+                suggestion: best
+                    .map(|(_, c)| format!(": did you mean `{c}`?"))
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    Ok(runbook
+        .steps()
+        .filter(|step| only.contains(&step.id) || only.contains(&step.section))
+        .map(|step| step.id.clone())
+        .collect())
+}
+
+/// Runs the selected steps against `target` and gathers the report.
+pub async fn run_check(
+    runbook: Arc<Runbook>,
+    target: &Target,
+    options: &CheckOptions,
+) -> Result<CheckReport, CheckError> {
+    let ids = select_steps(&runbook, &options.only)?;
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let needs_database = ids.iter().any(|id| {
+        runbook
+            .step(id)
+            .is_some_and(|s| matches!(s.action, Action::Sql { .. } | Action::Probe { .. }))
+    });
+    let db = if needs_database {
+        Db::connect(target, DbSettings::default()).await?
+    } else {
+        Db::connect_lazy(target, DbSettings::default())
+    };
+    let config = EngineConfig {
+        allow_shell: options.allow_shell,
+        allow_http: options.allow_http,
+        confirmed_database: options.confirm.clone(),
+        variables: engine::resolve_variables(&runbook, &options.variables),
+        workdir: options
+            .workdir
+            .clone()
+            .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))),
+        ..EngineConfig::default()
+    };
+    let mut handle = engine::spawn(runbook.clone(), db.clone(), config);
+    let _ = handle
+        .commands
+        .send(engine::Command::RunSteps { ids: ids.clone() })
+        .await;
+    let mut finished: BTreeMap<String, StepReport> = BTreeMap::new();
+    while let Some(event) = handle.events.recv().await {
+        match event {
+            Event::StepFinished {
+                id,
+                outcome,
+                duration,
+            } => {
+                let Some(step) = runbook.step(&id) else {
+                    continue;
+                };
+                finished.insert(
+                    id.clone(),
+                    StepReport {
+                        id,
+                        section: step.section.clone(),
+                        title: step.title.clone(),
+                        kind: step.kind().as_str(),
+                        status: outcome.status,
+                        message: outcome.message,
+                        details: outcome.details,
+                        duration_ms: duration.as_millis() as u64,
+                    },
+                );
+            }
+            Event::BatchFinished => break,
+            Event::StepStarted { .. } | Event::StepOutput { .. } => {}
+        }
+    }
+    handle.shutdown().await;
+    db.close().await;
+
+    let mut summary = Summary::default();
+    let steps: Vec<StepReport> = ids
+        .iter()
+        .filter_map(|id| finished.remove(id))
+        .inspect(|step| summary.count(step.status))
+        .collect();
+    Ok(CheckReport {
+        runbook: runbook.name.clone(),
+        target: target.to_string(),
+        run_id: uuid::Uuid::now_v7().to_string(),
+        started_at,
+        duration_ms: clock.elapsed().as_millis() as u64,
+        steps,
+        summary,
+    })
+}

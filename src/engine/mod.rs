@@ -1,0 +1,383 @@
+//! The async worker that the wizard and headless `check` share. Commands come in over a channel;
+//! it runs steps (SQL, probes, shell, HTTP) with timeouts and cancellation, independent ones
+//! concurrently, and sends back `Event`s. It knows nothing of the screen.
+
+mod http;
+mod shell;
+mod sql;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::Db;
+use crate::outcome::{Outcome, Status};
+use crate::probes;
+use crate::runbook::{Action, Runbook, Severity, Step, vars};
+
+/// A request to the engine.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Run these steps (full ids), respecting their dependencies; ends with `BatchFinished`.
+    RunSteps {
+        /// Full step ids, in any order; they run in runbook order as dependencies allow.
+        ids: Vec<String>,
+    },
+    /// Cancel a running step (kills a shell step's process group).
+    CancelStep {
+        /// Full step id.
+        id: String,
+    },
+    /// Cancel everything and stop.
+    Shutdown,
+}
+
+/// Which pipe a line of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Something that happened in the engine.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A step began.
+    StepStarted {
+        /// Full step id.
+        id: String,
+    },
+    /// A line of a shell step's output.
+    StepOutput {
+        /// Full step id.
+        id: String,
+        /// stdout or stderr.
+        stream: OutputStream,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// A step ended.
+    StepFinished {
+        /// Full step id.
+        id: String,
+        /// What it found (severity already applied).
+        outcome: Outcome,
+        /// How long it ran.
+        duration: Duration,
+    },
+    /// Every step of a `RunSteps` has finished.
+    BatchFinished,
+}
+
+/// How the engine runs steps.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Run shell steps (headless needs `--allow-shell`).
+    pub allow_shell: bool,
+    /// Run HTTP steps (headless needs `--allow-http`).
+    pub allow_http: bool,
+    /// The database name typed to confirm destructive steps (`--confirm`).
+    pub confirmed_database: Option<String>,
+    /// How many steps run at once.
+    pub concurrency: usize,
+    /// Default timeout of SQL and probe steps.
+    pub check_timeout: Duration,
+    /// Default timeout of shell steps.
+    pub shell_timeout: Duration,
+    /// Default timeout of HTTP steps.
+    pub http_timeout: Duration,
+    /// Variable values (defaults with overrides applied); a missing one skips its steps.
+    pub variables: BTreeMap<String, String>,
+    /// Where shell steps run (their `workdir` is relative to it).
+    pub workdir: PathBuf,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            allow_shell: false,
+            allow_http: false,
+            confirmed_database: None,
+            concurrency: 4,
+            check_timeout: Duration::from_secs(30),
+            shell_timeout: Duration::from_secs(600),
+            http_timeout: Duration::from_secs(10),
+            variables: BTreeMap::new(),
+            workdir: PathBuf::from("."),
+        }
+    }
+}
+
+/// The defaults of a runbook's variables with `overrides` on top.
+pub fn resolve_variables(
+    runbook: &Runbook,
+    overrides: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut values: BTreeMap<String, String> = runbook
+        .variables
+        .iter()
+        .filter_map(|(name, var)| var.default.clone().map(|value| (name.clone(), value)))
+        .collect();
+    values.extend(overrides.clone());
+    values
+}
+
+/// The two ends of a running engine.
+pub struct EngineHandle {
+    /// Send commands here.
+    pub commands: mpsc::Sender<Command>,
+    /// Events arrive here.
+    pub events: mpsc::Receiver<Event>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EngineHandle {
+    /// Asks the engine to stop and waits for it.
+    pub async fn shutdown(self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+        drop(self.events);
+        let _ = self.task.await;
+    }
+}
+
+struct Context {
+    runbook: Arc<Runbook>,
+    db: Db,
+    config: EngineConfig,
+    events: mpsc::Sender<Event>,
+    permits: Semaphore,
+    running: Mutex<HashMap<String, CancellationToken>>,
+    root: CancellationToken,
+}
+
+/// Starts the engine on `db` for `runbook`.
+pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandle {
+    let (command_tx, mut command_rx) = mpsc::channel::<Command>(64);
+    // Bounded: when the consumer falls behind, shell steps wait on their pipes (see shell.rs).
+    let (event_tx, event_rx) = mpsc::channel::<Event>(1024);
+    let context = Arc::new(Context {
+        runbook,
+        db,
+        permits: Semaphore::new(config.concurrency.max(1)),
+        config,
+        events: event_tx,
+        running: Mutex::new(HashMap::new()),
+        root: CancellationToken::new(),
+    });
+    let task = tokio::spawn(async move {
+        let mut batches = JoinSet::new();
+        while let Some(command) = command_rx.recv().await {
+            match command {
+                Command::RunSteps { ids } => {
+                    batches.spawn(run_batch(context.clone(), ids));
+                }
+                Command::CancelStep { id } => {
+                    if let Some(token) = lock(&context.running).get(&id) {
+                        token.cancel();
+                    }
+                }
+                Command::Shutdown => break,
+            }
+        }
+        context.root.cancel();
+        while batches.join_next().await.is_some() {}
+    });
+    EngineHandle {
+        commands: command_tx,
+        events: event_rx,
+        task,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn run_batch(context: Arc<Context>, ids: Vec<String>) {
+    let steps: Vec<Step> = context
+        .runbook
+        .steps()
+        .filter(|step| ids.contains(&step.id))
+        .cloned()
+        .collect();
+    let mut finished: HashMap<String, watch::Receiver<Option<Status>>> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    for step in steps {
+        let (done_tx, done_rx) = watch::channel(None);
+        let dependencies: Vec<(String, watch::Receiver<Option<Status>>)> = step
+            .depends_on
+            .iter()
+            .filter_map(|dep| finished.get(dep).map(|rx| (dep.clone(), rx.clone())))
+            .collect();
+        finished.insert(step.id.clone(), done_rx);
+        let context = context.clone();
+        tasks.spawn(async move {
+            let status = run_one(&context, &step, dependencies).await;
+            let _ = done_tx.send(Some(status));
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let _ = context.events.send(Event::BatchFinished).await;
+}
+
+async fn run_one(
+    context: &Context,
+    step: &Step,
+    dependencies: Vec<(String, watch::Receiver<Option<Status>>)>,
+) -> Status {
+    let mut blocked_by = None;
+    for (dep, mut rx) in dependencies {
+        let status = match rx.wait_for(Option::is_some).await {
+            Ok(status) => status.unwrap_or(Status::Error),
+            Err(_) => Status::Error,
+        };
+        if !matches!(status, Status::Pass | Status::Warn) {
+            blocked_by = Some((dep, status));
+            break;
+        }
+    }
+    let Ok(_permit) = context.permits.acquire().await else {
+        return Status::Error;
+    };
+    let token = context.root.child_token();
+    lock(&context.running).insert(step.id.clone(), token.clone());
+    let _ = context
+        .events
+        .send(Event::StepStarted {
+            id: step.id.clone(),
+        })
+        .await;
+    let started = Instant::now();
+    let outcome = match blocked_by {
+        Some((dep, status)) => Outcome::skip(format!(
+            "not run: it depends on {dep}, which ended {}",
+            status.as_str()
+        )),
+        None => tokio::select! {
+            outcome = execute(context, step, &token) => outcome,
+            _ = token.cancelled() => Outcome::error("cancelled"),
+        },
+    };
+    let outcome = apply_severity(step.severity, outcome);
+    lock(&context.running).remove(&step.id);
+    let status = outcome.status;
+    let _ = context
+        .events
+        .send(Event::StepFinished {
+            id: step.id.clone(),
+            outcome,
+            duration: started.elapsed(),
+        })
+        .await;
+    status
+}
+
+/// A failing optional step is a warning.
+fn apply_severity(severity: Severity, outcome: Outcome) -> Outcome {
+    if severity == Severity::Optional && outcome.status == Status::Fail {
+        Outcome {
+            status: Status::Warn,
+            message: format!("optional: {}", outcome.message),
+            details: outcome.details,
+        }
+    } else {
+        outcome
+    }
+}
+
+async fn execute(context: &Context, step: &Step, cancel: &CancellationToken) -> Outcome {
+    let config = &context.config;
+    let substitute = |text: &str, quoting| vars::substitute(text, &config.variables, quoting);
+    let missing = |name: String| {
+        Outcome::skip(format!(
+            "variable `{name}` has no value: pass --var {name}=VALUE (or set it in the wizard)"
+        ))
+    };
+    match &step.action {
+        Action::Manual => Outcome::skip("manual step: tick it in the wizard"),
+        Action::Signoff { role } => {
+            Outcome::skip(format!("sign-off by {role}: sign in the wizard"))
+        }
+        Action::Sql { query, expect } => {
+            let query = match substitute(query, vars::Quoting::SqlLiteral) {
+                Ok(query) => query,
+                Err(name) => return missing(name),
+            };
+            let timeout = step.timeout.unwrap_or(config.check_timeout);
+            bounded(timeout, sql::run(&context.db, &query, expect, timeout)).await
+        }
+        Action::Probe { probe, params } => {
+            let timeout = step.timeout.unwrap_or(config.check_timeout);
+            let db = context.db.with_statement_timeout(timeout);
+            bounded(timeout, probes::run(probe, &db, params)).await
+        }
+        Action::Shell(shell) => {
+            if !config.allow_shell {
+                return Outcome::skip("shell step: not run without --allow-shell");
+            }
+            let database = context.db.target().database().to_string();
+            if shell.destructive && config.confirmed_database.as_deref() != Some(&database) {
+                return Outcome::skip(format!(
+                    "destructive step: not run without --confirm {database}"
+                ));
+            }
+            let command = match substitute(&shell.command, vars::Quoting::Shell) {
+                Ok(command) => command,
+                Err(name) => return missing(name),
+            };
+            let workdir = match &shell.workdir {
+                Some(dir) => match substitute(dir, vars::Quoting::Verbatim) {
+                    Ok(dir) => config.workdir.join(dir),
+                    Err(name) => return missing(name),
+                },
+                None => config.workdir.clone(),
+            };
+            let mut env = context.db.target().child_env();
+            for (key, value) in &shell.env {
+                match substitute(value, vars::Quoting::Verbatim) {
+                    Ok(value) => env.insert(key.clone(), value),
+                    Err(name) => return missing(name),
+                };
+            }
+            let job = shell::ShellJob {
+                step_id: &step.id,
+                command: &command,
+                workdir: &workdir,
+                env,
+                expect_exit: shell.expect_exit,
+                timeout: step.timeout.unwrap_or(config.shell_timeout),
+            };
+            shell::run(job, &context.events, cancel).await
+        }
+        Action::Http(action) => {
+            if !config.allow_http {
+                return Outcome::skip("http step: not run without --allow-http");
+            }
+            let url = match substitute(&action.url, vars::Quoting::Verbatim) {
+                Ok(url) => url,
+                Err(name) => return missing(name),
+            };
+            http::run(action, &url, step.timeout.unwrap_or(config.http_timeout)).await
+        }
+    }
+}
+
+/// A safety net over the server-side timeouts: a check that does not come back in time (a
+/// dead network, a hung connect) ends as an error.
+async fn bounded(timeout: Duration, check: impl Future<Output = Outcome>) -> Outcome {
+    let grace = Duration::from_secs(5);
+    match tokio::time::timeout(timeout + grace, check).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::error(format!("no answer within {}s", (timeout + grace).as_secs())),
+    }
+}

@@ -1,0 +1,14 @@
+//! `cutover`: a terminal wizard that walks an engineer through a production PostgreSQL
+//! migration. The layers, in one direction: `runbook` (data) → `engine` and `probes` (do
+//! things) → `Event`s → `output` (and later the TUI and journal). `main.rs` wires them.
+
+pub mod check;
+pub mod cluster;
+pub mod db;
+pub mod demo;
+pub mod engine;
+pub mod outcome;
+pub mod output;
+pub mod probes;
+pub mod runbook;
+pub mod target;

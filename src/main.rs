@@ -1,0 +1,275 @@
+//! The command line: clap subcommands, each a thin call into the library.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use cutover::check::{self, CheckOptions};
+use cutover::cluster::ClusterOptions;
+use cutover::demo::{self, DemoContents};
+use cutover::output;
+use cutover::probes::Catalog;
+use cutover::runbook::{self, Runbook, RunbookError};
+use cutover::target::Target;
+
+/// A terminal wizard that walks you through a production PostgreSQL migration.
+#[derive(Debug, Parser)]
+#[command(name = "cutover", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Target database URL (else DATABASE_URL, .env, then the PG* variables).
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Runbook file (default: the bundled Sightline runbook).
+    #[arg(long, global = true, value_name = "FILE")]
+    runbook: Option<PathBuf>,
+    /// Set a runbook variable (repeatable).
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Open the wizard on the target (arrives with the TUI; use `check` meanwhile).
+    Run,
+    /// Run every automated step headless and print the results.
+    Check(CheckArgs),
+    /// Start a throwaway PostgreSQL with the sample Sightline database and check it.
+    Demo {
+        /// Only start it, print its URL, and wait until Ctrl-C.
+        #[arg(long)]
+        print_url: bool,
+    },
+    /// Validate or export runbooks.
+    #[command(subcommand)]
+    Runbook(RunbookCmd),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Run only this section or step (repeatable).
+    #[arg(long, value_name = "ID")]
+    only: Vec<String>,
+    /// Run shell steps.
+    #[arg(long)]
+    allow_shell: bool,
+    /// Run HTTP steps.
+    #[arg(long)]
+    allow_http: bool,
+    /// Confirm destructive steps by typing the target database's name.
+    #[arg(long, value_name = "DATABASE")]
+    confirm: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunbookCmd {
+    /// Check a runbook file: syntax (with line and column), ids, kinds, probes, variables.
+    Validate {
+        /// The runbook file.
+        file: PathBuf,
+    },
+    /// Print the bundled runbook.
+    Export,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if runbook::vars::is_name(name) => {
+            Ok((name.to_string(), value.to_string()))
+        }
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
+}
+
+/// Exit codes of the contract.
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log = init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = cli.global;
+    match cli.command.unwrap_or(Cmd::Run) {
+        Cmd::Run => {
+            eprintln!(
+                "error: the interactive wizard is not in this release yet: use `cutover check` (or `cutover demo` to try it)"
+            );
+            Ok(ExitCode::from(EXIT_USAGE))
+        }
+        Cmd::Check(args) => {
+            let runbook = load_runbook(global.runbook.as_deref())?;
+            let cwd = std::env::current_dir().context("cannot read the working directory")?;
+            let target = Target::resolve(global.database_url.as_deref(), &cwd)?;
+            let options = CheckOptions {
+                only: args.only,
+                allow_shell: args.allow_shell,
+                allow_http: args.allow_http,
+                confirm: args.confirm,
+                variables: global.vars.into_iter().collect::<BTreeMap<_, _>>(),
+                workdir: Some(cwd),
+            };
+            let report = check::run_check(Arc::new(runbook), &target, &options).await?;
+            let printed = match args.format {
+                Format::Text => {
+                    let color = std::io::stdout().is_terminal()
+                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+                    output::text(&report, color)
+                }
+                Format::Json => output::json(&report),
+                Format::Junit => output::junit(&report),
+            };
+            println!("{}", printed.trim_end());
+            Ok(if report.failed() {
+                ExitCode::from(EXIT_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Demo { print_url } => demo(global, print_url).await,
+        Cmd::Runbook(RunbookCmd::Export) => {
+            print!("{}", runbook::BUNDLED);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Runbook(RunbookCmd::Validate { file }) => match runbook::load_file(&file, &Catalog) {
+            Ok(runbook) => {
+                let steps = runbook.steps().count();
+                println!(
+                    "{}: ok — \"{}\", {} sections, {steps} steps",
+                    file.display(),
+                    runbook.name,
+                    runbook.sections.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(RunbookError::Invalid { path, diagnostics }) => {
+                for diagnostic in &diagnostics {
+                    eprintln!("{path}:{diagnostic}");
+                }
+                eprintln!("{path}: {} problem(s)", diagnostics.len());
+                Ok(ExitCode::from(EXIT_FAILED))
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                Ok(ExitCode::from(EXIT_FAILED))
+            }
+        },
+    }
+}
+
+fn load_runbook(path: Option<&Path>) -> Result<Runbook, RunbookError> {
+    match path {
+        Some(path) => runbook::load_file(path, &Catalog),
+        None => runbook::bundled(&Catalog),
+    }
+}
+
+async fn demo(global: Global, print_url: bool) -> anyhow::Result<ExitCode> {
+    let runbook = load_runbook(global.runbook.as_deref())?;
+    eprintln!("starting a throwaway PostgreSQL with the sample Sightline database…");
+    let (cluster, url) = demo::start(ClusterOptions::default(), DemoContents::default()).await?;
+    if print_url {
+        println!("{url}");
+    } else {
+        let target = Target::from_url(&url)?;
+        let options = CheckOptions {
+            variables: global.vars.into_iter().collect(),
+            ..CheckOptions::default()
+        };
+        let report = check::run_check(Arc::new(runbook), &target, &options).await?;
+        let color = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        println!("{}", output::text(&report, color).trim_end());
+        println!("\nThe demo database is still running: {url}");
+        println!("Try: cutover check --database-url '{url}' --only tables --format json");
+    }
+    eprintln!("Ctrl-C stops it and removes its files.");
+    wait_for_stop().await;
+    drop(cluster);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Logs go to a file under the data directory, never to the terminal.
+fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let dir = data_dir()?.join("logs");
+    std::fs::create_dir_all(&dir).ok()?;
+    let appender = tracing_appender::rolling::daily(&dir, "cutover.log");
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false)
+        .try_init()
+        .ok()?;
+    Some(guard)
+}
+
+/// `CUTOVER_HOME`, else the platform's data directory.
+fn data_dir() -> Option<PathBuf> {
+    match std::env::var_os("CUTOVER_HOME") {
+        Some(home) if !home.is_empty() => Some(PathBuf::from(home)),
+        _ => directories::ProjectDirs::from("", "", "cutover").map(|d| d.data_dir().to_path_buf()),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    cutover::target::redact_url(&text.split_whitespace().collect::<Vec<_>>().join(" "))
+}

@@ -1,0 +1,111 @@
+//! Built-in PostgreSQL checks, one file each. A probe reads its parameters, runs its catalog
+//! queries in a read-only transaction through [`Db`], and says what it found as an [`Outcome`].
+
+use serde::de::DeserializeOwned;
+
+use crate::db::{Db, DbError};
+use crate::outcome::Outcome;
+
+pub mod blocking;
+pub mod connection;
+pub mod fk_valid;
+pub mod index_match;
+pub mod indexes;
+pub mod invalid_indexes;
+pub mod pitr;
+pub mod pool;
+pub mod replica;
+pub mod tables;
+pub mod tls;
+
+/// What stops a probe from answering.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// Could not get a read-only session.
+    Db(DbError),
+    /// A query failed.
+    Sqlx(sqlx::Error),
+}
+
+impl From<DbError> for ProbeError {
+    fn from(err: DbError) -> Self {
+        ProbeError::Db(err)
+    }
+}
+
+impl From<sqlx::Error> for ProbeError {
+    fn from(err: sqlx::Error) -> Self {
+        ProbeError::Sqlx(err)
+    }
+}
+
+/// What every probe returns.
+pub type ProbeResult = Result<Outcome, ProbeError>;
+
+macro_rules! catalog {
+    ($($name:literal => $module:ident),* $(,)?) => {
+        /// Every probe name a runbook may use.
+        pub const KNOWN: &[&str] = &[$($name),*];
+
+        /// Runs probe `name` with `params` (already checked by [`Catalog`]).
+        pub async fn run(name: &str, db: &Db, params: &serde_json::Value) -> Outcome {
+            match name {
+                $($name => call($module::run, db, params).await,)*
+                other => Outcome::error(format!("unknown probe `{other}`")),
+            }
+        }
+
+        fn check_params(name: &str, params: &serde_json::Value) -> Result<(), String> {
+            match name {
+                $($name => parse::<$module::Params>(params).map(|_| ()),)*
+                other => Err(format!(
+                    "unknown probe `{other}` (known probes: {})",
+                    KNOWN.join(", ")
+                )),
+            }
+        }
+    };
+}
+
+catalog! {
+    "connection" => connection,
+    "tls" => tls,
+    "pool" => pool,
+    "replica" => replica,
+    "pitr" => pitr,
+    "tables" => tables,
+    "indexes" => indexes,
+    "invalid_indexes" => invalid_indexes,
+    "fk_valid" => fk_valid,
+    "blocking" => blocking,
+}
+
+/// The probes layer's answer to the runbook loader: which probes exist, which params fit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Catalog;
+
+impl crate::runbook::ProbeCatalog for Catalog {
+    fn check(&self, name: &str, params: &serde_json::Value) -> Result<(), String> {
+        check_params(name, params)
+    }
+}
+
+fn parse<P: DeserializeOwned>(params: &serde_json::Value) -> Result<P, String> {
+    serde_json::from_value(params.clone()).map_err(|err| format!("bad probe params: {err}"))
+}
+
+async fn call<P, F>(probe: F, db: &Db, params: &serde_json::Value) -> Outcome
+where
+    P: DeserializeOwned,
+    F: AsyncFnOnce(&Db, P) -> ProbeResult,
+{
+    let params = match parse::<P>(params) {
+        Ok(params) => params,
+        Err(message) => return Outcome::error(message),
+    };
+    match probe(db, params).await {
+        Ok(outcome) => outcome,
+        Err(ProbeError::Db(err)) => Outcome::error(err.to_string()),
+        Err(ProbeError::Sqlx(err)) => Outcome::error(db.error(err).to_string()),
+    }
+}

@@ -1,0 +1,285 @@
+//! The runbook as data: what the TOML file says, after validation.
+//!
+//! The raw, serde-facing shapes live in `raw.rs`; these are the checked types the engine runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A whole runbook: variables, thresholds and sections in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Runbook {
+    /// Human name, shown in reports and the header.
+    pub name: String,
+    /// Optional longer description.
+    pub description: String,
+    /// Declared variables, by name.
+    pub variables: BTreeMap<String, Variable>,
+    /// Alert thresholds for monitoring and probes.
+    pub thresholds: Thresholds,
+    /// Sections in order; each is one screen of the wizard.
+    pub sections: Vec<Section>,
+}
+
+/// A declared `{{variable}}`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Variable {
+    /// Value used when nobody sets one; `None` means it must be asked for.
+    pub default: Option<String>,
+    /// What the variable is for, shown when it is asked for.
+    pub description: String,
+    /// Masked on screen and in the journal.
+    pub secret: bool,
+}
+
+/// Monitoring and alert thresholds (`[thresholds]`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Connections in use, percent of `max_connections`, that raise a warning.
+    pub connections_warn_pct: f64,
+    /// Connections in use, percent of `max_connections`, that raise a critical alert.
+    pub connections_crit_pct: f64,
+    /// Bound on the critical queries' execution time.
+    pub query_latency_ms: f64,
+    /// p95 of the monitor's probe query above which latency alerts.
+    pub p95_latency_ms: f64,
+    /// Replica lag above which the replica check fails.
+    pub replica_lag_s: f64,
+    /// Rolled-back transactions, percent of all, above which errors alert.
+    pub error_rate_pct: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            connections_warn_pct: 80.0,
+            connections_crit_pct: 90.0,
+            query_latency_ms: 100.0,
+            p95_latency_ms: 200.0,
+            replica_lag_s: 30.0,
+            error_rate_pct: 1.0,
+        }
+    }
+}
+
+/// One checklist section: one screen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Section {
+    /// Stable id (`environment`, `backup`, ...).
+    pub id: String,
+    /// Screen title.
+    pub title: String,
+    /// What this section is about.
+    pub description: String,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+}
+
+/// How much a failing step matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// A failure fails the run.
+    #[default]
+    Required,
+    /// A failure fails the run too, but the help says why it may be waived.
+    Recommended,
+    /// A failure is reported as a warning.
+    Optional,
+}
+
+/// The kind of a step, as written in `kind = "..."`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The engineer ticks it.
+    Manual,
+    /// A read-only query with an expectation.
+    Sql,
+    /// A built-in check.
+    Probe,
+    /// A process.
+    Shell,
+    /// An HTTP request.
+    Http,
+    /// A named role signs.
+    Signoff,
+}
+
+impl Kind {
+    /// The name used in the runbook and the JSON contract.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Manual => "manual",
+            Kind::Sql => "sql",
+            Kind::Probe => "probe",
+            Kind::Shell => "shell",
+            Kind::Http => "http",
+            Kind::Signoff => "signoff",
+        }
+    }
+
+    /// Whether a machine can run it (manual ticks and sign-offs need a person).
+    pub fn is_automated(self) -> bool {
+        !matches!(self, Kind::Manual | Kind::Signoff)
+    }
+}
+
+/// One checklist item.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Full id, `section.step`.
+    pub id: String,
+    /// Id of its section.
+    pub section: String,
+    /// One line shown in lists.
+    pub title: String,
+    /// How much a failure matters.
+    pub severity: Severity,
+    /// Help text: why, how, and where the source checklist was wrong.
+    pub help: String,
+    /// Full ids of steps that must pass before this one runs.
+    pub depends_on: Vec<String>,
+    /// Overrides the engine's default timeout.
+    pub timeout: Option<Duration>,
+    /// What to do.
+    pub action: Action,
+}
+
+impl Step {
+    /// The step's kind.
+    pub fn kind(&self) -> Kind {
+        match &self.action {
+            Action::Manual => Kind::Manual,
+            Action::Sql { .. } => Kind::Sql,
+            Action::Probe { .. } => Kind::Probe,
+            Action::Shell(_) => Kind::Shell,
+            Action::Http(_) => Kind::Http,
+            Action::Signoff { .. } => Kind::Signoff,
+        }
+    }
+
+    /// Every `{{var}}` the step's templates mention, in order of appearance.
+    pub fn variables(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for text in self.templates() {
+            for name in super::vars::names_in(text) {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    /// The texts in which `{{var}}` is substituted.
+    fn templates(&self) -> Vec<&str> {
+        match &self.action {
+            Action::Manual | Action::Signoff { .. } => vec![],
+            Action::Sql { query, .. } => vec![query.as_str()],
+            Action::Probe { .. } => vec![],
+            Action::Shell(shell) => {
+                let mut texts = vec![shell.command.as_str()];
+                texts.extend(shell.workdir.as_deref());
+                texts.extend(shell.env.values().map(String::as_str));
+                texts
+            }
+            Action::Http(http) => vec![http.url.as_str()],
+        }
+    }
+}
+
+/// What a step does, by kind.
+#[derive(Debug, Clone, Serialize)]
+pub enum Action {
+    /// Ticked by a person.
+    Manual,
+    /// A read-only query and what its result must look like.
+    Sql {
+        /// A `SELECT`, `WITH` or `VALUES` statement.
+        query: String,
+        /// The expectation on its rows.
+        expect: Expectation,
+    },
+    /// A built-in check by name.
+    Probe {
+        /// Probe name (see `probes::KNOWN`).
+        probe: String,
+        /// Its parameters, as JSON.
+        params: serde_json::Value,
+    },
+    /// A process.
+    Shell(ShellAction),
+    /// An HTTP request.
+    Http(HttpAction),
+    /// A role signs off.
+    Signoff {
+        /// The role that signs (e.g. "DBA").
+        role: String,
+    },
+}
+
+/// What a SQL step's rows must look like.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expectation {
+    /// The query returns no rows (each row is a problem).
+    NoRows,
+    /// The first column of every row is true.
+    AllTrue,
+    /// One row, one column, equal to this value.
+    Equals(toml::Value),
+    /// One row, one numeric column, at least this.
+    AtLeast(f64),
+    /// One row, one numeric column, at most this.
+    AtMost(f64),
+}
+
+/// A shell step.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShellAction {
+    /// Run with `/bin/sh -c`.
+    pub command: String,
+    /// Working directory (relative to where cutover runs).
+    pub workdir: Option<String>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// The exit code that means success.
+    pub expect_exit: i32,
+    /// Asks for the target database's name before it runs.
+    pub destructive: bool,
+}
+
+/// An HTTP step.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpAction {
+    /// Where to send the request.
+    pub url: String,
+    /// `GET`, `HEAD`, `POST`, ...
+    pub method: String,
+    /// The status that means success.
+    pub expect_status: u16,
+    /// Slower than this is a failure.
+    pub max_latency: Option<Duration>,
+}
+
+impl Runbook {
+    /// Every step in order, across sections.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.sections
+            .iter()
+            .flat_map(|section| section.steps.iter())
+    }
+
+    /// The step with this full id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps().find(|step| step.id == id)
+    }
+
+    /// The section with this id.
+    pub fn section(&self, id: &str) -> Option<&Section> {
+        self.sections.iter().find(|section| section.id == id)
+    }
+}
