@@ -5,7 +5,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 
 use crate::target::{Target, redact_url};
 
@@ -249,6 +249,32 @@ impl Db {
 
     /// Connects now and proves the server answers, so that a bad target fails before any step.
     pub async fn connect(target: &Target, settings: DbSettings) -> Result<Db, DbError> {
+        // One direct connection first: the pool would retry a refused connection until its
+        // acquire timeout, and we want the real reason at once.
+        let attempt = async {
+            let conn = target.connect_options().connect().await?;
+            conn.close().await
+        };
+        let seconds = target.connect_timeout().as_secs();
+        match tokio::time::timeout(target.connect_timeout(), attempt).await {
+            Err(_) => {
+                return Err(DbError::ConnectTimeout {
+                    address: target.address(),
+                    seconds,
+                });
+            }
+            Ok(Err(err)) => {
+                return Err(match DbError::from_sqlx(err, target) {
+                    // A server that hangs up during the handshake without a PostgreSQL error
+                    // is not a PostgreSQL server (or a proxy in front of one that refused us).
+                    DbError::ConnectionLost { address, detail } => {
+                        DbError::NotPostgres { address, detail }
+                    }
+                    other => other,
+                });
+            }
+            Ok(Ok(())) => {}
+        }
         let db = Db::connect_lazy(target, settings);
         db.ping().await?;
         Ok(db)

@@ -217,6 +217,7 @@ impl Cluster {
                 Ok(_) => {
                     self.port = port;
                     self.running = true;
+                    self.spawn_reaper();
                     return Ok(());
                 }
                 Err(ClusterError::Tool { tool, detail }) => {
@@ -237,6 +238,36 @@ impl Cluster {
             tool: "pg_ctl start".to_string(),
             detail: "no free port".to_string(),
         }))
+    }
+
+    /// Starts a small watcher that stops the server and removes its folder once this process
+    /// is gone, so a crash, a `kill -9` or a test binary that exits with a shared cluster never
+    /// leaves a server behind. A clean drop gets there first and the watcher finds nothing.
+    fn spawn_reaper(&self) {
+        let script = r#"
+            while [ -d "/proc/$WATCH_PID" ]; do sleep 1; done
+            if [ -f "$DATA/postmaster.pid" ]; then "$BIN/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1; fi
+            rm -rf "$ROOT"
+        "#;
+        let mut reaper = Command::new("/bin/sh");
+        reaper
+            .arg("-c")
+            .arg(script)
+            .env("WATCH_PID", std::process::id().to_string())
+            .env("DATA", &self.data)
+            .env("BIN", &self.bin)
+            .env("ROOT", self.root.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .current_dir("/")
+            // Its own process group: a Ctrl-C meant for us must not stop it first.
+            .process_group(0);
+        if let Some((uid, gid)) = self.owner {
+            reaper.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        // Not waited for: it outlives us by design. Without it a crash may leave a server.
+        let _ = reaper.spawn();
     }
 
     /// The TCP port it listens on (127.0.0.1).

@@ -210,16 +210,31 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>) {
         .filter(|step| ids.contains(&step.id))
         .cloned()
         .collect();
-    let mut finished: HashMap<String, watch::Receiver<Option<Status>>> = HashMap::new();
+    let mut finished: Vec<(String, watch::Receiver<Option<Status>>)> = Vec::new();
+    // A destructive step changes the database: it waits for every earlier step, and every
+    // later step waits for it, so no check runs against a schema that is being changed.
+    let mut barrier: Option<(String, watch::Receiver<Option<Status>>)> = None;
     let mut tasks = JoinSet::new();
     for step in steps {
         let (done_tx, done_rx) = watch::channel(None);
-        let dependencies: Vec<(String, watch::Receiver<Option<Status>>)> = step
-            .depends_on
+        let destructive = is_destructive(&step);
+        let mut dependencies: Vec<Dependency> = finished
             .iter()
-            .filter_map(|dep| finished.get(dep).map(|rx| (dep.clone(), rx.clone())))
+            .filter_map(|(id, rx)| {
+                if step.depends_on.contains(id) {
+                    Some(Dependency::Passed(id.clone(), rx.clone()))
+                } else {
+                    destructive.then(|| Dependency::Before(id.clone(), rx.clone()))
+                }
+            })
             .collect();
-        finished.insert(step.id.clone(), done_rx);
+        if let Some((id, rx)) = &barrier {
+            dependencies.push(Dependency::Before(id.clone(), rx.clone()));
+        }
+        if destructive {
+            barrier = Some((step.id.clone(), done_rx.clone()));
+        }
+        finished.push((step.id.clone(), done_rx));
         let context = context.clone();
         tasks.spawn(async move {
             let status = run_one(&context, &step, dependencies).await;
@@ -230,20 +245,31 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>) {
     let _ = context.events.send(Event::BatchFinished).await;
 }
 
-async fn run_one(
-    context: &Context,
-    step: &Step,
-    dependencies: Vec<(String, watch::Receiver<Option<Status>>)>,
-) -> Status {
+fn is_destructive(step: &Step) -> bool {
+    matches!(&step.action, Action::Shell(shell) if shell.destructive)
+}
+
+/// What a step waits for before it starts.
+enum Dependency {
+    /// `depends_on`: must end pass or warn, else the step is skipped.
+    Passed(String, watch::Receiver<Option<Status>>),
+    /// Ordering only (around destructive steps): must have ended, however.
+    Before(String, watch::Receiver<Option<Status>>),
+}
+
+async fn run_one(context: &Context, step: &Step, dependencies: Vec<Dependency>) -> Status {
     let mut blocked_by = None;
-    for (dep, mut rx) in dependencies {
+    for dependency in dependencies {
+        let (dep, mut rx, must_pass) = match dependency {
+            Dependency::Passed(id, rx) => (id, rx, true),
+            Dependency::Before(id, rx) => (id, rx, false),
+        };
         let status = match rx.wait_for(Option::is_some).await {
             Ok(status) => status.unwrap_or(Status::Error),
             Err(_) => Status::Error,
         };
-        if !matches!(status, Status::Pass | Status::Warn) {
+        if must_pass && blocked_by.is_none() && !matches!(status, Status::Pass | Status::Warn) {
             blocked_by = Some((dep, status));
-            break;
         }
     }
     let Ok(_permit) = context.permits.acquire().await else {

@@ -69,7 +69,9 @@ pub fn judge(rows: &[serde_json::Map<String, Value>], expect: &Expectation) -> O
                 .filter(|row| first_value(row) != Some(&Value::Bool(true)))
                 .collect();
             if falsy.is_empty() {
+                // The rows are the evidence (row counts, sizes): keep them.
                 Outcome::pass(format!("{count} row(s), all true"))
+                    .with_details(shown(&mut rows.iter()))
             } else {
                 Outcome::fail(format!(
                     "{} of {count} row(s) not true: {}",

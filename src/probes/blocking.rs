@@ -11,7 +11,8 @@ use crate::outcome::Outcome;
 #[serde(deny_unknown_fields)]
 pub struct Params {}
 
-/// Sessions blocked by others, with who blocks them and for how long they have waited.
+/// Sessions on this database blocked by others, with who blocks them and for how long they
+/// have waited.
 const BLOCKED_SESSIONS: &str = "
     SELECT a.pid,
            pg_blocking_pids(a.pid)::int4[],
@@ -21,6 +22,7 @@ const BLOCKED_SESSIONS: &str = "
            left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 120)
       FROM pg_stat_activity a
      WHERE a.pid <> pg_backend_pid()
+       AND a.datname = current_database()
        AND cardinality(pg_blocking_pids(a.pid)) > 0
      ORDER BY a.query_start";
 

@@ -1,0 +1,134 @@
+//! Shared test fixtures: real PostgreSQL clusters from the project's cluster module.
+//!
+//! One cluster per test binary holds the sample Sightline database as a template; every test
+//! that may change its database gets its own copy (`CREATE DATABASE ... TEMPLATE`), so tests
+//! run in parallel without seeing each other's damage. Tests that need other server settings
+//! (TLS, passwords, archiving, small max_connections) start their own cluster.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use cutover::check::{self, CheckOptions, CheckReport, StepReport};
+use cutover::cluster::{Cluster, ClusterOptions};
+use cutover::demo::{self, DemoContents};
+use cutover::outcome::Status;
+use cutover::probes::Catalog;
+use cutover::runbook::{self, Runbook};
+use cutover::target::Target;
+
+const TEMPLATE: &str = "sightline_template";
+
+/// The shared cluster with the loaded template database.
+pub fn shared() -> &'static Cluster {
+    static SHARED: OnceLock<Cluster> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let cluster = Cluster::start(ClusterOptions::default()).expect("start shared cluster");
+        cluster.create_database(TEMPLATE).expect("create template");
+        let url = cluster.url(TEMPLATE);
+        block_on(demo::load(&url, DemoContents::default())).expect("load demo");
+        cluster
+    })
+}
+
+/// A fresh copy of the sample database on the shared cluster; returns its URL.
+pub fn fresh_database() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let cluster = shared();
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    cluster
+        .psql(
+            "postgres",
+            &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{TEMPLATE}\""),
+        )
+        .expect("clone template");
+    cluster.url(&name)
+}
+
+/// Runs SQL on the database at `url` as the superuser (the test breaking things).
+pub fn psql(url: &str, sql: &str) -> String {
+    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    shared().psql(database, sql).expect("psql")
+}
+
+/// A cluster of its own, loaded with the sample database; returns it and the URL.
+pub fn own_cluster(options: ClusterOptions) -> (Cluster, String) {
+    block_on(demo::start(options, DemoContents::default())).expect("start own cluster")
+}
+
+/// Runs a future to completion on a fresh runtime (usable from any thread).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// The bundled runbook.
+pub fn bundled() -> Arc<Runbook> {
+    Arc::new(runbook::bundled(&Catalog).expect("bundled runbook loads"))
+}
+
+/// A runbook from TOML text.
+pub fn runbook_from(text: &str) -> Arc<Runbook> {
+    Arc::new(runbook::load_str(text, "test.toml", &Catalog).expect("test runbook loads"))
+}
+
+/// Runs `check` with `options` and returns the report.
+pub async fn check_with(runbook: Arc<Runbook>, url: &str, options: CheckOptions) -> CheckReport {
+    let target = Target::from_url(url).expect("url");
+    check::run_check(runbook, &target, &options)
+        .await
+        .expect("check runs")
+}
+
+/// Runs one step of the bundled runbook against `url`.
+pub async fn bundled_step(url: &str, id: &str) -> StepReport {
+    step_of(bundled(), url, id, BTreeMap::new()).await
+}
+
+/// Runs one step of `runbook` against `url`.
+pub async fn step_of(
+    runbook: Arc<Runbook>,
+    url: &str,
+    id: &str,
+    variables: BTreeMap<String, String>,
+) -> StepReport {
+    let options = CheckOptions {
+        only: vec![id.to_string()],
+        variables,
+        ..CheckOptions::default()
+    };
+    let report = check_with(runbook, url, options).await;
+    assert_eq!(report.steps.len(), 1, "one step selected: {id}");
+    report.steps.into_iter().next().unwrap()
+}
+
+/// Asserts a status, printing the whole step when it differs.
+#[track_caller]
+pub fn assert_status(step: &StepReport, status: Status) {
+    assert_eq!(
+        step.status, status,
+        "{}: {} — {:#?}",
+        step.id, step.message, step.details
+    );
+}
+
+/// A runbook of one probe step with params (TOML inline table text, may be empty).
+pub fn probe_runbook(probe: &str, params: &str) -> Arc<Runbook> {
+    let params = if params.is_empty() {
+        String::new()
+    } else {
+        format!("params = {params}\n")
+    };
+    runbook_from(&format!(
+        "name = \"probe\"\n[[sections]]\nid = \"s\"\ntitle = \"S\"\n[[sections.steps]]\nid = \"p\"\ntitle = \"P\"\nkind = \"probe\"\nprobe = \"{probe}\"\n{params}"
+    ))
+}

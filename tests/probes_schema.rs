@@ -1,0 +1,301 @@
+//! Schema and validation probes: each passes on the sample database and fails once the test
+//! breaks its own copy of it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use cutover::outcome::Status;
+
+#[test]
+fn tables_required_passes_on_the_sample_database() {
+    let url = fresh_database();
+    let step = block_on(bundled_step(&url, "tables.required"));
+    assert_status(&step, Status::Pass);
+}
+
+#[test]
+fn tables_required_fails_when_a_table_is_missing() {
+    let url = fresh_database();
+    psql(&url, r#"DROP TABLE "ShareLink""#);
+    let step = block_on(bundled_step(&url, "tables.required"));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.details
+            .iter()
+            .any(|d| d.contains("missing table: public.ShareLink")),
+        "{:#?}",
+        step.details
+    );
+}
+
+#[test]
+fn tables_required_fails_when_a_critical_column_is_missing_or_retyped() {
+    let url = fresh_database();
+    psql(
+        &url,
+        r#"ALTER TABLE "UsageEvent" DROP COLUMN "type";
+           ALTER TABLE "Summary" ALTER COLUMN "metadata" TYPE text"#,
+    );
+    let step = block_on(bundled_step(&url, "tables.required"));
+    assert_status(&step, Status::Fail);
+    let details = step.details.join("\n");
+    assert!(
+        details.contains("missing column: UsageEvent.type"),
+        "{details}"
+    );
+    assert!(
+        details.contains("wrong type: Summary.metadata is text, expected jsonb"),
+        "{details}"
+    );
+}
+
+#[test]
+fn tables_required_fails_when_a_unique_index_loses_uniqueness() {
+    let url = fresh_database();
+    psql(
+        &url,
+        r#"DROP INDEX "User_email_key"; CREATE INDEX "User_email_key" ON "User" ("email")"#,
+    );
+    let step = block_on(bundled_step(&url, "tables.required"));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.details
+            .iter()
+            .any(|d| d.starts_with("not unique: UNIQUE User(email)")),
+        "{:#?}",
+        step.details
+    );
+}
+
+#[test]
+fn tables_required_matches_indexes_by_definition_not_by_name() {
+    let url = fresh_database();
+    psql(
+        &url,
+        r#"ALTER INDEX "User_email_key" RENAME TO "users_email_uq""#,
+    );
+    let step = block_on(bundled_step(&url, "tables.required"));
+    assert_status(&step, Status::Pass);
+    assert!(
+        step.details
+            .iter()
+            .any(|d| d.contains("present as `users_email_uq`")),
+        "{:#?}",
+        step.details
+    );
+}
+
+#[test]
+fn tables_progress_passes_when_present_and_warns_when_missing() {
+    let url = fresh_database();
+    let step = block_on(bundled_step(&url, "tables.progress"));
+    assert_status(&step, Status::Pass);
+    psql(&url, r#"DROP TABLE "Progress""#);
+    let step = block_on(bundled_step(&url, "tables.progress"));
+    assert_status(&step, Status::Warn);
+    assert!(step.message.contains("Progress"), "{}", step.message);
+}
+
+#[test]
+fn performance_indexes_pass_on_the_sample_database() {
+    let url = fresh_database();
+    let step = block_on(bundled_step(&url, "performance.indexes"));
+    assert_status(&step, Status::Pass);
+}
+
+#[test]
+fn performance_indexes_fail_when_one_is_missing() {
+    let url = fresh_database();
+    psql(&url, r#"DROP INDEX "Summary_videoId_idx""#);
+    let step = block_on(bundled_step(&url, "performance.indexes"));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.details
+            .iter()
+            .any(|d| d.starts_with("missing: Summary(videoId)")),
+        "{:#?}",
+        step.details
+    );
+}
+
+#[test]
+fn performance_invalid_passes_without_invalid_indexes() {
+    let url = fresh_database();
+    let step = block_on(bundled_step(&url, "performance.invalid"));
+    assert_status(&step, Status::Pass);
+}
+
+#[test]
+fn performance_invalid_fails_on_an_index_left_invalid_by_a_failed_concurrent_build() {
+    let url = fresh_database();
+    // Every name maps to the same empty prefix: the unique build fails and leaves the index
+    // behind, INVALID.
+    let database = url.rsplit('/').next().unwrap();
+    let failed = shared().psql(
+        database,
+        r#"CREATE UNIQUE INDEX CONCURRENTLY "Tag_name_prefix_idx" ON "Tag" (left(name, 0))"#,
+    );
+    assert!(failed.is_err(), "the unique build must fail");
+    let step = block_on(bundled_step(&url, "performance.invalid"));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.details
+            .iter()
+            .any(|d| d.contains("Tag_name_prefix_idx") && d.contains("REINDEX")),
+        "{:#?}",
+        step.details
+    );
+}
+
+#[test]
+fn performance_invalid_reports_building_not_invalid_during_create_index_concurrently() {
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let cluster = shared();
+    // An open writing transaction makes CREATE INDEX CONCURRENTLY wait in its first phase,
+    // with the index already in the catalog and not yet valid.
+    let holder = std::process::Command::new(cluster.bin_dir().join("psql"))
+        .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+        .arg(cluster.port().to_string())
+        .args(["-d", &database, "-c"])
+        .arg(r#"BEGIN; INSERT INTO "Tag" (id, name) VALUES ('held', 'held'); SELECT pg_sleep(60); COMMIT;"#)
+        .spawn()
+        .unwrap();
+    let builder = std::process::Command::new(cluster.bin_dir().join("psql"))
+        .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+        .arg(cluster.port().to_string())
+        .args(["-d", &database, "-c"])
+        .arg(r#"CREATE INDEX CONCURRENTLY "Tag_createdAt_idx" ON "Tag" ("createdAt")"#)
+        .spawn()
+        .unwrap();
+    let guards = KillOnDrop(vec![holder, builder]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while psql(
+        &url,
+        "SELECT count(*) FROM pg_stat_progress_create_index WHERE datname = current_database()",
+    ) != "1"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the concurrent build never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let step = block_on(bundled_step(&url, "performance.invalid"));
+    assert_status(&step, Status::Warn);
+    assert!(
+        step.message.contains("still being built"),
+        "{}",
+        step.message
+    );
+    assert!(
+        step.details
+            .iter()
+            .any(|d| d.starts_with("building:") && d.contains("Tag_createdAt_idx")),
+        "{:#?}",
+        step.details
+    );
+    drop(guards);
+    terminate_other_sessions(&url);
+}
+
+/// Ends the sessions a test left waiting, so they hold nothing on the shared cluster.
+fn terminate_other_sessions(url: &str) {
+    psql(
+        url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+}
+
+struct KillOnDrop(Vec<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn fk_valid_passes_when_every_foreign_key_is_validated() {
+    let url = fresh_database();
+    let step = block_on(bundled_step(&url, "validation.fk_valid"));
+    assert_status(&step, Status::Pass);
+}
+
+#[test]
+fn fk_valid_fails_on_a_not_valid_foreign_key_and_says_how_to_validate_it() {
+    let url = fresh_database();
+    psql(
+        &url,
+        r#"ALTER TABLE "Progress" DROP CONSTRAINT "Progress_userId_fkey";
+           ALTER TABLE "Progress" ADD CONSTRAINT "Progress_userId_fkey"
+                 FOREIGN KEY ("userId") REFERENCES "User"(id) NOT VALID"#,
+    );
+    let step = block_on(bundled_step(&url, "validation.fk_valid"));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.details.iter().any(|d| d
+            .starts_with(r#"ALTER TABLE "Progress" VALIDATE CONSTRAINT "Progress_userId_fkey";"#)),
+        "{:#?}",
+        step.details
+    );
+}
+
+#[test]
+fn blocking_passes_when_no_session_waits() {
+    let url = fresh_database();
+    let step = block_on(bundled_step(&url, "validation.blocking"));
+    assert_status(&step, Status::Pass);
+}
+
+#[test]
+fn blocking_fails_while_a_session_waits_on_another_ones_lock() {
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let cluster = shared();
+    let spawn_psql = |sql: &str| {
+        std::process::Command::new(cluster.bin_dir().join("psql"))
+            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(cluster.port().to_string())
+            .args(["-d", &database, "-c", sql])
+            .spawn()
+            .unwrap()
+    };
+    let holder = spawn_psql(
+        r#"BEGIN; LOCK TABLE "Tag" IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;"#,
+    );
+    let _guard_holder = KillOnDrop(vec![holder]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while psql(
+        &url,
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'Tag' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+    ) != "1"
+    {
+        assert!(Instant::now() < deadline, "the lock was never taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waiter = spawn_psql(r#"SELECT count(*) FROM "Tag""#);
+    let _guard_waiter = KillOnDrop(vec![waiter]);
+    while psql(
+        &url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0",
+    ) != "1"
+    {
+        assert!(Instant::now() < deadline, "the second session never waited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let step = block_on(bundled_step(&url, "validation.blocking"));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.message.contains("1 session(s) blocked"),
+        "{}",
+        step.message
+    );
+    drop((_guard_holder, _guard_waiter));
+    terminate_other_sessions(&url);
+}
