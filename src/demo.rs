@@ -7,6 +7,17 @@ use sqlx::postgres::PgConnection;
 
 use crate::cluster::{Cluster, ClusterError, ClusterOptions};
 
+/// The cluster `cutover demo` runs: TLS, WAL archiving and the slow-query log on, as a
+/// production server has them.
+pub fn demo_cluster_options() -> ClusterOptions {
+    ClusterOptions {
+        tls: true,
+        archive: true,
+        ..ClusterOptions::default()
+    }
+    .setting("log_min_duration_statement", "500ms")
+}
+
 /// The demo's migrations, in order: (folder name, migration.sql).
 pub const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -87,11 +98,13 @@ pub fn checksum(sql: &str) -> String {
         .collect()
 }
 
-/// Starts a throwaway cluster with a `sightline` database loaded; returns it and the URL.
+/// Starts a throwaway cluster with a `sightline` database loaded; returns it and the URL
+/// (with `sslmode=require` when the cluster serves TLS).
 pub async fn start(
     options: ClusterOptions,
     contents: DemoContents,
 ) -> Result<(Cluster, String), DemoError> {
+    let tls = options.tls;
     let cluster = tokio::task::spawn_blocking(move || {
         let cluster = Cluster::start(options)?;
         cluster.create_database(DATABASE)?;
@@ -101,6 +114,7 @@ pub async fn start(
     .map_err(|e| DemoError::Load(e.to_string()))??;
     let url = cluster.url(DATABASE);
     load(&url, contents).await?;
+    let url = if tls { format!("{url}?sslmode=require") } else { url };
     Ok((cluster, url))
 }
 

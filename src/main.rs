@@ -10,7 +10,6 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cutover::check::{self, CheckOptions};
-use cutover::cluster::ClusterOptions;
 use cutover::demo::{self, DemoContents};
 use cutover::output;
 use cutover::probes::Catalog;
@@ -208,7 +207,7 @@ fn load_runbook(path: Option<&Path>) -> Result<Runbook, RunbookError> {
 async fn demo(global: Global, print_url: bool) -> anyhow::Result<ExitCode> {
     let runbook = load_runbook(global.runbook.as_deref())?;
     eprintln!("starting a throwaway PostgreSQL with the sample Sightline database…");
-    let (cluster, url) = demo::start(ClusterOptions::default(), DemoContents::default()).await?;
+    let (cluster, url) = demo::start(demo::demo_cluster_options(), DemoContents::default()).await?;
     if print_url {
         println!("{url}");
     } else {

@@ -52,6 +52,9 @@ pub struct ClusterOptions {
     pub tls: bool,
     /// Require this password for the `postgres` user over TCP (scram-sha-256); `None` trusts.
     pub password: Option<String>,
+    /// Archive WAL into a folder of the cluster (`archive_mode = on`), as point-in-time
+    /// recovery needs.
+    pub archive: bool,
     /// Extra `postgresql.conf` settings, e.g. `("max_connections", "20")`.
     pub settings: Vec<(String, String)>,
 }
@@ -131,6 +134,17 @@ impl Cluster {
             conf.push(("ssl".to_string(), "on".to_string()));
             conf.push(("ssl_cert_file".to_string(), "'server.crt'".to_string()));
             conf.push(("ssl_key_file".to_string(), "'server.key'".to_string()));
+        }
+        if options.archive {
+            let archive = root.path().join("archive");
+            fs::create_dir(&archive).map_err(io("cannot create the WAL archive folder"))?;
+            give_to(&archive, owner)?;
+            let dir = archive.display().to_string().replace('\'', "");
+            conf.push(("archive_mode".to_string(), "on".to_string()));
+            conf.push((
+                "archive_command".to_string(),
+                format!("'test ! -f {dir}/%f && cp %p {dir}/%f'"),
+            ));
         }
         for (name, value) in &options.settings {
             conf.push((name.clone(), quote_setting(value)));

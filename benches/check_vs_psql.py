@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""cutover check against the same SQL run sequentially through one psql session.
+
+Usage:  python3 benches/check_vs_psql.py [--summaries 1000000] [--runs 5]
+
+1. Builds the release binary and starts `cutover demo --print-url` (a throwaway cluster with the
+   sample Sightline database).
+2. Seeds it up to --summaries rows in "Summary" (and half as many usage events), then VACUUM
+   ANALYZE.
+3. Captures the exact SQL one `cutover check` sends: statement logging is switched on for one
+   run, and every statement of application `cutover` is read back from the server log, with its
+   bind parameters substituted as the literals the log prints. BEGIN, SET and ROLLBACK included.
+4. Times `cutover check` (the whole process: start, connect, run, print) against `psql -f` of the
+   captured SQL (one session, one statement after another), alternating, --runs times each, and
+   prints the medians and the ratio.
+
+Nothing here asserts on time: it prints figures for a person (and the closing note).
+"""
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, "target", "release", "cutover")
+
+
+def sh(args, **kwargs):
+    return subprocess.run(args, check=True, text=True, capture_output=True, **kwargs)
+
+
+def psql(url, sql):
+    return sh(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql]).stdout.strip()
+
+
+def seed(url, summaries):
+    have = int(psql(url, 'SELECT count(*) FROM "Summary"'))
+    if have >= summaries:
+        return
+    start = time.perf_counter()
+    psql(url, f"""
+        INSERT INTO "Summary" (id, "userId", "videoId", title, content, "categoryId", "isFavorite",
+                               metadata, "createdAt", "updatedAt")
+        SELECT 'cb' || substr(md5('summary:' || i), 1, 23),
+               u.ids[1 + i % array_length(u.ids, 1)],
+               'vid' || i,
+               'Summary ' || i,
+               repeat('lorem ipsum ', 8),
+               NULL,
+               i % 9 = 0,
+               jsonb_build_object('n', i),
+               now() - (i % 720) * interval '1 hour',
+               now()
+          FROM generate_series({have + 1}, {summaries}) AS i,
+               (SELECT array_agg(id ORDER BY id) AS ids FROM "User") AS u
+    """)
+    events = summaries // 2
+    psql(url, f"""
+        INSERT INTO "UsageEvent" (id, "userId", type, metadata, "createdAt")
+        SELECT 'ce' || substr(md5('event:' || i), 1, 23), u.ids[1 + i % array_length(u.ids, 1)],
+               'summary.view', NULL, now() - (i % 43200) * interval '1 minute'
+          FROM generate_series(100001, 100000 + {events}) AS i,
+               (SELECT array_agg(id ORDER BY id) AS ids FROM "User") AS u
+    """)
+    psql(url, "VACUUM ANALYZE")
+    print(f"seeded {summaries} summaries and {events} more usage events "
+          f"in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \w+ \[(\d+)\] (\S*): (\w+):  (.*)$")
+
+
+def capture_sql(url, env):
+    """Runs cutover check once with statement logging and returns its statements in order."""
+    data_dir = psql(url, "SHOW data_directory")
+    log_path = os.path.join(os.path.dirname(data_dir), "server.log")
+    psql(url, "ALTER SYSTEM SET log_statement = 'all'")
+    psql(url, "ALTER SYSTEM SET log_line_prefix = '%m [%p] %a: '")
+    psql(url, "SELECT pg_reload_conf()")
+    time.sleep(0.5)
+    offset = os.path.getsize(log_path)
+    subprocess.run([BINARY, "check", "--database-url", url], env=env, capture_output=True)
+    time.sleep(0.5)
+    psql(url, "ALTER SYSTEM RESET log_statement")
+    psql(url, "ALTER SYSTEM RESET log_line_prefix")
+    psql(url, "SELECT pg_reload_conf()")
+    with open(log_path, encoding="utf-8", errors="replace") as log:
+        log.seek(offset)
+        lines = log.read().splitlines()
+
+    # Group continuation lines (multi-line statements) under their log line.
+    entries = []
+    for line in lines:
+        match = LOG_LINE.match(line)
+        if match:
+            entries.append(list(match.groups()))
+        elif entries:
+            entries[-1][3] += "\n" + line.lstrip("\t")
+
+    statements = []
+    for pid, app, level, text in entries:
+        if app != "cutover":
+            continue
+        if level == "LOG":
+            found = re.match(r"(?:statement|execute [^:]*): (.*)", text, re.S)
+            if found:
+                statements.append(found.group(1))
+        elif level == "DETAIL" and text.startswith("parameters: ") and statements:
+            params = dict(re.findall(r"\$(\d+) = ('(?:[^']|'')*'|NULL)", text))
+            sql = statements[-1]
+            for number in sorted(params, key=int, reverse=True):
+                sql = sql.replace(f"${number}", params[number])
+            statements[-1] = sql
+    # sqlx's own connection set-up is not part of the checks.
+    return [s for s in statements if s.strip() and not s.startswith("SET ")]
+
+
+def timed(args, env):
+    start = time.perf_counter()
+    subprocess.run(args, env=env, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--summaries", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+
+    sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
+    home = tempfile.mkdtemp(prefix="cutover-bench-")
+    env = dict(os.environ, CUTOVER_HOME=home)
+    demo = subprocess.Popen([BINARY, "demo", "--print-url"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        url = demo.stdout.readline().strip()
+        if not url:
+            sys.exit("the demo did not start")
+        seed(url, args.summaries)
+        statements = capture_sql(url, env)
+        script = os.path.join(home, "replay.sql")
+        with open(script, "w") as out:
+            out.write("\\set ON_ERROR_STOP 0\n")
+            for sql in statements:
+                out.write(sql.rstrip().rstrip(";") + ";\n")
+        print(f"captured {len(statements)} statements of one check into {script}", file=sys.stderr)
+
+        check_times, psql_times = [], []
+        for _ in range(args.runs):
+            check_times.append(timed([BINARY, "check", "--database-url", url], env))
+            psql_times.append(timed(["psql", "-X", "-q", "-o", "/dev/null", "-f", script, url], env))
+        check_median = statistics.median(check_times)
+        psql_median = statistics.median(psql_times)
+        rows = psql(url, 'SELECT count(*) FROM "Summary"')
+        print(f"Summary rows: {rows}; runs: {args.runs} each, alternating")
+        print(f"cutover check (concurrent):   median {check_median * 1000:8.1f} ms  "
+              f"(min {min(check_times) * 1000:.1f}, max {max(check_times) * 1000:.1f})")
+        print(f"psql, same SQL, sequential:   median {psql_median * 1000:8.1f} ms  "
+              f"(min {min(psql_times) * 1000:.1f}, max {max(psql_times) * 1000:.1f})")
+        print(f"ratio psql / cutover: {psql_median / check_median:.2f}x")
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
