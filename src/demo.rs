@@ -114,7 +114,11 @@ pub async fn start(
     .map_err(|e| DemoError::Load(e.to_string()))??;
     let url = cluster.url(DATABASE);
     load(&url, contents).await?;
-    let url = if tls { format!("{url}?sslmode=require") } else { url };
+    let url = if tls {
+        format!("{url}?sslmode=require")
+    } else {
+        url
+    };
     Ok((cluster, url))
 }
 

@@ -289,10 +289,7 @@ async fn run_one(context: &Context, step: &Step, dependencies: Vec<Dependency>) 
             "not run: it depends on {dep}, which ended {}",
             status.as_str()
         )),
-        None => tokio::select! {
-            outcome = execute(context, step, &token) => outcome,
-            _ = token.cancelled() => Outcome::error("cancelled"),
-        },
+        None => execute(context, step, &token).await,
     };
     let outcome = apply_severity(step.severity, outcome);
     lock(&context.running).remove(&step.id);
@@ -340,12 +337,13 @@ async fn execute(context: &Context, step: &Step, cancel: &CancellationToken) -> 
                 Err(name) => return missing(name),
             };
             let timeout = step.timeout.unwrap_or(config.check_timeout);
-            bounded(timeout, sql::run(&context.db, &query, expect, timeout)).await
+            let check = sql::run(&context.db, &query, expect, timeout);
+            bounded(timeout, cancel, check).await
         }
         Action::Probe { probe, params } => {
             let timeout = step.timeout.unwrap_or(config.check_timeout);
             let db = context.db.with_statement_timeout(timeout);
-            bounded(timeout, probes::run(probe, &db, params)).await
+            bounded(timeout, cancel, probes::run(probe, &db, params)).await
         }
         Action::Shell(shell) => {
             if !config.allow_shell {
@@ -398,12 +396,19 @@ async fn execute(context: &Context, step: &Step, cancel: &CancellationToken) -> 
     }
 }
 
-/// A safety net over the server-side timeouts: a check that does not come back in time (a
-/// dead network, a hung connect) ends as an error.
-async fn bounded(timeout: Duration, check: impl Future<Output = Outcome>) -> Outcome {
+/// Runs a database check until it ends, is cancelled (dropping it rolls its transaction back
+/// and lets go of the connection), or outlives its timeout: a safety net over the server-side
+/// timeouts for a dead network or a hung connect.
+async fn bounded(
+    timeout: Duration,
+    cancel: &CancellationToken,
+    check: impl Future<Output = Outcome>,
+) -> Outcome {
     let grace = Duration::from_secs(5);
-    match tokio::time::timeout(timeout + grace, check).await {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::error(format!("no answer within {}s", (timeout + grace).as_secs())),
+    tokio::select! {
+        outcome = tokio::time::timeout(timeout + grace, check) => outcome.unwrap_or_else(|_| {
+            Outcome::error(format!("no answer within {}s", (timeout + grace).as_secs()))
+        }),
+        _ = cancel.cancelled() => Outcome::error("cancelled"),
     }
 }

@@ -87,6 +87,9 @@ pub async fn run(
         return Outcome::error("the command exited before it could be watched");
     };
     let group = Pid::from_raw(pid as i32);
+    // However this future ends (finished, or dropped because the engine shut down) the
+    // step's processes do not outlive it.
+    let _group_guard = GroupGuard(group);
 
     let (line_tx, mut line_rx) = mpsc::channel::<(OutputStream, String)>(256);
     let mut readers = Vec::new();
@@ -149,8 +152,6 @@ pub async fn run(
         }
     };
     let drained = tokio::time::timeout(DRAIN_GRACE, drain).await.is_ok();
-    // Leave nothing of the step running behind us.
-    let _ = killpg(group, Signal::SIGKILL);
     for reader in readers {
         reader.abort();
     }
@@ -183,6 +184,14 @@ pub async fn run(
         ])
     };
     outcome.with_details(details)
+}
+
+struct GroupGuard(Pid);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = killpg(self.0, Signal::SIGKILL);
+    }
 }
 
 enum Ended {

@@ -28,7 +28,11 @@ pub fn shared() -> &'static Cluster {
         let cluster = Cluster::start(ClusterOptions::default()).expect("start shared cluster");
         cluster.create_database(TEMPLATE).expect("create template");
         let url = cluster.url(TEMPLATE);
-        block_on(demo::load(&url, DemoContents::default())).expect("load demo");
+        // On a thread of its own: the first caller may be inside a tokio test's runtime.
+        std::thread::spawn(move || block_on(demo::load(&url, DemoContents::default())))
+            .join()
+            .expect("loader thread")
+            .expect("load demo");
         cluster
     })
 }

@@ -1,0 +1,261 @@
+//! The runbook format: the bundled runbook keeps its contract, and every kind of mistake in a
+//! runbook file is reported at its line and column.
+
+use cutover::probes::Catalog;
+use cutover::runbook::{self, Kind, RunbookError, Severity};
+
+fn problems(text: &str) -> Vec<String> {
+    match runbook::load_str(text, "rb.toml", &Catalog) {
+        Ok(_) => panic!("expected the runbook to be rejected"),
+        Err(RunbookError::Invalid { diagnostics, .. }) => {
+            diagnostics.iter().map(|d| d.to_string()).collect()
+        }
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+const HEAD: &str = "name = \"t\"\n[[sections]]\nid = \"s\"\ntitle = \"S\"\n";
+
+#[test]
+fn the_bundled_runbook_has_the_contract_sections_in_order() {
+    let runbook = runbook::bundled(&Catalog).unwrap();
+    let ids: Vec<&str> = runbook.sections.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "environment",
+            "backup",
+            "review",
+            "baseline",
+            "apply",
+            "verify",
+            "tables",
+            "performance",
+            "rollback",
+            "validation",
+            "monitoring",
+            "golive"
+        ]
+    );
+}
+
+#[test]
+fn the_bundled_runbook_has_every_contract_step() {
+    let runbook = runbook::bundled(&Catalog).unwrap();
+    let probes = [
+        ("environment.connection", "connection"),
+        ("environment.tls", "tls"),
+        ("environment.pool", "pool"),
+        ("environment.replica", "replica"),
+        ("backup.pitr", "pitr"),
+        ("tables.required", "tables"),
+        ("tables.progress", "tables"),
+        ("performance.indexes", "indexes"),
+        ("performance.invalid", "invalid_indexes"),
+        ("validation.fk_valid", "fk_valid"),
+        ("validation.blocking", "blocking"),
+    ];
+    for (id, probe) in probes {
+        let step = runbook.step(id).unwrap_or_else(|| panic!("{id} missing"));
+        match &step.action {
+            runbook::Action::Probe { probe: name, .. } => assert_eq!(name, probe, "{id}"),
+            other => panic!("{id} is {other:?}"),
+        }
+    }
+    for id in [
+        "review.lint",
+        "verify.status",
+        "validation.row_counts",
+        "validation.orphans",
+        "validation.unique",
+        "validation.query_latency",
+    ] {
+        assert!(runbook.step(id).is_some(), "{id} missing");
+    }
+    assert_eq!(
+        runbook.step("environment.replica").unwrap().severity,
+        Severity::Optional
+    );
+    assert_eq!(
+        runbook.step("tables.progress").unwrap().severity,
+        Severity::Optional
+    );
+    let signoffs = runbook
+        .steps()
+        .filter(|s| s.kind() == Kind::Signoff)
+        .count();
+    assert!(signoffs >= 2, "go-live sign-offs");
+}
+
+#[test]
+fn the_bundled_runbook_explains_the_three_corrections_of_the_checklist() {
+    let runbook = runbook::bundled(&Catalog).unwrap();
+    let help: String = runbook
+        .steps()
+        .map(|s| s.help.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(help.contains("mkdir"), "mkdir before the redirect");
+    assert!(
+        help.contains("pg_restore reads only"),
+        "pg_restore needs an archive"
+    );
+    assert!(help.contains("connection_limit"), "pool size in the URL");
+}
+
+#[test]
+fn shell_steps_of_the_bundled_runbook_keep_the_url_out_of_argv() {
+    let runbook = runbook::bundled(&Catalog).unwrap();
+    for step in runbook.steps() {
+        if let runbook::Action::Shell(shell) = &step.action {
+            assert!(!shell.command.contains("postgres://"), "{}", step.id);
+            // The URL may be inspected inside the shell (`case "$DATABASE_URL" in`), never
+            // handed to a program as an argument or printed.
+            for line in shell.command.lines().filter(|l| l.contains("DATABASE_URL")) {
+                let trimmed = line.trim_start();
+                assert!(trimmed.starts_with("case "), "{}: {line}", step.id);
+            }
+        }
+    }
+    let deploy = runbook.step("apply.deploy").unwrap();
+    assert!(matches!(&deploy.action, runbook::Action::Shell(s) if s.destructive));
+}
+
+#[test]
+fn a_syntax_error_points_at_its_line_and_column() {
+    let found = problems("name = \"t\"\n[[sections]]\nid = \"s\"\ntitle = \"S\n");
+    assert!(found[0].starts_with("4:"), "{found:?}");
+}
+
+#[test]
+fn an_unknown_field_is_named_with_its_position() {
+    let found = problems(&format!(
+        "{HEAD}[[sections.steps]]\nid = \"x\"\ntitle = \"X\"\nkind = \"manual\"\nseverty = \"optional\"\n"
+    ));
+    assert!(
+        found[0].starts_with("9:1: unknown field `severty`"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn an_unknown_kind_is_named() {
+    let found = problems(&format!(
+        "{HEAD}[[sections.steps]]\nid = \"x\"\ntitle = \"X\"\nkind = \"script\"\n"
+    ));
+    assert!(
+        found[0].starts_with("8:8: unknown variant `script`"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn duplicate_ids_are_rejected() {
+    let step = "[[sections.steps]]\nid = \"x\"\ntitle = \"X\"\nkind = \"manual\"\n";
+    let found = problems(&format!("{HEAD}{step}{step}"));
+    assert_eq!(
+        found,
+        ["10:6: duplicate step id `s.x` (ids must be unique within a section)"]
+    );
+    let found = problems(&format!("{HEAD}[[sections]]\nid = \"s\"\ntitle = \"S\"\n"));
+    assert!(found[0].contains("duplicate section id `s`"), "{found:?}");
+}
+
+#[test]
+fn fields_of_another_kind_and_missing_fields_are_reported() {
+    let found = problems(&format!(
+        "{HEAD}[[sections.steps]]\nid = \"x\"\ntitle = \"X\"\nkind = \"sql\"\ncommand = \"ls\"\n"
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("field `command` belongs to `shell` steps, not `sql`")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("of kind `sql` needs `query`")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn an_undeclared_variable_is_reported() {
+    let found = problems(&format!(
+        "{HEAD}[[sections.steps]]\nid = \"x\"\ntitle = \"X\"\nkind = \"shell\"\ncommand = \"ls {{{{dir}}}}\"\n"
+    ));
+    assert!(
+        found[0].contains("uses variable `{{dir}}`, which is not declared"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_dependency_on_a_later_or_unknown_step_is_reported() {
+    let found = problems(&format!(
+        "{HEAD}[[sections.steps]]\nid = \"a\"\ntitle = \"A\"\nkind = \"manual\"\ndepends_on = [\"b\"]\n[[sections.steps]]\nid = \"b\"\ntitle = \"B\"\nkind = \"manual\"\n"
+    ));
+    assert!(
+        found[0].starts_with("9:15: `s.a` depends on `s.b`, which is not an earlier step"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_sql_step_must_be_a_single_read_only_statement() {
+    let found = problems(&format!(
+        "{HEAD}[[sections.steps]]\nid = \"x\"\ntitle = \"X\"\nkind = \"sql\"\nquery = \"DELETE FROM t\"\n"
+    ));
+    assert!(
+        found[0].contains("must be one SELECT, WITH or VALUES statement"),
+        "{found:?}"
+    );
+    let found = problems(&format!(
+        "{HEAD}[[sections.steps]]\nid = \"x\"\ntitle = \"X\"\nkind = \"sql\"\nquery = \"SELECT 1; DROP TABLE t\"\n"
+    ));
+    assert!(found[0].contains("must be one SELECT"), "{found:?}");
+}
+
+#[test]
+fn probe_parameters_are_checked_against_the_probe() {
+    let found = problems(&format!(
+        "{HEAD}[[sections.steps]]\nid = \"x\"\ntitle = \"X\"\nkind = \"probe\"\nprobe = \"pool\"\nparams = {{ pool_sise = 25 }}\n"
+    ));
+    assert!(
+        found[0].starts_with("10:10: step `s.x`: bad probe params: unknown field `pool_sise`"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_missing_file_says_which_and_what_to_do() {
+    let err =
+        runbook::load_file(std::path::Path::new("/nonexistent/rb.toml"), &Catalog).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("cannot read runbook /nonexistent/rb.toml:"),
+        "{text}"
+    );
+    assert!(text.contains("omit --runbook"), "{text}");
+}
+
+#[test]
+fn a_valid_runbook_loads_with_defaults() {
+    let runbook = runbook::load_str(
+        &format!("{HEAD}[[sections.steps]]\nid = \"x\"\ntitle = \"X\"\nkind = \"sql\"\nquery = \"SELECT 1 WHERE false;\"\n"),
+        "rb.toml",
+        &Catalog,
+    )
+    .unwrap();
+    let step = runbook.step("s.x").unwrap();
+    assert_eq!(step.severity, Severity::Required);
+    match &step.action {
+        runbook::Action::Sql { query, expect } => {
+            assert_eq!(query, "SELECT 1 WHERE false");
+            assert_eq!(expect, &runbook::Expectation::NoRows);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(runbook.thresholds, runbook::Thresholds::default());
+}
