@@ -642,3 +642,83 @@ expect = { at_least = 1 }
     );
     assert_eq!(psql(&url, "SELECT is_called FROM probe_seq"), "f");
 }
+
+#[test]
+fn the_target_comes_from_database_url_then_dotenv_then_pg_variables() {
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let target_of = |output: &Output| -> String {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
+        let report: serde_json::Value = serde_json::from_str(&stdout(output)).unwrap();
+        report["target"].as_str().unwrap().to_string()
+    };
+    let args = ["check", "--format", "json", "--only", "tables.required"];
+
+    let from_env = cutover(&args).env("DATABASE_URL", &url).output().unwrap();
+    assert_eq!(target_of(&from_env), url);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("# app settings\nDATABASE_URL=\"{url}\"\n"),
+    )
+    .unwrap();
+    let from_dotenv = cutover(&args).current_dir(dir.path()).output().unwrap();
+    assert_eq!(target_of(&from_dotenv), url);
+
+    let from_libpq = cutover(&args)
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", &port)
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", &database)
+        .output()
+        .unwrap();
+    assert_eq!(
+        target_of(&from_libpq),
+        format!("postgresql://postgres@127.0.0.1:{port}/{database}")
+    );
+}
+
+#[test]
+fn a_killed_demo_leaves_no_server_behind() {
+    let mut demo = cutover(&["demo", "--print-url"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(demo.stdout.take().unwrap());
+    let mut url = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut url).unwrap();
+    let port: u16 = url
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the demo server listens"
+    );
+    demo.kill().unwrap(); // SIGKILL: no destructor runs
+    demo.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the server outlived the killed demo"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
