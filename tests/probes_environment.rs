@@ -35,10 +35,8 @@ fn tls_passes_on_an_encrypted_session() {
         tls: true,
         ..ClusterOptions::default()
     });
-    let step = block_on(bundled_step(
-        &format!("{url}?sslmode=require"),
-        "environment.tls",
-    ));
+    assert!(url.ends_with("?sslmode=require"), "{url}");
+    let step = block_on(bundled_step(&url, "environment.tls"));
     assert_status(&step, Status::Pass);
     assert!(step.message.contains("TLS"), "{}", step.message);
 }
@@ -53,14 +51,12 @@ fn tls_fails_on_an_unencrypted_session() {
 
 #[test]
 fn tls_fails_when_the_url_disables_it_on_a_server_that_offers_it() {
-    let (_cluster, url) = own_cluster(ClusterOptions {
+    let (cluster, _) = own_cluster(ClusterOptions {
         tls: true,
         ..ClusterOptions::default()
     });
-    let step = block_on(bundled_step(
-        &format!("{url}?sslmode=disable"),
-        "environment.tls",
-    ));
+    let url = format!("{}?sslmode=disable", cluster.url("sightline"));
+    let step = block_on(bundled_step(&url, "environment.tls"));
     assert_status(&step, Status::Fail);
 }
 

@@ -111,7 +111,9 @@ fn shell_steps_of_the_bundled_runbook_keep_the_url_out_of_argv() {
             assert!(!shell.command.contains("postgres://"), "{}", step.id);
             // The URL may be inspected inside the shell (`case "$DATABASE_URL" in`), never
             // handed to a program as an argument or printed.
-            for line in shell.command.lines().filter(|l| l.contains("DATABASE_URL")) {
+            let expands_url =
+                |l: &&str| l.contains("$DATABASE_URL") || l.contains("${DATABASE_URL");
+            for line in shell.command.lines().filter(expands_url) {
                 let trimmed = line.trim_start();
                 assert!(trimmed.starts_with("case "), "{}: {line}", step.id);
             }
