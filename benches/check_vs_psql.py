@@ -14,10 +14,16 @@ Usage:  python3 benches/check_vs_psql.py [--summaries 1000000] [--runs 5]
    captured SQL (one session, one statement after another), alternating, --runs times each, and
    prints the medians and the ratio.
 
+With --rtt-ms N both run again through a loopback TCP proxy that delays every chunk by N/2 ms
+each way, as a database in another zone or region would (Neon and Supabase are reached over the
+internet): that is where running checks concurrently pays most.
+
 Nothing here asserts on time: it prints figures for a person (and the closing note).
 """
 
 import argparse
+import asyncio
+import threading
 import os
 import re
 import signal
@@ -121,6 +127,52 @@ def capture_sql(url, env):
     return [s for s in statements if s.strip() and not s.startswith("SET ")]
 
 
+def start_delay_proxy(target_port, one_way_delay):
+    """A loopback TCP proxy that holds every chunk for `one_way_delay` seconds; returns its port."""
+    ready = threading.Event()
+    box = {}
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                await asyncio.sleep(one_way_delay)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_reader, client_writer):
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+
+    async def serve():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        box["port"] = server.sockets[0].getsockname()[1]
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    threading.Thread(target=lambda: asyncio.run(serve()), daemon=True).start()
+    ready.wait()
+    return box["port"]
+
+
+def compare(label, url, script, runs, env):
+    check_times, psql_times = [], []
+    for _ in range(runs):
+        check_times.append(timed([BINARY, "check", "--database-url", url], env))
+        psql_times.append(timed(["psql", "-X", "-q", "-o", "/dev/null", "-f", script, url], env))
+    check_median = statistics.median(check_times)
+    psql_median = statistics.median(psql_times)
+    print(f"[{label}] cutover check (concurrent):  median {check_median * 1000:8.1f} ms  "
+          f"(min {min(check_times) * 1000:.1f}, max {max(check_times) * 1000:.1f})")
+    print(f"[{label}] psql, same SQL, sequential:  median {psql_median * 1000:8.1f} ms  "
+          f"(min {min(psql_times) * 1000:.1f}, max {max(psql_times) * 1000:.1f})")
+    print(f"[{label}] ratio psql / cutover: {psql_median / check_median:.2f}x")
+
+
 def timed(args, env):
     start = time.perf_counter()
     subprocess.run(args, env=env, capture_output=True)
@@ -131,6 +183,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--summaries", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rtt-ms", type=float, default=10.0,
+                        help="round trip added by the proxy for the second comparison (0: skip it)")
     args = parser.parse_args()
 
     sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
@@ -151,19 +205,14 @@ def main():
                 out.write(sql.rstrip().rstrip(";") + ";\n")
         print(f"captured {len(statements)} statements of one check into {script}", file=sys.stderr)
 
-        check_times, psql_times = [], []
-        for _ in range(args.runs):
-            check_times.append(timed([BINARY, "check", "--database-url", url], env))
-            psql_times.append(timed(["psql", "-X", "-q", "-o", "/dev/null", "-f", script, url], env))
-        check_median = statistics.median(check_times)
-        psql_median = statistics.median(psql_times)
         rows = psql(url, 'SELECT count(*) FROM "Summary"')
-        print(f"Summary rows: {rows}; runs: {args.runs} each, alternating")
-        print(f"cutover check (concurrent):   median {check_median * 1000:8.1f} ms  "
-              f"(min {min(check_times) * 1000:.1f}, max {max(check_times) * 1000:.1f})")
-        print(f"psql, same SQL, sequential:   median {psql_median * 1000:8.1f} ms  "
-              f"(min {min(psql_times) * 1000:.1f}, max {max(psql_times) * 1000:.1f})")
-        print(f"ratio psql / cutover: {psql_median / check_median:.2f}x")
+        print(f"Summary rows: {rows}; {len(statements)} statements; {args.runs} runs each, alternating")
+        compare("loopback", url, script, args.runs, env)
+        if args.rtt_ms > 0:
+            port = int(re.search(r":(\d+)/", url).group(1))
+            proxy_port = start_delay_proxy(port, args.rtt_ms / 2000.0)
+            remote = url.replace(f":{port}/", f":{proxy_port}/")
+            compare(f"rtt {args.rtt_ms:g} ms", remote, script, args.runs, env)
     finally:
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=30)

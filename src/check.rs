@@ -166,6 +166,7 @@ pub async fn run_check(
     options: &CheckOptions,
 ) -> Result<CheckReport, CheckError> {
     let ids = select_steps(&runbook, &options.only)?;
+    tracing::info!(runbook = %runbook.name, %target, steps = ids.len(), "check started");
     let started_at = Utc::now();
     let clock = Instant::now();
     let needs_database = ids.iter().any(|id| {

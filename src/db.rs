@@ -207,11 +207,6 @@ impl DbError {
             }
         }
     }
-
-    /// Whether the error means the server cannot be reached at all (as opposed to one query).
-    pub fn is_connection(&self) -> bool {
-        !matches!(self, DbError::Timeout(_) | DbError::Query { .. })
-    }
 }
 
 /// A handle on the target database: a small pool whose sessions are read-only and named
@@ -233,6 +228,9 @@ impl Db {
             .options([
                 ("default_transaction_read_only", "on"),
                 ("idle_in_transaction_session_timeout", "60000"),
+                // A guest on a production server during its go-live: the checks do not take
+                // parallel workers that the application's queries may need.
+                ("max_parallel_workers_per_gather", "0"),
             ]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
@@ -249,35 +247,37 @@ impl Db {
 
     /// Connects now and proves the server answers, so that a bad target fails before any step.
     pub async fn connect(target: &Target, settings: DbSettings) -> Result<Db, DbError> {
-        // One direct connection first: the pool would retry a refused connection until its
-        // acquire timeout, and we want the real reason at once.
+        let db = Db::connect_lazy(target, settings);
+        db.reachable().await?;
+        db.ping().await?;
+        Ok(db)
+    }
+
+    /// Opens and closes one connection outside the pool: the pool would retry a refused
+    /// connection until its acquire timeout, and we want the real reason at once.
+    pub async fn reachable(&self) -> Result<(), DbError> {
+        let target = &self.target;
         let attempt = async {
             let conn = target.connect_options().connect().await?;
             conn.close().await
         };
-        let seconds = target.connect_timeout().as_secs();
         match tokio::time::timeout(target.connect_timeout(), attempt).await {
-            Err(_) => {
-                return Err(DbError::ConnectTimeout {
-                    address: target.address(),
-                    seconds,
-                });
-            }
-            Ok(Err(err)) => {
-                return Err(match DbError::from_sqlx(err, target) {
-                    // A server that hangs up during the handshake without a PostgreSQL error
-                    // is not a PostgreSQL server (or a proxy in front of one that refused us).
-                    DbError::ConnectionLost { address, detail } => {
-                        DbError::NotPostgres { address, detail }
-                    }
-                    other => other,
-                });
-            }
-            Ok(Ok(())) => {}
+            Err(_) => Err(DbError::ConnectTimeout {
+                address: target.address(),
+                seconds: target.connect_timeout().as_secs(),
+            }),
+            Ok(Err(err)) => Err(match DbError::from_sqlx(err, target) {
+                // A peer whose first answer does not parse as a PostgreSQL message (an HTTP
+                // server reads as a message of a billion bytes) is not a PostgreSQL server.
+                DbError::ConnectionLost { address, detail }
+                    if detail.contains("expected to read") =>
+                {
+                    DbError::NotPostgres { address, detail }
+                }
+                other => other,
+            }),
+            Ok(Ok(())) => Ok(()),
         }
-        let db = Db::connect_lazy(target, settings);
-        db.ping().await?;
-        Ok(db)
     }
 
     /// One round trip.
@@ -304,18 +304,20 @@ impl Db {
 
     /// Like [`Db::read_only`] with another statement timeout.
     pub async fn read_only_with(&self, statement_timeout: Duration) -> Result<ReadOnly, DbError> {
-        let map = |e| DbError::from_sqlx(e, &self.target);
-        let mut tx = self
+        // One round trip: the timeouts travel with BEGIN (simple protocol, several statements).
+        // The ROLLBACK is queued when the transaction drops and goes out with the next use of
+        // the connection, so it costs no wait either; over a WAN each round trip counts.
+        let begin = format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; \
+             SET LOCAL statement_timeout = '{}ms'; SET LOCAL lock_timeout = '{}ms'",
+            statement_timeout.as_millis().max(1),
+            self.settings.lock_timeout.as_millis().max(1)
+        );
+        let tx = self
             .pool
-            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
+            .begin_with(sqlx::AssertSqlSafe(begin))
             .await
-            .map_err(map)?;
-        sqlx::query("SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)")
-            .bind(format!("{}ms", statement_timeout.as_millis().max(1)))
-            .bind(format!("{}ms", self.settings.lock_timeout.as_millis().max(1)))
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
+            .map_err(|e| DbError::from_sqlx(e, &self.target))?;
         Ok(ReadOnly { tx })
     }
 

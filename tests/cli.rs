@@ -413,6 +413,17 @@ title = "Another slow query"
 kind = "sql"
 query = "SELECT pg_sleep(20) IS NULL"
 expect = "all_true"
+[[sections.steps]]
+id = "barrier"
+title = "A destructive step: what follows starts after the slow queries end"
+kind = "shell"
+command = "true"
+destructive = true
+[[sections.steps]]
+id = "after"
+title = "A probe once the server is gone"
+kind = "probe"
+probe = "pool"
 "#,
     );
     let child = cutover(&[
@@ -453,8 +464,17 @@ expect = "all_true"
         [
             ("s.slow", "error"),
             ("s.later", "skip"),
-            ("s.also", "error")
+            ("s.also", "error"),
+            ("s.barrier", "skip"),
+            ("s.after", "error")
         ]
+    );
+    // Told at once by a direct connection attempt, not after the pool's acquire timeout.
+    let after = report["steps"][4]["message"].as_str().unwrap();
+    assert!(after.starts_with("not run: "), "{after}");
+    assert!(
+        after.contains("connection refused") || after.contains("lost the connection"),
+        "{after}"
     );
 }
 

@@ -8,6 +8,7 @@ mod sql;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -156,6 +157,10 @@ struct Context {
     permits: Semaphore,
     running: Mutex<HashMap<String, CancellationToken>>,
     root: CancellationToken,
+    /// A database step ended in error: before the next one, make sure the server is still
+    /// there, so that a dead server fails each remaining step at once rather than after the
+    /// pool's acquire timeout.
+    suspect: AtomicBool,
 }
 
 /// Starts the engine on `db` for `runbook`.
@@ -171,15 +176,18 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
         events: event_tx,
         running: Mutex::new(HashMap::new()),
         root: CancellationToken::new(),
+        suspect: AtomicBool::new(false),
     });
     let task = tokio::spawn(async move {
         let mut batches = JoinSet::new();
         while let Some(command) = command_rx.recv().await {
             match command {
                 Command::RunSteps { ids } => {
+                    tracing::info!(steps = ids.len(), "running steps");
                     batches.spawn(run_batch(context.clone(), ids));
                 }
                 Command::CancelStep { id } => {
+                    tracing::info!(step = %id, "cancel requested");
                     if let Some(token) = lock(&context.running).get(&id) {
                         token.cancel();
                     }
@@ -292,6 +300,13 @@ async fn run_one(context: &Context, step: &Step, dependencies: Vec<Dependency>) 
         None => execute(context, step, &token).await,
     };
     let outcome = apply_severity(step.severity, outcome);
+    tracing::info!(
+        step = %step.id,
+        status = outcome.status.as_str(),
+        ms = started.elapsed().as_millis() as u64,
+        message = %outcome.message,
+        "step finished"
+    );
     lock(&context.running).remove(&step.id);
     let status = outcome.status;
     let _ = context
@@ -338,12 +353,12 @@ async fn execute(context: &Context, step: &Step, cancel: &CancellationToken) -> 
             };
             let timeout = step.timeout.unwrap_or(config.check_timeout);
             let check = sql::run(&context.db, &query, expect, timeout);
-            bounded(timeout, cancel, check).await
+            database_step(context, timeout, cancel, check).await
         }
         Action::Probe { probe, params } => {
             let timeout = step.timeout.unwrap_or(config.check_timeout);
             let db = context.db.with_statement_timeout(timeout);
-            bounded(timeout, cancel, probes::run(probe, &db, params)).await
+            database_step(context, timeout, cancel, probes::run(probe, &db, params)).await
         }
         Action::Shell(shell) => {
             if !config.allow_shell {
@@ -394,6 +409,26 @@ async fn execute(context: &Context, step: &Step, cancel: &CancellationToken) -> 
             http::run(action, &url, step.timeout.unwrap_or(config.http_timeout)).await
         }
     }
+}
+
+/// Runs a database check, first making sure the server is there if an earlier one erred.
+async fn database_step(
+    context: &Context,
+    timeout: Duration,
+    cancel: &CancellationToken,
+    check: impl Future<Output = Outcome>,
+) -> Outcome {
+    if context.suspect.load(Ordering::SeqCst) {
+        match context.db.reachable().await {
+            Ok(()) => context.suspect.store(false, Ordering::SeqCst),
+            Err(err) => return Outcome::error(format!("not run: {err}")),
+        }
+    }
+    let outcome = bounded(timeout, cancel, check).await;
+    if outcome.status == Status::Error {
+        context.suspect.store(true, Ordering::SeqCst);
+    }
+    outcome
 }
 
 /// Runs a database check until it ends, is cancelled (dropping it rolls its transaction back

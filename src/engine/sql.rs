@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::Row;
 
 use crate::db::Db;
 use crate::outcome::Outcome;
@@ -23,18 +24,24 @@ pub async fn run(db: &Db, query: &str, expect: &Expectation, timeout: Duration) 
     );
     let rows = async {
         let mut tx = db.read_only_with(timeout).await?;
-        // The query is the runbook author's; it runs in a read-only transaction.
-        let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(wrapped))
+        // The query is the runbook author's; it runs in a read-only transaction. The simple
+        // protocol takes one round trip (a prepared statement would take two).
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(wrapped))
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| db.error(e))?;
-        Ok::<_, crate::db::DbError>(rows)
+        let texts = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(|e| db.error(e))?;
+        Ok::<_, crate::db::DbError>(texts)
     }
     .await;
     let rows: Vec<serde_json::Map<String, Value>> = match rows {
         Ok(rows) => rows
             .into_iter()
-            .filter_map(|(text,)| serde_json::from_str(&text).ok())
+            .filter_map(|text| serde_json::from_str(&text).ok())
             .collect(),
         Err(err) => return Outcome::error(err.to_string()),
     };

@@ -64,6 +64,11 @@ pub fn substitute(
 fn quote(value: &str, quoting: Quoting) -> String {
     match quoting {
         Quoting::Verbatim => value.to_string(),
+        // As quote_literal() does: with a backslash, an E'' string with it doubled, so the
+        // literal stays closed whatever standard_conforming_strings says.
+        Quoting::SqlLiteral if value.contains('\\') => {
+            format!("E'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+        }
         Quoting::SqlLiteral => format!("'{}'", value.replace('\'', "''")),
         Quoting::Shell => {
             let plain = !value.is_empty()
@@ -113,6 +118,15 @@ mod tests {
         assert_eq!(
             substitute("where slug = {{slug}}", &vals, Quoting::SqlLiteral).unwrap(),
             "where slug = 'o''brien'"
+        );
+    }
+
+    #[test]
+    fn backslashes_cannot_close_a_sql_literal() {
+        let vals = values(&[("v", r"a\'; DROP TABLE t; --")]);
+        assert_eq!(
+            substitute("{{v}}", &vals, Quoting::SqlLiteral).unwrap(),
+            r"E'a\\''; DROP TABLE t; --'"
         );
     }
 
