@@ -347,15 +347,8 @@ impl Checker<'_> {
         }
     }
 
-    fn required<'r, T>(
-        &mut self,
-        field: &Option<T>,
-        name: &str,
-        raw: &'r RawStep,
-    ) -> Option<&'r RawStep>
-    where
-        T: Sized,
-    {
+    /// The field's value, or a located "needs `name`" problem.
+    fn require<'r, T>(&mut self, raw: &RawStep, field: &'r Option<T>, name: &str) -> Option<&'r T> {
         if field.is_none() {
             self.report(
                 raw.kind.span(),
@@ -366,23 +359,19 @@ impl Checker<'_> {
                 ),
                 format!("add `{name} = ...`"),
             );
-            None
-        } else {
-            Some(raw)
         }
+        field.as_ref()
     }
 
     fn action(&mut self, full_id: &str, raw: &RawStep, kind: Kind) -> Option<Action> {
         match kind {
             Kind::Manual => Some(Action::Manual),
             Kind::Signoff => {
-                self.required(&raw.role, "role", raw)?;
-                let role = raw.role.as_ref()?.get_ref().clone();
+                let role = self.require(raw, &raw.role, "role")?.get_ref().clone();
                 Some(Action::Signoff { role })
             }
             Kind::Sql => {
-                self.required(&raw.query, "query", raw)?;
-                let query = raw.query.as_ref()?;
+                let query = self.require(raw, &raw.query, "query")?;
                 let text = strip_sql(query.get_ref());
                 if !starts_read_only(&text) {
                     self.report(
@@ -401,8 +390,7 @@ impl Checker<'_> {
                 })
             }
             Kind::Probe => {
-                self.required(&raw.probe, "probe", raw)?;
-                let probe = raw.probe.as_ref()?;
+                let probe = self.require(raw, &raw.probe, "probe")?;
                 let params = match &raw.params {
                     Some(table) => match serde_json::to_value(table.get_ref()) {
                         Ok(value) => value,
@@ -423,8 +411,10 @@ impl Checker<'_> {
                 })
             }
             Kind::Shell => {
-                self.required(&raw.command, "command", raw)?;
-                let command = raw.command.as_ref()?.get_ref().clone();
+                let command = self
+                    .require(raw, &raw.command, "command")?
+                    .get_ref()
+                    .clone();
                 Some(Action::Shell(ShellAction {
                     command,
                     workdir: raw.workdir.clone(),
@@ -434,8 +424,7 @@ impl Checker<'_> {
                 }))
             }
             Kind::Http => {
-                self.required(&raw.url, "url", raw)?;
-                let url = raw.url.as_ref()?;
+                let url = self.require(raw, &raw.url, "url")?;
                 let method = raw.method.clone().unwrap_or_else(|| "GET".to_string());
                 let known = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
                 if !known.contains(&method.as_str()) {
