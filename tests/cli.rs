@@ -7,7 +7,6 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use common::*;
 use cutover::cluster::ClusterOptions;
@@ -439,15 +438,16 @@ probe = "pool"
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster
-        .psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND application_name = 'cutover'")
-        .unwrap()
-        != "2"
-    {
-        assert!(Instant::now() < deadline, "the queries never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("both slow queries run", 30, || {
+        cluster
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE query LIKE '%pg_sleep(20)%' AND application_name = 'cutover'",
+            )
+            .unwrap()
+            == "2"
+    });
     cluster.stop();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -526,16 +526,8 @@ timeout_secs = 1
         .trim()
         .parse()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    // The grandchild is killed with the group (init reaps it): its /proc entry goes away.
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.contains(") Z ") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "grandchild {pid} still alive");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The grandchild is killed with the group (init reaps it).
+    wait_until("the grandchild is gone", 10, || process_gone(pid));
 }
 
 #[test]
@@ -733,12 +725,7 @@ fn a_killed_demo_leaves_no_server_behind() {
     );
     demo.kill().unwrap(); // SIGKILL: no destructor runs
     demo.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the server outlived the killed demo"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the killed demo's server is gone", 20, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
 }

@@ -83,22 +83,15 @@ fn pool_fails_when_max_connections_is_below_the_pool_plus_headroom() {
 fn replica_passes_with_a_streaming_replica() {
     let (primary, url) = own_cluster(ClusterOptions::default());
     let _replica = primary.start_replica().expect("replica starts");
-    // The standby connects shortly after it starts: wait for it, with a deadline.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while primary
-        .psql(
-            "postgres",
-            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
-        )
-        .unwrap()
-        != "1"
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "replica never streamed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until("the standby streams", 30, || {
+        primary
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+            )
+            .unwrap()
+            == "1"
+    });
     let step = block_on(bundled_step(&url, "environment.replica"));
     assert_status(&step, Status::Pass);
     assert!(
@@ -159,18 +152,12 @@ fn pitr_fails_when_the_archive_command_keeps_failing() {
             .setting("archive_command", "false"),
     );
     cluster.psql("sightline", "SELECT pg_switch_wal()").unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while cluster
-        .psql("postgres", "SELECT failed_count > 0 FROM pg_stat_archiver")
-        .unwrap()
-        != "t"
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "archiver never failed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until("the archiver has failed", 30, || {
+        cluster
+            .psql("postgres", "SELECT failed_count > 0 FROM pg_stat_archiver")
+            .unwrap()
+            == "t"
+    });
     let step = block_on(bundled_step(&url, "backup.pitr"));
     assert_status(&step, Status::Fail);
     assert!(step.message.contains("failing"), "{}", step.message);

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use cutover::outcome::Status;
 
@@ -152,37 +150,22 @@ fn performance_invalid_fails_on_an_index_left_invalid_by_a_failed_concurrent_bui
 #[test]
 fn performance_invalid_reports_building_not_invalid_during_create_index_concurrently() {
     let url = fresh_database();
-    let database = url.rsplit('/').next().unwrap().to_string();
-    let cluster = shared();
     // An open writing transaction makes CREATE INDEX CONCURRENTLY wait in its first phase,
     // with the index already in the catalog and not yet valid.
-    let holder = std::process::Command::new(cluster.bin_dir().join("psql"))
-        .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
-        .arg(cluster.port().to_string())
-        .args(["-d", &database, "-c"])
-        .arg(r#"BEGIN; INSERT INTO "Tag" (id, name) VALUES ('held', 'held'); SELECT pg_sleep(60); COMMIT;"#)
-        .spawn()
-        .unwrap();
-    let builder = std::process::Command::new(cluster.bin_dir().join("psql"))
-        .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
-        .arg(cluster.port().to_string())
-        .args(["-d", &database, "-c"])
-        .arg(r#"CREATE INDEX CONCURRENTLY "Tag_createdAt_idx" ON "Tag" ("createdAt")"#)
-        .spawn()
-        .unwrap();
-    let guards = KillOnDrop(vec![holder, builder]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while psql(
+    let _holder = background_psql(
         &url,
-        "SELECT count(*) FROM pg_stat_progress_create_index WHERE datname = current_database()",
-    ) != "1"
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the concurrent build never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        r#"BEGIN; INSERT INTO "Tag" (id, name) VALUES ('held', 'held'); SELECT pg_sleep(60); COMMIT;"#,
+    );
+    let _builder = background_psql(
+        &url,
+        r#"CREATE INDEX CONCURRENTLY "Tag_createdAt_idx" ON "Tag" ("createdAt")"#,
+    );
+    wait_until("the concurrent build has begun", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_progress_create_index WHERE datname = current_database()",
+        ) == "1"
+    });
     let step = block_on(bundled_step(&url, "performance.invalid"));
     assert_status(&step, Status::Warn);
     assert!(
@@ -197,27 +180,6 @@ fn performance_invalid_reports_building_not_invalid_during_create_index_concurre
         "{:#?}",
         step.details
     );
-    drop(guards);
-    terminate_other_sessions(&url);
-}
-
-/// Ends the sessions a test left waiting, so they hold nothing on the shared cluster.
-fn terminate_other_sessions(url: &str) {
-    psql(
-        url,
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    );
-}
-
-struct KillOnDrop(Vec<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 #[test]
@@ -256,39 +218,25 @@ fn blocking_passes_when_no_session_waits() {
 #[test]
 fn blocking_fails_while_a_session_waits_on_another_ones_lock() {
     let url = fresh_database();
-    let database = url.rsplit('/').next().unwrap().to_string();
-    let cluster = shared();
-    let spawn_psql = |sql: &str| {
-        std::process::Command::new(cluster.bin_dir().join("psql"))
-            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
-            .arg(cluster.port().to_string())
-            .args(["-d", &database, "-c", sql])
-            .spawn()
-            .unwrap()
-    };
-    let holder = spawn_psql(
+    let _holder = background_psql(
+        &url,
         r#"BEGIN; LOCK TABLE "Tag" IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;"#,
     );
-    let _guard_holder = KillOnDrop(vec![holder]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while psql(
-        &url,
-        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'Tag' AND l.mode = 'AccessExclusiveLock' AND l.granted",
-    ) != "1"
-    {
-        assert!(Instant::now() < deadline, "the lock was never taken");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let waiter = spawn_psql(r#"SELECT count(*) FROM "Tag""#);
-    let _guard_waiter = KillOnDrop(vec![waiter]);
-    while psql(
-        &url,
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0",
-    ) != "1"
-    {
-        assert!(Instant::now() < deadline, "the second session never waited");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the lock is held", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'Tag' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        ) == "1"
+    });
+    let _waiter = background_psql(&url, r#"SELECT count(*) FROM "Tag""#);
+    wait_until("the second session waits", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0",
+        ) == "1"
+    });
     let step = block_on(bundled_step(&url, "validation.blocking"));
     assert_status(&step, Status::Fail);
     assert!(
@@ -296,6 +244,4 @@ fn blocking_fails_while_a_session_waits_on_another_ones_lock() {
         "{}",
         step.message
     );
-    drop((_guard_holder, _guard_waiter));
-    terminate_other_sessions(&url);
 }

@@ -136,3 +136,63 @@ pub fn probe_runbook(probe: &str, params: &str) -> Arc<Runbook> {
         "name = \"probe\"\n[[sections]]\nid = \"s\"\ntitle = \"S\"\n[[sections.steps]]\nid = \"p\"\ntitle = \"P\"\nkind = \"probe\"\nprobe = \"{probe}\"\n{params}"
     ))
 }
+
+/// Waits until `condition` holds, looking every 50 ms; fails the test after `seconds`.
+#[track_caller]
+pub fn wait_until(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up after {seconds}s waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether process `pid` has exited (gone, or a zombie that init has yet to reap).
+pub fn process_gone(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty() || stat.contains(") Z ")
+}
+
+/// A psql session running `sql` in the background on the shared cluster's database of `url`;
+/// killed, and its server session ended, on drop.
+pub struct Session {
+    child: std::process::Child,
+    url: String,
+}
+
+/// Starts a background psql session (see [`Session`]).
+pub fn background_psql(url: &str, sql: &str) -> Session {
+    let cluster = shared();
+    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let child = std::process::Command::new(cluster.bin_dir().join("psql"))
+        .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+        .arg(cluster.port().to_string())
+        .args(["-d", database, "-c", sql])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql starts");
+    Session {
+        child,
+        url: url.to_string(),
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The server notices a vanished client only when it next talks to it: end the
+        // sessions so that nothing this test began holds locks on the shared cluster.
+        let _ = std::panic::catch_unwind(|| {
+            psql(
+                &self.url,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+        });
+    }
+}
