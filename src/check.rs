@@ -193,7 +193,10 @@ pub async fn run_check(
     let mut handle = engine::spawn(runbook.clone(), db.clone(), config);
     let _ = handle
         .commands
-        .send(engine::Command::RunSteps { ids: ids.clone() })
+        .send(engine::Command::RunSteps {
+            ids: ids.clone(),
+            confirmed_database: None,
+        })
         .await;
     let mut finished: BTreeMap<String, StepReport> = BTreeMap::new();
     while let Some(event) = handle.events.recv().await {

@@ -24,6 +24,7 @@ async fn events_of(runbook_text: &str, ids: &[&str], config: EngineConfig) -> Ve
         .commands
         .send(Command::RunSteps {
             ids: ids.iter().map(|s| s.to_string()).collect(),
+            confirmed_database: None,
         })
         .await
         .unwrap();
@@ -145,6 +146,7 @@ async fn cancelling_a_step_kills_its_process_group() {
         .commands
         .send(Command::RunSteps {
             ids: vec!["s.long".into()],
+            confirmed_database: None,
         })
         .await
         .unwrap();
@@ -222,6 +224,7 @@ async fn a_destructive_step_waits_for_earlier_steps_and_holds_back_later_ones() 
         .commands
         .send(Command::RunSteps {
             ids: vec!["s.before".into(), "s.change".into(), "s.after".into()],
+            confirmed_database: None,
         })
         .await
         .unwrap();

@@ -9,7 +9,7 @@ mod sql;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -28,6 +28,16 @@ pub enum Command {
     RunSteps {
         /// Full step ids, in any order; they run in runbook order as dependencies allow.
         ids: Vec<String>,
+        /// The database name the person typed to confirm destructive steps, for this run
+        /// (headless runs give it once, as `--confirm`, in the config instead).
+        confirmed_database: Option<String>,
+    },
+    /// Give a variable a value for the steps that run from now on.
+    SetVariable {
+        /// Variable name.
+        name: String,
+        /// Its value.
+        value: String,
     },
     /// Cancel a running step (kills a shell step's process group).
     CancelStep {
@@ -155,6 +165,8 @@ struct Context {
     config: EngineConfig,
     events: mpsc::Sender<Event>,
     permits: Semaphore,
+    /// Variable values: the config's, then `SetVariable`s.
+    variables: RwLock<BTreeMap<String, String>>,
     running: Mutex<HashMap<String, CancellationToken>>,
     root: CancellationToken,
     /// A database step ended in error: before the next one, make sure the server is still
@@ -172,6 +184,7 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
         runbook,
         db,
         permits: Semaphore::new(config.concurrency.max(1)),
+        variables: RwLock::new(config.variables.clone()),
         config,
         events: event_tx,
         running: Mutex::new(HashMap::new()),
@@ -182,9 +195,16 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
         let mut batches = JoinSet::new();
         while let Some(command) = command_rx.recv().await {
             match command {
-                Command::RunSteps { ids } => {
+                Command::RunSteps {
+                    ids,
+                    confirmed_database,
+                } => {
                     tracing::info!(steps = ids.len(), "running steps");
-                    batches.spawn(run_batch(context.clone(), ids));
+                    batches.spawn(run_batch(context.clone(), ids, confirmed_database));
+                }
+                Command::SetVariable { name, value } => {
+                    tracing::info!(variable = %name, "variable set");
+                    write(&context.variables).insert(name, value);
                 }
                 Command::CancelStep { id } => {
                     tracing::info!(step = %id, "cancel requested");
@@ -211,7 +231,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn run_batch(context: Arc<Context>, ids: Vec<String>) {
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn run_batch(context: Arc<Context>, ids: Vec<String>, confirmed: Option<String>) {
+    let confirmed = Arc::new(confirmed);
     let steps: Vec<Step> = context
         .runbook
         .steps()
@@ -244,8 +274,9 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>) {
         }
         finished.push((step.id.clone(), done_rx));
         let context = context.clone();
+        let confirmed = confirmed.clone();
         tasks.spawn(async move {
-            let status = run_one(&context, &step, dependencies).await;
+            let status = run_one(&context, &step, dependencies, confirmed.as_deref()).await;
             let _ = done_tx.send(Some(status));
         });
     }
@@ -265,7 +296,12 @@ enum Dependency {
     Before(String, watch::Receiver<Option<Status>>),
 }
 
-async fn run_one(context: &Context, step: &Step, dependencies: Vec<Dependency>) -> Status {
+async fn run_one(
+    context: &Context,
+    step: &Step,
+    dependencies: Vec<Dependency>,
+    confirmed: Option<&str>,
+) -> Status {
     let mut blocked_by = None;
     for dependency in dependencies {
         let (dep, mut rx, must_pass) = match dependency {
@@ -297,7 +333,7 @@ async fn run_one(context: &Context, step: &Step, dependencies: Vec<Dependency>) 
             "not run: it depends on {dep}, which ended {}",
             status.as_str()
         )),
-        None => execute(context, step, &token).await,
+        None => execute(context, step, &token, confirmed).await,
     };
     let outcome = apply_severity(step.severity, outcome);
     tracing::info!(
@@ -333,9 +369,15 @@ fn apply_severity(severity: Severity, outcome: Outcome) -> Outcome {
     }
 }
 
-async fn execute(context: &Context, step: &Step, cancel: &CancellationToken) -> Outcome {
+async fn execute(
+    context: &Context,
+    step: &Step,
+    cancel: &CancellationToken,
+    confirmed: Option<&str>,
+) -> Outcome {
     let config = &context.config;
-    let substitute = |text: &str, quoting| vars::substitute(text, &config.variables, quoting);
+    let variables = read(&context.variables).clone();
+    let substitute = |text: &str, quoting| vars::substitute(text, &variables, quoting);
     let missing = |name: String| {
         Outcome::skip(format!(
             "variable `{name}` has no value: pass --var {name}=VALUE (or set it in the wizard)"
@@ -365,7 +407,8 @@ async fn execute(context: &Context, step: &Step, cancel: &CancellationToken) -> 
                 return Outcome::skip("shell step: not run without --allow-shell");
             }
             let database = context.db.target().database().to_string();
-            if shell.destructive && config.confirmed_database.as_deref() != Some(&database) {
+            let confirmation = confirmed.or(config.confirmed_database.as_deref());
+            if shell.destructive && confirmation != Some(database.as_str()) {
                 return Outcome::skip(format!(
                     "destructive step: not run without --confirm {database}"
                 ));
