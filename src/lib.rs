@@ -1,6 +1,6 @@
 //! `cutover`: a terminal wizard that walks an engineer through a production PostgreSQL
 //! migration. The layers, in one direction: `runbook` (data) → `engine` and `probes` (do
-//! things) → `Event`s → `output` (and later the TUI and journal). `main.rs` wires them.
+//! things) → `Event`s → `output` and `tui` (and later the journal). `main.rs` wires them.
 
 pub mod check;
 pub mod cluster;
@@ -12,3 +12,4 @@ pub mod output;
 pub mod probes;
 pub mod runbook;
 pub mod target;
+pub mod tui;

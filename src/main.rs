@@ -11,10 +11,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cutover::check::{self, CheckOptions};
 use cutover::demo::{self, DemoContents};
+use cutover::engine;
 use cutover::output;
 use cutover::probes::Catalog;
 use cutover::runbook::{self, Runbook, RunbookError};
 use cutover::target::Target;
+use cutover::tui::{self, WizardOptions, app::RunMode};
 
 /// A terminal wizard that walks you through a production PostgreSQL migration.
 #[derive(Debug, Parser)]
@@ -41,15 +43,22 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Open the wizard on the target (arrives with the TUI; use `check` meanwhile).
-    Run,
+    /// Open the wizard on the target.
+    Run {
+        /// This run is a rehearsal (staging, a dry run), not the production go-live.
+        #[arg(long)]
+        rehearsal: bool,
+    },
     /// Run every automated step headless and print the results.
     Check(CheckArgs),
-    /// Start a throwaway PostgreSQL with the sample Sightline database and check it.
+    /// Start a throwaway PostgreSQL with the sample Sightline database and open the wizard on it.
     Demo {
         /// Only start it, print its URL, and wait until Ctrl-C.
         #[arg(long)]
         print_url: bool,
+        /// Check it headless and print the results instead of opening the wizard.
+        #[arg(long, conflicts_with = "print_url")]
+        check: bool,
     },
     /// Validate or export runbooks.
     #[command(subcommand)]
@@ -130,12 +139,25 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
-    match cli.command.unwrap_or(Cmd::Run) {
-        Cmd::Run => {
-            eprintln!(
-                "error: the interactive wizard is not in this release yet: use `cutover check` (or `cutover demo` to try it)"
-            );
-            Ok(ExitCode::from(EXIT_USAGE))
+    match cli.command.unwrap_or(Cmd::Run { rehearsal: false }) {
+        Cmd::Run { rehearsal } => {
+            let runbook = load_runbook(global.runbook.as_deref())?;
+            let cwd = std::env::current_dir().context("cannot read the working directory")?;
+            let target = Target::resolve(global.database_url.as_deref(), &cwd)?;
+            let mode = if rehearsal {
+                RunMode::Rehearsal
+            } else {
+                RunMode::Production
+            };
+            let variables = engine::resolve_variables(&runbook, &global.vars.into_iter().collect());
+            let options = WizardOptions {
+                mode,
+                variables,
+                workdir: cwd,
+                color: color_wanted(),
+            };
+            tui::run(Arc::new(runbook), &target, options).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Check(args) => {
             let runbook = load_runbook(global.runbook.as_deref())?;
@@ -151,11 +173,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let report = check::run_check(Arc::new(runbook), &target, &options).await?;
             let printed = match args.format {
-                Format::Text => {
-                    let color = std::io::stdout().is_terminal()
-                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-                    output::text(&report, color)
-                }
+                Format::Text => output::text(&report, color_wanted()),
                 Format::Json => output::json(&report),
                 Format::Junit => output::junit(&report),
             };
@@ -166,7 +184,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Cmd::Demo { print_url } => demo(global, print_url).await,
+        Cmd::Demo { print_url, check } => demo(global, print_url, check).await,
         Cmd::Runbook(RunbookCmd::Export) => {
             print!("{}", runbook::BUNDLED);
             Ok(ExitCode::SUCCESS)
@@ -204,12 +222,27 @@ fn load_runbook(path: Option<&Path>) -> Result<Runbook, RunbookError> {
     }
 }
 
-async fn demo(global: Global, print_url: bool) -> anyhow::Result<ExitCode> {
+async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<ExitCode> {
     let runbook = load_runbook(global.runbook.as_deref())?;
     eprintln!("starting a throwaway PostgreSQL with the sample Sightline database…");
     let (cluster, url) = demo::start(demo::demo_cluster_options(), DemoContents::default()).await?;
     if print_url {
         println!("{url}");
+    } else if !check {
+        let target = Target::from_url(&url)?;
+        let cwd = std::env::current_dir().context("cannot read the working directory")?;
+        let variables = engine::resolve_variables(&runbook, &global.vars.into_iter().collect());
+        let options = WizardOptions {
+            mode: RunMode::Rehearsal,
+            variables,
+            workdir: cwd,
+            color: color_wanted(),
+        };
+        let result = tui::run(Arc::new(runbook), &target, options).await;
+        drop(cluster);
+        result?;
+        eprintln!("The demo database was stopped and removed.");
+        return Ok(ExitCode::SUCCESS);
     } else {
         let target = Target::from_url(&url)?;
         let options = CheckOptions {
@@ -217,9 +250,7 @@ async fn demo(global: Global, print_url: bool) -> anyhow::Result<ExitCode> {
             ..CheckOptions::default()
         };
         let report = check::run_check(Arc::new(runbook), &target, &options).await?;
-        let color = std::io::stdout().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        println!("{}", output::text(&report, color).trim_end());
+        println!("{}", output::text(&report, color_wanted()).trim_end());
         println!("\nThe demo database is still running: {url}");
         println!("Try: cutover check --database-url '{url}' --only tables --format json");
     }
@@ -267,6 +298,11 @@ fn data_dir() -> Option<PathBuf> {
         Some(home) if !home.is_empty() => Some(PathBuf::from(home)),
         _ => directories::ProjectDirs::from("", "", "cutover").map(|d| d.data_dir().to_path_buf()),
     }
+}
+
+/// Colours when stdout is a terminal and `NO_COLOR` is not set.
+fn color_wanted() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn one_line(text: &str) -> String {

@@ -1,0 +1,320 @@
+//! All the wizard's state. `update` changes it, `render` only reads it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ratatui_textarea::TextArea;
+
+use crate::engine::OutputStream;
+use crate::outcome::Outcome;
+use crate::runbook::{Kind, Runbook, Step};
+
+/// Lines of shell output kept per step; older ones are dropped (and counted), so memory stays
+/// bounded whatever a step prints.
+pub const OUTPUT_LINES_KEPT: usize = 5_000;
+
+/// Whether this run rehearses or is the real thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Staging or a dry run.
+    Rehearsal,
+    /// The go-live.
+    Production,
+}
+
+/// Where the wizard stands with the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// Not answered yet.
+    Connecting,
+    /// Answering.
+    Connected,
+    /// Lost; the wizard keeps trying.
+    Lost {
+        /// Why, in one line.
+        error: String,
+    },
+}
+
+/// What became of a step in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepStatus {
+    /// Not run yet.
+    Pending,
+    /// Running since then.
+    Running {
+        /// When it began.
+        since: Instant,
+    },
+    /// The engine finished it.
+    Finished(Outcome),
+    /// A person ticked it, with a note.
+    Ticked {
+        /// The note (may be empty).
+        note: String,
+    },
+    /// A person skipped it, with a reason.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// Signed by a person in a role.
+    Signed {
+        /// Who signed.
+        name: String,
+        /// When (local clock, RFC 3339).
+        at: String,
+    },
+}
+
+/// One step's state in this run.
+#[derive(Debug, Clone)]
+pub struct StepState {
+    /// What became of it.
+    pub status: StepStatus,
+    /// How long its last run took.
+    pub duration: Option<Duration>,
+    /// Its shell output, the newest last.
+    pub output: VecDeque<(OutputStream, String)>,
+    /// Output lines dropped from the front to keep memory bounded.
+    pub output_dropped: usize,
+}
+
+impl StepState {
+    fn new() -> StepState {
+        StepState {
+            status: StepStatus::Pending,
+            duration: None,
+            output: VecDeque::new(),
+            output_dropped: 0,
+        }
+    }
+
+    /// Keeps a line of output, dropping the oldest beyond [`OUTPUT_LINES_KEPT`].
+    pub fn push_output(&mut self, stream: OutputStream, line: String) {
+        if self.output.len() == OUTPUT_LINES_KEPT {
+            self.output.pop_front();
+            self.output_dropped += 1;
+        }
+        self.output.push_back((stream, line));
+    }
+
+    /// Whether the step counts as done for progress (passed, warned, ticked, skipped, signed).
+    pub fn is_done(&self) -> bool {
+        match &self.status {
+            StepStatus::Pending | StepStatus::Running { .. } => false,
+            StepStatus::Finished(outcome) => !outcome.status.is_failure(),
+            StepStatus::Ticked { .. } | StepStatus::Skipped { .. } | StepStatus::Signed { .. } => {
+                true
+            }
+        }
+    }
+
+    /// Whether it failed or errored.
+    pub fn is_failed(&self) -> bool {
+        matches!(&self.status, StepStatus::Finished(o) if o.status.is_failure())
+    }
+}
+
+/// Which screen the main area shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Every section with its progress.
+    Overview,
+    /// One section (index into the runbook's sections).
+    Section(usize),
+}
+
+/// Which pane of a section screen has the keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    /// The step list.
+    Steps,
+    /// The output of the selected step.
+    Output,
+}
+
+/// What a text dialog is asking for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputPurpose {
+    /// A note for ticking a manual step.
+    TickNote {
+        /// Step id.
+        step: String,
+    },
+    /// Why a step is skipped.
+    SkipReason {
+        /// Step id.
+        step: String,
+    },
+    /// The signer's name for a sign-off.
+    SignOffName {
+        /// Step id.
+        step: String,
+    },
+    /// A variable's value; the step then runs.
+    VariableValue {
+        /// Variable name.
+        name: String,
+        /// The step that asked for it.
+        step: String,
+    },
+    /// The database name, typed to confirm a destructive step.
+    ConfirmDestructive {
+        /// Step id.
+        step: String,
+    },
+}
+
+/// A small window over the screen.
+#[derive(Debug)]
+pub enum Overlay {
+    /// Every key.
+    Help,
+    /// Leave while something runs?
+    ConfirmQuit,
+    /// A line of text to type.
+    Input {
+        /// What it is for.
+        purpose: InputPurpose,
+        /// The text field.
+        field: Box<TextArea<'static>>,
+        /// A problem with what was typed (shown under the field).
+        error: Option<String>,
+    },
+}
+
+/// The wizard.
+#[derive(Debug)]
+pub struct App {
+    /// The runbook being walked.
+    pub runbook: Arc<Runbook>,
+    /// Redacted target URL.
+    pub target: String,
+    /// The target database's name (typed to confirm destructive steps).
+    pub database: String,
+    /// Rehearsal or production.
+    pub mode: RunMode,
+    /// Where we stand with the database.
+    pub connection: Connection,
+    /// Per step, by full id.
+    pub steps: HashMap<String, StepState>,
+    /// The screen shown.
+    pub screen: Screen,
+    /// The last section screen shown (where Enter on the overview goes back to).
+    pub section: usize,
+    /// Selected step within the current section.
+    pub selected: usize,
+    /// Which pane has the keys.
+    pub pane: Pane,
+    /// Output scroll: lines up from the bottom; 0 follows new output.
+    pub output_scroll: usize,
+    /// Live panels shown on a narrow screen (on a wide one they always are).
+    pub panels_open: bool,
+    /// An open dialog.
+    pub overlay: Option<Overlay>,
+    /// Variables known to the wizard (defaults and what was typed); secrets are masked on screen.
+    pub variables: BTreeMap<String, String>,
+    /// A one-line notice in the status bar (the last thing that happened, or went wrong).
+    pub notice: Option<String>,
+    /// Set when the wizard should end.
+    pub quitting: bool,
+    /// Colours on screen (off with `NO_COLOR`; glyphs carry every status without them).
+    pub color: bool,
+}
+
+impl App {
+    /// A fresh run of `runbook` against `target` (redacted) on database `database`.
+    pub fn new(
+        runbook: Arc<Runbook>,
+        target: String,
+        database: String,
+        mode: RunMode,
+        variables: BTreeMap<String, String>,
+    ) -> App {
+        let steps = runbook
+            .steps()
+            .map(|step| (step.id.clone(), StepState::new()))
+            .collect();
+        App {
+            runbook,
+            target,
+            database,
+            mode,
+            connection: Connection::Connecting,
+            steps,
+            screen: Screen::Overview,
+            section: 0,
+            selected: 0,
+            pane: Pane::Steps,
+            output_scroll: 0,
+            panels_open: false,
+            overlay: None,
+            variables,
+            notice: None,
+            quitting: false,
+            color: true,
+        }
+    }
+
+    /// The steps of the current section (empty on the overview).
+    pub fn section_steps(&self) -> &[Step] {
+        match self.screen {
+            Screen::Section(index) => self
+                .runbook
+                .sections
+                .get(index)
+                .map_or(&[][..], |s| &s.steps[..]),
+            Screen::Overview => &[],
+        }
+    }
+
+    /// The selected step, on a section screen.
+    pub fn selected_step(&self) -> Option<&Step> {
+        self.section_steps().get(self.selected)
+    }
+
+    /// A step's state.
+    pub fn state(&self, id: &str) -> Option<&StepState> {
+        self.steps.get(id)
+    }
+
+    /// (done, total, failed) for a section.
+    pub fn progress(&self, section: usize) -> (usize, usize, usize) {
+        let Some(section) = self.runbook.sections.get(section) else {
+            return (0, 0, 0);
+        };
+        let states = section.steps.iter().filter_map(|s| self.steps.get(&s.id));
+        let (mut done, mut failed) = (0, 0);
+        for state in states {
+            done += usize::from(state.is_done());
+            failed += usize::from(state.is_failed());
+        }
+        (done, section.steps.len(), failed)
+    }
+
+    /// Whether any step is running.
+    pub fn anything_running(&self) -> bool {
+        self.steps
+            .values()
+            .any(|s| matches!(s.status, StepStatus::Running { .. }))
+    }
+
+    /// Whether `step` can be run by the engine (as opposed to ticked or signed by a person).
+    pub fn is_automated(step: &Step) -> bool {
+        step.kind().is_automated()
+    }
+
+    /// The first variable `step` needs that has no value yet.
+    pub fn missing_variable(&self, step: &Step) -> Option<String> {
+        step.variables()
+            .into_iter()
+            .find(|name| !self.variables.contains_key(name))
+    }
+
+    /// Whether a step is a sign-off.
+    pub fn is_signoff(step: &Step) -> bool {
+        step.kind() == Kind::Signoff
+    }
+}

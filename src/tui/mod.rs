@@ -1,0 +1,198 @@
+//! The wizard: state (`app`), a pure `update`, a pure `render` (`view`), the keymap, and one
+//! event loop that feeds terminal keys, ticks and engine events in as messages and carries the
+//! resulting commands out to the engine.
+
+pub mod app;
+pub mod keymap;
+pub mod update;
+pub mod view;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Db, DbSettings};
+use crate::engine::{self, EngineConfig, EngineHandle};
+use crate::runbook::Runbook;
+use crate::target::Target;
+use app::{App, RunMode};
+use update::{Command, Message, update};
+
+/// How often the screen's timers move.
+const TICK: Duration = Duration::from_secs(1);
+/// How often the connection is looked at while it answers, and retried while it does not.
+const CONNECTION_CHECK: Duration = Duration::from_secs(5);
+const CONNECTION_RETRY: Duration = Duration::from_secs(2);
+/// Engine events taken in one go before the next frame, so a flood of output costs one frame
+/// per batch rather than one per line.
+const EVENTS_PER_FRAME: usize = 4096;
+
+/// Why the wizard stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    /// The terminal could not be set up or drawn on.
+    #[error("terminal: {0} (is this an interactive terminal? for CI use `cutover check`)")]
+    Terminal(#[from] std::io::Error),
+}
+
+/// How the wizard runs.
+#[derive(Debug, Clone)]
+pub struct WizardOptions {
+    /// Rehearsal or production.
+    pub mode: RunMode,
+    /// Variable values (defaults and `--var`).
+    pub variables: BTreeMap<String, String>,
+    /// Where shell steps run.
+    pub workdir: PathBuf,
+    /// Colours (off with `NO_COLOR`).
+    pub color: bool,
+}
+
+/// Opens the wizard on the real terminal and runs it until the person quits. The terminal is
+/// restored on every way out, panics included (`ratatui::init` installs that hook).
+pub async fn run(
+    runbook: Arc<Runbook>,
+    target: &Target,
+    options: WizardOptions,
+) -> Result<(), TuiError> {
+    let mut terminal = ratatui::try_init()?;
+    let (input_tx, input_rx) = mpsc::channel(256);
+    let keys = tokio::spawn(forward_terminal_events(input_tx.clone()));
+    let result = run_with(&mut terminal, runbook, target, options, input_tx, input_rx).await;
+    keys.abort();
+    ratatui::restore();
+    result
+}
+
+/// The event loop on any backend, with messages from `inputs` (terminal keys, or a test).
+pub async fn run_with<B: Backend>(
+    terminal: &mut Terminal<B>,
+    runbook: Arc<Runbook>,
+    target: &Target,
+    options: WizardOptions,
+    input_tx: mpsc::Sender<Message>,
+    mut inputs: mpsc::Receiver<Message>,
+) -> Result<(), TuiError>
+where
+    std::io::Error: From<B::Error>,
+{
+    let db = Db::connect_lazy(target, DbSettings::default());
+    let config = EngineConfig {
+        allow_shell: true,
+        allow_http: true,
+        variables: options.variables.clone(),
+        workdir: options.workdir.clone(),
+        ..EngineConfig::default()
+    };
+    let mut engine = engine::spawn(runbook.clone(), db.clone(), config);
+    let stop = CancellationToken::new();
+    tokio::spawn(watch_connection(db.clone(), input_tx, stop.clone()));
+
+    let mut app = App::new(
+        runbook,
+        target.to_string(),
+        target.database().to_string(),
+        options.mode,
+        options.variables,
+    );
+    app.color = options.color;
+    let result = event_loop(terminal, &mut app, &mut inputs, &mut engine).await;
+    stop.cancel();
+    engine.shutdown().await;
+    db.close().await;
+    result
+}
+
+async fn event_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    inputs: &mut mpsc::Receiver<Message>,
+    engine: &mut EngineHandle,
+) -> Result<(), TuiError>
+where
+    std::io::Error: From<B::Error>,
+{
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !app.quitting {
+        terminal
+            .draw(|frame| view::render(app, frame))
+            .map_err(std::io::Error::from)?;
+        let message = tokio::select! {
+            message = inputs.recv() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            _ = tick.tick() => Message::Tick,
+            Some(event) = engine.events.recv() => Message::Engine(event),
+        };
+        let mut commands = update(app, message);
+        // Take what else the engine has ready before drawing again.
+        for _ in 0..EVENTS_PER_FRAME {
+            match engine.events.try_recv() {
+                Ok(event) => commands.extend(update(app, Message::Engine(event))),
+                Err(_) => break,
+            }
+        }
+        for command in commands {
+            let request = match command {
+                Command::Quit => break,
+                Command::RunSteps {
+                    ids,
+                    confirmed_database,
+                } => engine::Command::RunSteps {
+                    ids,
+                    confirmed_database,
+                },
+                Command::CancelStep { id } => engine::Command::CancelStep { id },
+                Command::SetVariable { name, value } => {
+                    engine::Command::SetVariable { name, value }
+                }
+            };
+            if engine.commands.send(request).await.is_err() {
+                app.notice = Some("the engine stopped: quit and start again".to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Terminal keys and resizes, as messages.
+async fn forward_terminal_events(messages: mpsc::Sender<Message>) {
+    let mut events = crossterm::event::EventStream::new();
+    while let Some(Ok(event)) = events.next().await {
+        let message = match event {
+            crossterm::event::Event::Key(key) => Message::Key(key),
+            crossterm::event::Event::Resize(..) => Message::Tick,
+            _ => continue,
+        };
+        if messages.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Tells the loop whether the database answers: at once, then every few seconds; faster while
+/// it does not. The first frame never waits for this.
+async fn watch_connection(db: Db, messages: mpsc::Sender<Message>, stop: CancellationToken) {
+    loop {
+        let (message, wait) = match db.ping().await {
+            Ok(()) => (Message::ConnectionUp, CONNECTION_CHECK),
+            Err(err) => (Message::ConnectionDown(err.to_string()), CONNECTION_RETRY),
+        };
+        if messages.send(message).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

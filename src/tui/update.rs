@@ -1,0 +1,451 @@
+//! The pure part of the wizard: a message comes in, the state changes, requests go out.
+
+use std::time::Instant;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
+use ratatui_textarea::TextArea;
+
+use super::app::{App, Connection, InputPurpose, Overlay, Pane, Screen, StepStatus};
+use super::keymap::{self, Action};
+use crate::engine::Event;
+use crate::runbook::{Action as StepAction, Kind, Step};
+
+/// Output lines a page key moves.
+const PAGE: usize = 10;
+
+/// Something that happened: a key, a tick, an engine event, news of the connection.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// A key was pressed.
+    Key(KeyEvent),
+    /// Time passed (timers on screen move).
+    Tick,
+    /// The engine reports.
+    Engine(Event),
+    /// The database answers again (or for the first time).
+    ConnectionUp,
+    /// The database does not answer.
+    ConnectionDown(String),
+}
+
+/// A request for the event loop to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run these steps.
+    RunSteps {
+        /// Full step ids.
+        ids: Vec<String>,
+        /// The database name typed to confirm a destructive step.
+        confirmed_database: Option<String>,
+    },
+    /// Cancel a running step.
+    CancelStep {
+        /// Full step id.
+        id: String,
+    },
+    /// Give a variable a value.
+    SetVariable {
+        /// Its name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// Leave the wizard.
+    Quit,
+}
+
+/// Applies `message` to `app` and says what should be done about it.
+pub fn update(app: &mut App, message: Message) -> Vec<Command> {
+    match message {
+        Message::Key(key) if key.kind == KeyEventKind::Release => vec![],
+        Message::Key(key) => match app.overlay.take() {
+            Some(overlay) => overlay_key(app, overlay, key),
+            None => match keymap::action_for(key, app.pane == Pane::Output) {
+                Some(action) => act(app, action),
+                None => vec![],
+            },
+        },
+        Message::Tick => vec![],
+        Message::Engine(event) => {
+            engine_event(app, event);
+            vec![]
+        }
+        Message::ConnectionUp => {
+            if matches!(app.connection, Connection::Lost { .. }) {
+                app.notice = Some("connection restored".to_string());
+            }
+            app.connection = Connection::Connected;
+            vec![]
+        }
+        Message::ConnectionDown(error) => {
+            app.connection = Connection::Lost { error };
+            vec![]
+        }
+    }
+}
+
+fn engine_event(app: &mut App, event: Event) {
+    match event {
+        Event::StepStarted { id } => {
+            if let Some(state) = app.steps.get_mut(&id) {
+                state.status = StepStatus::Running {
+                    since: Instant::now(),
+                };
+                state.output.clear();
+                state.output_dropped = 0;
+            }
+        }
+        Event::StepOutput { id, stream, line } => {
+            if let Some(state) = app.steps.get_mut(&id) {
+                state.push_output(stream, line);
+            }
+        }
+        Event::StepFinished {
+            id,
+            outcome,
+            duration,
+        } => {
+            if let Some(state) = app.steps.get_mut(&id) {
+                app.notice = Some(format!(
+                    "{id}: {} — {}",
+                    outcome.status.as_str(),
+                    outcome.message
+                ));
+                state.status = StepStatus::Finished(outcome);
+                state.duration = Some(duration);
+            }
+        }
+        Event::BatchFinished => {}
+    }
+}
+
+fn act(app: &mut App, action: Action) -> Vec<Command> {
+    let sections = app.runbook.sections.len();
+    match action {
+        Action::Quit => {
+            if app.anything_running() {
+                app.overlay = Some(Overlay::ConfirmQuit);
+                return vec![];
+            }
+            app.quitting = true;
+            return vec![Command::Quit];
+        }
+        Action::ToggleHelp => app.overlay = Some(Overlay::Help),
+        Action::Back => app.screen = Screen::Overview,
+        Action::ShowOverview => app.screen = Screen::Overview,
+        Action::SelectNext | Action::SelectPrevious => {
+            let forward = action == Action::SelectNext;
+            match app.screen {
+                Screen::Overview => app.section = step_index(app.section, sections, forward),
+                Screen::Section(_) => {
+                    let count = app.section_steps().len();
+                    app.selected = step_index(app.selected, count, forward);
+                    app.output_scroll = 0;
+                }
+            }
+        }
+        Action::ShowNextSection | Action::ShowPreviousSection => {
+            let forward = action == Action::ShowNextSection;
+            let next = match app.screen {
+                Screen::Overview => app.section,
+                Screen::Section(index) => step_index(index, sections, forward),
+            };
+            open_section(app, next);
+        }
+        Action::FocusNextPane => {
+            if matches!(app.screen, Screen::Section(_)) {
+                app.pane = match app.pane {
+                    Pane::Steps => Pane::Output,
+                    Pane::Output => Pane::Steps,
+                };
+            }
+        }
+        Action::RunStep => {
+            if app.screen == Screen::Overview {
+                open_section(app, app.section);
+                return vec![];
+            }
+            let Some(step) = app.selected_step().cloned() else {
+                return vec![];
+            };
+            return match step.kind() {
+                Kind::Manual => ask(app, InputPurpose::TickNote { step: step.id }),
+                Kind::Signoff => ask(app, InputPurpose::SignOffName { step: step.id }),
+                _ => run(app, &step),
+            };
+        }
+        Action::RunSection => return run_section(app),
+        Action::CancelStep => {
+            if let Some(id) = app.selected_step().map(|s| s.id.clone())
+                && matches!(
+                    app.state(&id).map(|s| &s.status),
+                    Some(StepStatus::Running { .. })
+                )
+            {
+                app.notice = Some(format!("cancelling {id}…"));
+                return vec![Command::CancelStep { id }];
+            }
+            app.notice = Some("nothing to cancel: the selected step is not running".to_string());
+        }
+        Action::TickStep => {
+            if let Some(step) = app.selected_step().cloned() {
+                if step.kind() == Kind::Manual {
+                    return ask(app, InputPurpose::TickNote { step: step.id });
+                }
+                app.notice = Some(format!(
+                    "{} is a {} step: run it (Enter) or skip it (s)",
+                    step.id,
+                    step.kind().as_str()
+                ));
+            }
+        }
+        Action::SkipStep => {
+            if let Some(step) = app.selected_step().cloned() {
+                return ask(app, InputPurpose::SkipReason { step: step.id });
+            }
+        }
+        Action::SignOff => {
+            if let Some(step) = app.selected_step().cloned() {
+                if step.kind() == Kind::Signoff {
+                    return ask(app, InputPurpose::SignOffName { step: step.id });
+                }
+                app.notice = Some(format!("{} is not a sign-off", step.id));
+            }
+        }
+        Action::ScrollOutputUp => app.output_scroll += 1,
+        Action::ScrollOutputDown => app.output_scroll = app.output_scroll.saturating_sub(1),
+        Action::ScrollOutputPageUp => app.output_scroll += PAGE,
+        Action::ScrollOutputPageDown => app.output_scroll = app.output_scroll.saturating_sub(PAGE),
+        Action::FollowOutput => app.output_scroll = 0,
+        Action::TogglePanels => app.panels_open = !app.panels_open,
+    }
+    vec![]
+}
+
+fn step_index(current: usize, count: usize, forward: bool) -> usize {
+    if count == 0 {
+        0
+    } else if forward {
+        (current + 1).min(count - 1)
+    } else {
+        current.saturating_sub(1)
+    }
+}
+
+fn open_section(app: &mut App, index: usize) {
+    if index < app.runbook.sections.len() {
+        if app.screen != Screen::Section(index) {
+            app.selected = 0;
+            app.output_scroll = 0;
+        }
+        app.section = index;
+        app.screen = Screen::Section(index);
+    }
+}
+
+/// Runs an automated step, first asking for what it still needs (a variable, a confirmation).
+fn run(app: &mut App, step: &Step) -> Vec<Command> {
+    if matches!(
+        app.state(&step.id).map(|s| &s.status),
+        Some(StepStatus::Running { .. })
+    ) {
+        app.notice = Some(format!("{} is already running", step.id));
+        return vec![];
+    }
+    if let Some(name) = app.missing_variable(step) {
+        return ask(
+            app,
+            InputPurpose::VariableValue {
+                name,
+                step: step.id.clone(),
+            },
+        );
+    }
+    if is_destructive(step) {
+        return ask(
+            app,
+            InputPurpose::ConfirmDestructive {
+                step: step.id.clone(),
+            },
+        );
+    }
+    start(app, vec![step.id.clone()], None)
+}
+
+fn start(app: &mut App, ids: Vec<String>, confirmed_database: Option<String>) -> Vec<Command> {
+    for id in &ids {
+        if let Some(state) = app.steps.get_mut(id) {
+            state.status = StepStatus::Running {
+                since: Instant::now(),
+            };
+        }
+    }
+    vec![Command::RunSteps {
+        ids,
+        confirmed_database,
+    }]
+}
+
+fn run_section(app: &mut App) -> Vec<Command> {
+    let steps: Vec<Step> = app.section_steps().to_vec();
+    let mut ids = Vec::new();
+    let mut held_back = 0;
+    for step in steps.iter().filter(|s| App::is_automated(s)) {
+        let running = matches!(
+            app.state(&step.id).map(|s| &s.status),
+            Some(StepStatus::Running { .. })
+        );
+        if running {
+            continue;
+        }
+        if is_destructive(step) || app.missing_variable(step).is_some() {
+            held_back += 1;
+        } else {
+            ids.push(step.id.clone());
+        }
+    }
+    app.notice = Some(match (ids.len(), held_back) {
+        (0, 0) => "nothing to run here: no automated step".to_string(),
+        (n, 0) => format!("running {n} step(s)"),
+        (n, held) => format!(
+            "running {n} step(s); {held} need you first (a value or a confirmation): run them with Enter"
+        ),
+    });
+    if ids.is_empty() {
+        return vec![];
+    }
+    start(app, ids, None)
+}
+
+fn is_destructive(step: &Step) -> bool {
+    matches!(&step.action, StepAction::Shell(shell) if shell.destructive)
+}
+
+fn ask(app: &mut App, purpose: InputPurpose) -> Vec<Command> {
+    let mut field = TextArea::default();
+    if let InputPurpose::VariableValue { name, .. } = &purpose
+        && app.runbook.variables.get(name).is_some_and(|v| v.secret)
+    {
+        field.set_mask_char('•');
+    }
+    app.overlay = Some(Overlay::Input {
+        purpose,
+        field: Box::new(field),
+        error: None,
+    });
+    vec![]
+}
+
+fn overlay_key(app: &mut App, overlay: Overlay, key: KeyEvent) -> Vec<Command> {
+    match overlay {
+        Overlay::Help => {
+            if !matches!(
+                key.code,
+                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')
+            ) {
+                app.overlay = Some(Overlay::Help);
+            }
+            vec![]
+        }
+        Overlay::ConfirmQuit => match key.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') => {
+                app.quitting = true;
+                vec![Command::Quit]
+            }
+            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => vec![],
+            _ => {
+                app.overlay = Some(Overlay::ConfirmQuit);
+                vec![]
+            }
+        },
+        Overlay::Input {
+            purpose,
+            mut field,
+            error,
+        } => match key.code {
+            KeyCode::Esc => {
+                app.notice = Some("cancelled".to_string());
+                vec![]
+            }
+            KeyCode::Enter => {
+                let text = field.lines().join(" ").trim().to_string();
+                match submit(app, &purpose, text) {
+                    Ok(commands) => commands,
+                    Err(problem) => {
+                        app.overlay = Some(Overlay::Input {
+                            purpose,
+                            field,
+                            error: Some(problem),
+                        });
+                        vec![]
+                    }
+                }
+            }
+            _ => {
+                field.input(key);
+                app.overlay = Some(Overlay::Input {
+                    purpose,
+                    field,
+                    error,
+                });
+                vec![]
+            }
+        },
+    }
+}
+
+/// What the typed text does; `Err` keeps the dialog open with the problem shown.
+fn submit(app: &mut App, purpose: &InputPurpose, text: String) -> Result<Vec<Command>, String> {
+    let set = |app: &mut App, step: &str, status: StepStatus| {
+        if let Some(state) = app.steps.get_mut(step) {
+            state.status = status;
+        }
+    };
+    match purpose {
+        InputPurpose::TickNote { step } => {
+            set(app, step, StepStatus::Ticked { note: text });
+            app.notice = Some(format!("{step}: ticked"));
+            Ok(vec![])
+        }
+        InputPurpose::SkipReason { step } => {
+            if text.is_empty() {
+                return Err("say why it is skipped (it goes into the record)".to_string());
+            }
+            set(app, step, StepStatus::Skipped { reason: text });
+            app.notice = Some(format!("{step}: skipped"));
+            Ok(vec![])
+        }
+        InputPurpose::SignOffName { step } => {
+            if text.is_empty() {
+                return Err("type the name of the person signing".to_string());
+            }
+            let at = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+            set(app, step, StepStatus::Signed { name: text, at });
+            app.notice = Some(format!("{step}: signed"));
+            Ok(vec![])
+        }
+        InputPurpose::VariableValue { name, step } => {
+            if text.is_empty() {
+                return Err(format!("`{name}` needs a value"));
+            }
+            app.variables.insert(name.clone(), text.clone());
+            let mut commands = vec![Command::SetVariable {
+                name: name.clone(),
+                value: text,
+            }];
+            if let Some(step) = app.runbook.step(step).cloned() {
+                commands.extend(run(app, &step));
+            }
+            Ok(commands)
+        }
+        InputPurpose::ConfirmDestructive { step } => {
+            if text != app.database {
+                return Err(format!(
+                    "that is not the database name: type {} to run it, or Esc",
+                    app.database
+                ));
+            }
+            Ok(start(app, vec![step.clone()], Some(text)))
+        }
+    }
+}

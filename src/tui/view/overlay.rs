@@ -1,0 +1,174 @@
+//! Dialogs over the screen: help (made from the keymap), the quit question, text input.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use super::styled;
+use crate::tui::app::{App, InputPurpose, Overlay};
+use crate::tui::keymap::BINDINGS;
+
+/// Paints the open dialog, if any, over `area`.
+pub fn render(app: &App, frame: &mut Frame, area: Rect) {
+    match &app.overlay {
+        None => {}
+        Some(Overlay::Help) => help(app, frame, area),
+        Some(Overlay::ConfirmQuit) => {
+            let text = vec![
+                Line::from("A step is still running. Quitting cancels it"),
+                Line::from("(its processes are killed)."),
+                Line::from(""),
+                Line::from("Quit anyway?  y: yes   n / Esc: no"),
+            ];
+            let dialog = centered(area, 52, 6);
+            frame.render_widget(Clear, dialog);
+            frame.render_widget(
+                Paragraph::new(text).block(bordered(app, " Quit? ", Color::Yellow)),
+                dialog,
+            );
+        }
+        Some(Overlay::Input {
+            purpose,
+            field,
+            error,
+        }) => {
+            let (title, prompt) = describe(app, purpose);
+            let destructive = matches!(purpose, InputPurpose::ConfirmDestructive { .. });
+            let width = area.width.saturating_sub(4).min(72);
+            // Words wrap early: one spare line over the plain character count.
+            let text_width = width.saturating_sub(2).max(1) as usize;
+            let prompt_lines = (prompt.chars().count().div_ceil(text_width) + 1) as u16;
+            // Borders (2), prompt, field (3), error (1), keys (1).
+            let dialog = centered(area, width, prompt_lines + 7);
+            frame.render_widget(Clear, dialog);
+            let color = if destructive { Color::Red } else { Color::Cyan };
+            let block = bordered(app, &title, color);
+            let inner = block.inner(dialog);
+            frame.render_widget(block, dialog);
+            let [prompt_area, field_area, error_area, keys_area] = Layout::vertical([
+                Constraint::Length(prompt_lines),
+                Constraint::Length(3),
+                Constraint::Length(1),
+                Constraint::Length(1),
+            ])
+            .areas(inner);
+            frame.render_widget(
+                Paragraph::new(prompt).wrap(Wrap { trim: true }),
+                prompt_area,
+            );
+            let mut field = field.as_ref().clone();
+            field.set_block(Block::default().borders(Borders::ALL));
+            field.set_cursor_line_style(Style::default());
+            frame.render_widget(&field, field_area);
+            if let Some(error) = error {
+                frame.render_widget(
+                    Paragraph::new(Span::styled(
+                        error.clone(),
+                        styled(app, Style::default().fg(Color::Red)),
+                    )),
+                    error_area,
+                );
+            }
+            frame.render_widget(Paragraph::new("Enter: done   Esc: cancel"), keys_area);
+        }
+    }
+}
+
+fn describe(app: &App, purpose: &InputPurpose) -> (String, String) {
+    let title_of = |id: &str| {
+        app.runbook
+            .step(id)
+            .map(|s| s.title.clone())
+            .unwrap_or_default()
+    };
+    match purpose {
+        InputPurpose::TickNote { step } => (
+            " Tick ".to_string(),
+            format!(
+                "{step}: {}. A note for the record (optional):",
+                title_of(step)
+            ),
+        ),
+        InputPurpose::SkipReason { step } => (
+            " Skip ".to_string(),
+            format!("{step}: {}. Why is it skipped?", title_of(step)),
+        ),
+        InputPurpose::SignOffName { step } => {
+            let role = match app.runbook.step(step).map(|s| &s.action) {
+                Some(crate::runbook::Action::Signoff { role }) => role.clone(),
+                _ => String::new(),
+            };
+            (
+                " Sign off ".to_string(),
+                format!("{step}: sign as {role}. Your name:"),
+            )
+        }
+        InputPurpose::VariableValue { name, step } => {
+            let description = app
+                .runbook
+                .variables
+                .get(name)
+                .map(|v| v.description.clone())
+                .unwrap_or_default();
+            (
+                format!(" {name} "),
+                format!("{step} needs `{name}`: {description}"),
+            )
+        }
+        InputPurpose::ConfirmDestructive { step } => (
+            " Destructive step ".to_string(),
+            format!(
+                "{step}: {} changes the database. Type the database name, {}, to run it:",
+                title_of(step),
+                app.database
+            ),
+        ),
+    }
+}
+
+fn help(app: &App, frame: &mut Frame, area: Rect) {
+    let bold = styled(app, Style::default().add_modifier(Modifier::BOLD));
+    let mut lines: Vec<Line> = BINDINGS
+        .iter()
+        .map(|binding| {
+            Line::from(vec![
+                Span::styled(format!("{:>8}  ", binding.key_label), bold),
+                Span::raw(binding.help),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from(
+        "✓ passed or ticked  ! warning  ✗ failed  E error",
+    ));
+    lines.push(Line::from("- skipped  … running  ○ not run yet"));
+    lines.push(Line::from("? or Esc closes this help."));
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let dialog = centered(area, area.width.saturating_sub(4).min(84), height);
+    frame.render_widget(Clear, dialog);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(bordered(app, " Keys ", Color::Cyan))
+            .wrap(Wrap { trim: false }),
+        dialog,
+    );
+}
+
+fn bordered(app: &App, title: &str, color: Color) -> Block<'static> {
+    Block::default()
+        .borders(Borders::ALL)
+        .title(title.to_string())
+        .border_style(styled(app, Style::default().fg(color)))
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(row);
+    cell
+}

@@ -1,0 +1,454 @@
+//! The wizard as pure state: `update` specifications, and `render` snapshots on ratatui's
+//! TestBackend (review the `.snap` files under tests/snapshots like code).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use cutover::engine::{Event, OutputStream};
+use cutover::outcome::Outcome;
+use cutover::probes::Catalog;
+use cutover::runbook;
+use cutover::tui::app::{
+    App, Connection, InputPurpose, OUTPUT_LINES_KEPT, Overlay, Pane, RunMode, Screen, StepStatus,
+};
+use cutover::tui::update::{Command, Message, update};
+use cutover::tui::view;
+
+fn app() -> App {
+    let runbook = Arc::new(runbook::bundled(&Catalog).unwrap());
+    let variables = cutover::engine::resolve_variables(&runbook, &BTreeMap::new());
+    let mut app = App::new(
+        runbook,
+        "postgresql://app:***@db.internal:5432/sightline?sslmode=require".to_string(),
+        "sightline".to_string(),
+        RunMode::Production,
+        variables,
+    );
+    app.connection = Connection::Connected;
+    app.color = false;
+    app
+}
+
+fn key(code: KeyCode) -> Message {
+    Message::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn press(app: &mut App, codes: &[KeyCode]) -> Vec<Command> {
+    codes
+        .iter()
+        .flat_map(|code| update(app, key(*code)))
+        .collect()
+}
+
+fn type_text(app: &mut App, text: &str) -> Vec<Command> {
+    let codes: Vec<KeyCode> = text.chars().map(KeyCode::Char).collect();
+    press(app, &codes)
+}
+
+/// Opens the section with this id and selects the step with this full id.
+fn select(app: &mut App, step: &str) {
+    let section = step.split('.').next().unwrap();
+    let index = app
+        .runbook
+        .sections
+        .iter()
+        .position(|s| s.id == section)
+        .unwrap();
+    app.section = index;
+    press(app, &[KeyCode::Enter]);
+    let position = app
+        .section_steps()
+        .iter()
+        .position(|s| s.id == step)
+        .unwrap();
+    for _ in 0..position {
+        press(app, &[KeyCode::Char('j')]);
+    }
+    assert_eq!(app.selected_step().unwrap().id, step);
+}
+
+fn finish(app: &mut App, id: &str, outcome: Outcome, ms: u64) {
+    update(
+        app,
+        Message::Engine(Event::StepFinished {
+            id: id.to_string(),
+            outcome,
+            duration: Duration::from_millis(ms),
+        }),
+    );
+}
+
+#[test]
+fn enter_opens_a_section_and_keys_move_between_steps_and_sections() {
+    let mut app = app();
+    assert_eq!(app.screen, Screen::Overview);
+    press(&mut app, &[KeyCode::Char('j'), KeyCode::Enter]);
+    assert_eq!(app.screen, Screen::Section(1));
+    press(&mut app, &[KeyCode::Down, KeyCode::Down, KeyCode::Up]);
+    assert_eq!(app.selected, 1);
+    press(&mut app, &[KeyCode::Char('l')]);
+    assert_eq!(app.screen, Screen::Section(2));
+    assert_eq!(app.selected, 0, "a new section starts at its first step");
+    press(&mut app, &[KeyCode::Left, KeyCode::Esc]);
+    assert_eq!(app.screen, Screen::Overview);
+    for _ in 0..50 {
+        press(&mut app, &[KeyCode::Char('k')]);
+    }
+    assert_eq!(app.section, 0, "selection stops at the first section");
+}
+
+#[test]
+fn running_an_automated_step_asks_the_engine_and_marks_it_running() {
+    let mut app = app();
+    select(&mut app, "environment.tls");
+    let commands = press(&mut app, &[KeyCode::Enter]);
+    assert_eq!(
+        commands,
+        [Command::RunSteps {
+            ids: vec!["environment.tls".into()],
+            confirmed_database: None
+        }]
+    );
+    assert!(matches!(
+        app.state("environment.tls").unwrap().status,
+        StepStatus::Running { .. }
+    ));
+    assert!(press(&mut app, &[KeyCode::Enter]).is_empty(), "not twice");
+}
+
+#[test]
+fn run_all_holds_back_steps_that_need_a_person() {
+    let mut app = app();
+    select(&mut app, "apply.window_open");
+    let commands = press(&mut app, &[KeyCode::Char('a')]);
+    let [Command::RunSteps { ids, .. }] = commands.as_slice() else {
+        panic!("{commands:?}")
+    };
+    assert!(ids.contains(&"apply.no_failed".to_string()));
+    assert!(
+        !ids.contains(&"apply.deploy".to_string()),
+        "destructive: asks first"
+    );
+    assert!(!ids.contains(&"apply.window_open".to_string()), "manual");
+    assert!(app.notice.as_deref().unwrap().contains("need you first"));
+}
+
+#[test]
+fn a_destructive_step_runs_only_after_the_database_name_is_typed() {
+    let mut app = app();
+    select(&mut app, "apply.deploy");
+    assert!(press(&mut app, &[KeyCode::Enter]).is_empty());
+    assert!(matches!(
+        app.overlay,
+        Some(Overlay::Input {
+            purpose: InputPurpose::ConfirmDestructive { .. },
+            ..
+        })
+    ));
+    type_text(&mut app, "production");
+    assert!(press(&mut app, &[KeyCode::Enter]).is_empty());
+    let Some(Overlay::Input { error, .. }) = &app.overlay else {
+        panic!("the dialog stays open")
+    };
+    assert!(error.as_deref().unwrap().contains("type sightline"));
+    for _ in 0.."production".len() {
+        press(&mut app, &[KeyCode::Backspace]);
+    }
+    type_text(&mut app, "sightline");
+    let commands = press(&mut app, &[KeyCode::Enter]);
+    assert_eq!(
+        commands,
+        [Command::RunSteps {
+            ids: vec!["apply.deploy".into()],
+            confirmed_database: Some("sightline".into())
+        }]
+    );
+    assert!(app.overlay.is_none());
+}
+
+#[test]
+fn escape_backs_out_of_a_destructive_confirmation_without_running() {
+    let mut app = app();
+    select(&mut app, "apply.deploy");
+    press(&mut app, &[KeyCode::Enter]);
+    type_text(&mut app, "sightline");
+    assert!(press(&mut app, &[KeyCode::Esc]).is_empty());
+    assert!(app.overlay.is_none());
+    assert_eq!(
+        app.state("apply.deploy").unwrap().status,
+        StepStatus::Pending
+    );
+}
+
+#[test]
+fn a_missing_variable_is_asked_for_then_the_step_runs() {
+    let mut app = app();
+    select(&mut app, "golive.health");
+    press(&mut app, &[KeyCode::Enter]);
+    assert!(matches!(
+        &app.overlay,
+        Some(Overlay::Input { purpose: InputPurpose::VariableValue { name, .. }, .. }) if name == "app_health_url"
+    ));
+    type_text(&mut app, "http://127.0.0.1:1/health");
+    let commands = press(&mut app, &[KeyCode::Enter]);
+    assert_eq!(
+        commands,
+        [
+            Command::SetVariable {
+                name: "app_health_url".into(),
+                value: "http://127.0.0.1:1/health".into()
+            },
+            Command::RunSteps {
+                ids: vec!["golive.health".into()],
+                confirmed_database: None
+            }
+        ]
+    );
+}
+
+#[test]
+fn cancel_asks_the_engine_only_for_a_running_step() {
+    let mut app = app();
+    select(&mut app, "backup.dump");
+    assert!(press(&mut app, &[KeyCode::Char('c')]).is_empty());
+    update(
+        &mut app,
+        Message::Engine(Event::StepStarted {
+            id: "backup.dump".into(),
+        }),
+    );
+    assert_eq!(
+        press(&mut app, &[KeyCode::Char('c')]),
+        [Command::CancelStep {
+            id: "backup.dump".into()
+        }]
+    );
+}
+
+#[test]
+fn manual_steps_are_ticked_with_a_note_and_skips_need_a_reason() {
+    let mut app = app();
+    select(&mut app, "environment.database_url");
+    press(&mut app, &[KeyCode::Enter]);
+    type_text(&mut app, "checked in the deploy config");
+    press(&mut app, &[KeyCode::Enter]);
+    assert_eq!(
+        app.state("environment.database_url").unwrap().status,
+        StepStatus::Ticked {
+            note: "checked in the deploy config".into()
+        }
+    );
+
+    press(
+        &mut app,
+        &[KeyCode::Char('j'), KeyCode::Char('s'), KeyCode::Enter],
+    );
+    assert!(app.overlay.is_some(), "an empty reason is refused");
+    type_text(&mut app, "done by the platform team");
+    press(&mut app, &[KeyCode::Enter]);
+    assert!(matches!(
+        &app.state("environment.tls").unwrap().status,
+        StepStatus::Skipped { reason } if reason == "done by the platform team"
+    ));
+}
+
+#[test]
+fn a_sign_off_records_the_name() {
+    let mut app = app();
+    select(&mut app, "golive.signoff_engineer");
+    press(&mut app, &[KeyCode::Enter]);
+    type_text(&mut app, "Ada Lovelace");
+    press(&mut app, &[KeyCode::Enter]);
+    assert!(matches!(
+        &app.state("golive.signoff_engineer").unwrap().status,
+        StepStatus::Signed { name, .. } if name == "Ada Lovelace"
+    ));
+}
+
+#[test]
+fn quitting_asks_while_a_step_runs() {
+    let mut app = app();
+    update(
+        &mut app,
+        Message::Engine(Event::StepStarted {
+            id: "backup.dump".into(),
+        }),
+    );
+    assert!(press(&mut app, &[KeyCode::Char('q')]).is_empty());
+    assert!(matches!(app.overlay, Some(Overlay::ConfirmQuit)));
+    press(&mut app, &[KeyCode::Char('n')]);
+    assert!(app.overlay.is_none() && !app.quitting);
+    press(&mut app, &[KeyCode::Char('q')]);
+    assert_eq!(press(&mut app, &[KeyCode::Char('y')]), [Command::Quit]);
+    assert!(app.quitting);
+}
+
+#[test]
+fn output_is_kept_bounded_and_the_pane_scrolls() {
+    let mut app = app();
+    select(&mut app, "backup.dump");
+    for n in 0..OUTPUT_LINES_KEPT + 10 {
+        update(
+            &mut app,
+            Message::Engine(Event::StepOutput {
+                id: "backup.dump".into(),
+                stream: OutputStream::Stdout,
+                line: format!("line {n}"),
+            }),
+        );
+    }
+    let state = app.state("backup.dump").unwrap();
+    assert_eq!(state.output.len(), OUTPUT_LINES_KEPT);
+    assert_eq!(state.output_dropped, 10);
+    assert_eq!(state.output.front().unwrap().1, "line 10");
+    press(&mut app, &[KeyCode::Tab]);
+    assert_eq!(app.pane, Pane::Output);
+    press(&mut app, &[KeyCode::Up, KeyCode::Up, KeyCode::PageUp]);
+    assert_eq!(app.output_scroll, 12);
+    press(&mut app, &[KeyCode::Char('f')]);
+    assert_eq!(app.output_scroll, 0);
+}
+
+#[test]
+fn the_connection_state_follows_the_watcher() {
+    let mut app = app();
+    update(
+        &mut app,
+        Message::ConnectionDown("connection refused".into()),
+    );
+    assert!(matches!(app.connection, Connection::Lost { .. }));
+    update(&mut app, Message::ConnectionUp);
+    assert_eq!(app.connection, Connection::Connected);
+    assert_eq!(app.notice.as_deref(), Some("connection restored"));
+}
+
+// ─── snapshots ───────────────────────────────────────────────────────────────────────────────
+
+fn draw(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| view::render(app, frame)).unwrap();
+    terminal.backend().to_string()
+}
+
+/// An environment section part-way through: passes, a failure with details, a warning.
+fn environment_in_progress() -> App {
+    let mut app = app();
+    finish(
+        &mut app,
+        "environment.connection",
+        Outcome::pass(
+            "PostgreSQL 16.4 (primary), database `sightline` as `app`; round trip 0.8 ms",
+        ),
+        14,
+    );
+    finish(
+        &mut app,
+        "environment.tls",
+        Outcome::fail("this connection is not encrypted: add sslmode=require to the URL")
+            .with_details(["ssl: off".to_string()]),
+        3,
+    );
+    finish(
+        &mut app,
+        "environment.replica",
+        Outcome::warn("optional: no replica streams from this server"),
+        5,
+    );
+    select(&mut app, "environment.tls");
+    app
+}
+
+#[test]
+fn snapshot_overview_80x24() {
+    insta::assert_snapshot!(draw(&environment_in_progress_overview(), 80, 24));
+}
+
+#[test]
+fn snapshot_overview_120x40() {
+    insta::assert_snapshot!(draw(&environment_in_progress_overview(), 120, 40));
+}
+
+fn environment_in_progress_overview() -> App {
+    let mut app = environment_in_progress();
+    press(&mut app, &[KeyCode::Char('o')]);
+    app
+}
+
+#[test]
+fn snapshot_section_with_a_failed_step_80x24() {
+    insta::assert_snapshot!(draw(&environment_in_progress(), 80, 24));
+}
+
+#[test]
+fn snapshot_section_with_a_failed_step_120x40() {
+    insta::assert_snapshot!(draw(&environment_in_progress(), 120, 40));
+}
+
+#[test]
+fn snapshot_shell_output_80x24() {
+    let mut app = app();
+    select(&mut app, "backup.dump");
+    for line in [
+        "pg_dump: dumping contents of table \"public.User\"",
+        "pg_dump: warning: slow",
+    ] {
+        update(
+            &mut app,
+            Message::Engine(Event::StepOutput {
+                id: "backup.dump".into(),
+                stream: OutputStream::Stderr,
+                line: line.into(),
+            }),
+        );
+    }
+    finish(
+        &mut app,
+        "backup.dump",
+        Outcome::pass("exited with 0"),
+        2350,
+    );
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_help_80x24() {
+    let mut app = app();
+    press(&mut app, &[KeyCode::Char('?')]);
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_destructive_confirmation_80x24() {
+    let mut app = app();
+    select(&mut app, "apply.deploy");
+    press(&mut app, &[KeyCode::Enter]);
+    type_text(&mut app, "sightlin");
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn snapshot_connection_lost_80x24() {
+    let mut app = app();
+    update(
+        &mut app,
+        Message::ConnectionDown("cannot connect to db.internal:5432: connection refused".into()),
+    );
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn a_tiny_terminal_gets_a_message_and_nothing_panics_at_any_size() {
+    let app = environment_in_progress();
+    let tiny = draw(&app, 40, 10);
+    assert!(tiny.contains("Terminal too small"), "{tiny}");
+    for width in 1..=130 {
+        for height in [1, 2, 5, 15, 16, 17, 24, 41] {
+            draw(&app, width, height);
+        }
+    }
+}
