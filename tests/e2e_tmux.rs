@@ -1,0 +1,138 @@
+//! The paths a person takes, in a real terminal: the binary runs in tmux against a real
+//! database; keys go in with send-keys, the screen comes back with capture-pane.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// A tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(width: u16, height: u16, command: &str) -> Tmux {
+        let socket = format!("cutover-e2e-{}", std::process::id());
+        let tmux = Tmux { socket };
+        let status = tmux
+            .command()
+            .args(["new-session", "-d", "-s", "e2e", "-x"])
+            .arg(width.to_string())
+            .arg("-y")
+            .arg(height.to_string())
+            .arg(command)
+            .status()
+            .expect("tmux is installed (CI installs it; locally: apt-get install tmux)");
+        assert!(status.success(), "tmux new-session failed");
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new("tmux");
+        command.args(["-L", &self.socket]);
+        command
+    }
+
+    fn screen(&self) -> String {
+        let output = self
+            .command()
+            .args(["capture-pane", "-p", "-t", "e2e"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = self
+            .command()
+            .args(["send-keys", "-t", "e2e"])
+            .args(keys)
+            .status()
+            .expect("send-keys");
+        assert!(status.success());
+    }
+
+    fn resize(&self, width: u16, height: u16) {
+        let status = self
+            .command()
+            .args(["resize-window", "-t", "e2e", "-x"])
+            .arg(width.to_string())
+            .arg("-y")
+            .arg(height.to_string())
+            .status()
+            .expect("resize-window");
+        assert!(status.success());
+    }
+
+    #[track_caller]
+    fn wait_for(&self, text: &str) {
+        let mut last = String::new();
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_until(&format!("the screen shows {text:?}"), 30, || {
+                last = self.screen();
+                last.contains(text)
+            })
+        }));
+        if found.is_err() {
+            panic!("the screen never showed {text:?}; it shows:\n{last}");
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").status();
+    }
+}
+
+#[test]
+fn a_person_opens_the_wizard_runs_a_step_reads_help_resizes_and_quits() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let after = home.path().join("after-exit.txt");
+    // After the wizard exits, the shell records the terminal's modes: they must be sane again.
+    let command = format!(
+        "CUTOVER_HOME={home} {bin} run --rehearsal --database-url '{url}'; stty -a > {after}; echo WIZARD-EXITED; sleep 60",
+        home = home.path().display(),
+        bin = env!("CARGO_BIN_EXE_cutover"),
+        after = after.display(),
+    );
+    let tmux = Tmux::start(100, 30, &command);
+
+    tmux.wait_for("● connected");
+    tmux.wait_for("Overview");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Environment");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("pass — PostgreSQL");
+    tmux.wait_for("✓ connection");
+
+    tmux.keys(&["?"]);
+    tmux.wait_for("this help");
+    tmux.keys(&["Escape"]);
+    wait_until("help closes", 30, || !tmux.screen().contains("this help"));
+
+    tmux.resize(60, 20);
+    tmux.wait_for("cutover");
+    wait_until("the 60x20 frame", 30, || {
+        tmux.screen().lines().all(|line| line.chars().count() <= 60)
+    });
+    tmux.resize(40, 12);
+    tmux.wait_for("Terminal too small");
+    tmux.resize(100, 30);
+    tmux.wait_for("Environment");
+
+    tmux.keys(&["q"]);
+    tmux.wait_for("WIZARD-EXITED");
+    let modes = std::fs::read_to_string(&after).unwrap();
+    assert!(
+        modes.contains(" icanon") && modes.contains(" echo"),
+        "raw mode was left on: {modes}"
+    );
+    assert!(
+        !tmux.screen().contains("Sections"),
+        "the alternate screen was left"
+    );
+}
