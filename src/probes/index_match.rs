@@ -52,6 +52,11 @@ pub struct ActualIndex {
     pub is_partial: bool,
     /// `CREATE INDEX ...` as the server prints it.
     pub definition: String,
+    /// Phase of a CREATE INDEX still running on it (`None` when none runs, or when this role
+    /// may not see the building session's progress: that needs `pg_read_all_stats`).
+    pub build_phase: Option<String>,
+    /// Progress of that build in percent, from blocks or else tuples.
+    pub build_percent: Option<f64>,
 }
 
 /// What became of one expected index.
@@ -78,7 +83,9 @@ pub enum IndexState {
     Missing,
 }
 
-/// Every index on the given tables of `schema`: key columns in order, uniqueness, validity.
+/// Every index on the given tables of `schema`: key columns in order, uniqueness, validity, and
+/// the progress of a build still running on it (pg_stat_progress_create_index is keyed by the
+/// index's oid once it exists), so the live panel needs no second round trip.
 const INDEXES_OF_TABLES: &str = "
     SELECT t.relname::text AS table_name,
            i.relname::text AS index_name,
@@ -92,11 +99,17 @@ const INDEXES_OF_TABLES: &str = "
            x.indisvalid AS is_valid,
            x.indisready AS is_ready,
            x.indpred IS NOT NULL AS is_partial,
-           pg_get_indexdef(x.indexrelid) AS definition
+           pg_get_indexdef(x.indexrelid) AS definition,
+           p.phase::text AS build_phase,
+           CASE WHEN p.blocks_total > 0 THEN 100.0 * p.blocks_done / p.blocks_total
+                WHEN p.tuples_total > 0 THEN 100.0 * p.tuples_done / p.tuples_total
+                WHEN p.pid IS NOT NULL THEN 0
+           END::float8 AS build_percent
       FROM pg_index x
       JOIN pg_class i ON i.oid = x.indexrelid
       JOIN pg_class t ON t.oid = x.indrelid
       JOIN pg_namespace n ON n.oid = t.relnamespace
+      LEFT JOIN pg_stat_progress_create_index p ON p.index_relid = x.indexrelid
      WHERE n.nspname = $1
        AND t.relname = ANY($2)
      ORDER BY t.relname, i.relname";

@@ -156,18 +156,26 @@ pub fn process_gone(pid: i32) -> bool {
     stat.is_empty() || stat.contains(") Z ")
 }
 
-/// A psql session running `sql` in the background on the shared cluster's database of `url`;
-/// killed, and its server session ended, on drop.
+/// A psql session running `sql` in the background; killed, and its server session ended, on
+/// drop.
 pub struct Session {
     child: std::process::Child,
-    url: String,
+    psql: std::path::PathBuf,
+    port: u16,
+    database: String,
 }
 
-/// Starts a background psql session (see [`Session`]).
+/// Starts a background psql session on the shared cluster's database of `url` (see
+/// [`Session`]).
 pub fn background_psql(url: &str, sql: &str) -> Session {
-    let cluster = shared();
     let database = url.rsplit('/').next().unwrap().split('?').next().unwrap();
-    let child = std::process::Command::new(cluster.bin_dir().join("psql"))
+    background_psql_on(shared(), database, sql)
+}
+
+/// Starts a background psql session on `database` of `cluster` (one without a password).
+pub fn background_psql_on(cluster: &Cluster, database: &str, sql: &str) -> Session {
+    let psql = cluster.bin_dir().join("psql");
+    let child = std::process::Command::new(&psql)
         .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
         .arg(cluster.port().to_string())
         .args(["-d", database, "-c", sql])
@@ -177,7 +185,9 @@ pub fn background_psql(url: &str, sql: &str) -> Session {
         .expect("psql starts");
     Session {
         child,
-        url: url.to_string(),
+        psql,
+        port: cluster.port(),
+        database: database.to_string(),
     }
 }
 
@@ -186,13 +196,15 @@ impl Drop for Session {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // The server notices a vanished client only when it next talks to it: end the
-        // sessions so that nothing this test began holds locks on the shared cluster.
-        let _ = std::panic::catch_unwind(|| {
-            psql(
-                &self.url,
+        // sessions so that nothing this test began holds locks on the cluster.
+        let _ = std::process::Command::new(&self.psql)
+            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .args(["-d", &self.database, "-c"])
+            .arg(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
                  WHERE datname = current_database() AND pid <> pg_backend_pid()",
             )
-        });
+            .output();
     }
 }

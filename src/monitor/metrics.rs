@@ -1,0 +1,242 @@
+//! The metrics panel: one query per refresh for the server's load, its round trip as the
+//! latency sample, and rates from counter deltas.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use sqlx::FromRow;
+
+use crate::db::{Db, DbError};
+
+/// The load on the server and on this database, other than cutover's own sessions, in one
+/// row. Connections count client sessions server-wide, as `max_connections` does. A blocked
+/// session is one waiting for a lock (row locks included: they wait on the holder's
+/// transaction id); one snapshot of pg_locks costs the lock manager less than
+/// pg_blocking_pids for every session, and unlike wait_event_type in pg_stat_activity it is
+/// visible to a role without pg_read_all_stats. Every number is cast to int8 so that it
+/// decodes the same on every server version.
+const METRICS: &str = "
+    SELECT (SELECT count(*)
+              FROM pg_stat_activity
+             WHERE backend_type = 'client backend'
+               AND application_name IS DISTINCT FROM 'cutover')::int8 AS connections_used,
+           current_setting('max_connections')::int8 AS max_connections,
+           coalesce(d.xact_commit, 0)::int8 AS commits,
+           coalesce(d.xact_rollback, 0)::int8 AS rollbacks,
+           pg_database_size(current_database())::int8 AS database_bytes,
+           (SELECT count(DISTINCT l.pid)
+              FROM pg_locks l
+              JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE NOT l.granted
+               AND a.datname = current_database())::int8 AS blocked_sessions
+      FROM (SELECT 1) AS always_one_row
+      LEFT JOIN pg_stat_database d ON d.datname = current_database()";
+
+/// How far back the latency percentiles look.
+const LATENCY_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// The window is kept as this many histograms, each covering a fifth of it.
+const LATENCY_SLICES: u32 = 5;
+/// Round trips above a minute are recorded as a minute.
+const LATENCY_MAX_MICROS: u64 = 60_000_000;
+
+/// One refresh of the metrics panel.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSample {
+    /// Client connections open on the server, other than cutover's own.
+    pub connections_used: i64,
+    /// The server's `max_connections`.
+    pub max_connections: i64,
+    /// Wall-clock round trip of this sample's query.
+    pub round_trip: Duration,
+    /// Median round trip over the last 5 minutes.
+    pub latency_p50: Duration,
+    /// 95th percentile round trip over the last 5 minutes.
+    pub latency_p95: Duration,
+    /// 99th percentile round trip over the last 5 minutes.
+    pub latency_p99: Duration,
+    /// Committed transactions per second on this database since the previous sample.
+    pub commits_per_s: f64,
+    /// Rolled-back transactions per second on this database, cutover's own left out.
+    pub rollbacks_per_s: f64,
+    /// Size of this database on disk.
+    pub database_bytes: i64,
+    /// Sessions on this database waiting on a lock that another session holds.
+    pub blocked_sessions: i64,
+}
+
+/// One row of [`METRICS`].
+#[derive(Debug, Clone, Copy, FromRow)]
+struct ServerCounters {
+    connections_used: i64,
+    max_connections: i64,
+    commits: i64,
+    rollbacks: i64,
+    database_bytes: i64,
+    blocked_sessions: i64,
+}
+
+/// Cumulative transaction counters as read at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    at: Instant,
+    commits: i64,
+    rollbacks: i64,
+}
+
+/// Turns successive queries into samples: keeps the previous counters for rates and a
+/// sliding window of round trips for percentiles.
+#[derive(Debug)]
+pub struct Sampler {
+    previous: Option<Reading>,
+    /// cutover's own read-only transactions roll back, and pg_stat_database would count
+    /// them as errors: they are owed here until the counters show them, and the rollbacks
+    /// that pay them off are not reported.
+    own_rollbacks_owed: i64,
+    latency: LatencyWindow,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler::new()
+    }
+}
+
+impl Sampler {
+    /// A sampler with no history: its first sample reports rates of zero.
+    pub fn new() -> Sampler {
+        Sampler {
+            previous: None,
+            own_rollbacks_owed: 0,
+            latency: LatencyWindow::new(),
+        }
+    }
+
+    /// Runs the metrics query once, in a read-only transaction with `db`'s timeouts, and
+    /// turns it into a sample.
+    pub async fn sample(&mut self, db: &Db) -> Result<MetricsSample, DbError> {
+        let mut transaction = db.read_only().await?;
+        // From here on, this transaction ends in a rollback whatever happens.
+        self.note_own_transactions(1);
+        let started = Instant::now();
+        // The simple protocol: one round trip every time, where a prepared statement would
+        // add one on each new connection and skew the latency it measures.
+        let row = sqlx::raw_sql(METRICS)
+            .fetch_one(&mut *transaction)
+            .await
+            .map_err(|e| db.error(e))?;
+        let round_trip = started.elapsed();
+        let counters = ServerCounters::from_row(&row).map_err(|e| db.error(e))?;
+        Ok(self.record(started, counters, round_trip))
+    }
+
+    /// Tells the sampler that cutover ended `count` more read-only transactions on this
+    /// database (they roll back), so that they are not reported as the application's errors.
+    pub fn note_own_transactions(&mut self, count: i64) {
+        self.own_rollbacks_owed += count.max(0);
+    }
+
+    /// Turns counters read at `at` into a sample.
+    fn record(
+        &mut self,
+        at: Instant,
+        counters: ServerCounters,
+        round_trip: Duration,
+    ) -> MetricsSample {
+        self.latency.record(at, round_trip);
+        let [latency_p50, latency_p95, latency_p99] = self.latency.percentiles([0.50, 0.95, 0.99]);
+        let (commits_per_s, rollbacks_per_s) = self.rates(Reading {
+            at,
+            commits: counters.commits,
+            rollbacks: counters.rollbacks,
+        });
+        MetricsSample {
+            connections_used: counters.connections_used,
+            max_connections: counters.max_connections,
+            round_trip,
+            latency_p50,
+            latency_p95,
+            latency_p99,
+            commits_per_s,
+            rollbacks_per_s,
+            database_bytes: counters.database_bytes,
+            blocked_sessions: counters.blocked_sessions,
+        }
+    }
+
+    /// Commits and rollbacks per second since the previous reading.
+    fn rates(&mut self, now: Reading) -> (f64, f64) {
+        let Some(previous) = self.previous.replace(now) else {
+            return (0.0, 0.0);
+        };
+        let commits = now.commits - previous.commits;
+        let rollbacks = now.rollbacks - previous.rollbacks;
+        if commits < 0 || rollbacks < 0 {
+            // Statistics were reset (pg_stat_reset, or a crash): no rate this time, and
+            // rollbacks owed from before may never show up.
+            self.own_rollbacks_owed = 0;
+            return (0.0, 0.0);
+        }
+        let own = rollbacks.min(self.own_rollbacks_owed);
+        self.own_rollbacks_owed -= own;
+        let seconds = now.at.saturating_duration_since(previous.at).as_secs_f64();
+        if seconds <= 0.0 {
+            return (0.0, 0.0);
+        }
+        (commits as f64 / seconds, (rollbacks - own) as f64 / seconds)
+    }
+}
+
+/// Round trips of the last [`LATENCY_WINDOW`], as one histogram per slice of it: a new slice
+/// starts when the newest is a slice old, and a slice is dropped once it lies wholly outside
+/// the window. Percentiles so cover between 5 and 6 minutes, and memory stays at
+/// [`LATENCY_SLICES`] + 1 histograms (about 20 KiB each at two significant digits) whatever
+/// the interval.
+#[derive(Debug)]
+struct LatencyWindow {
+    slices: VecDeque<(Instant, Histogram<u64>)>,
+}
+
+impl LatencyWindow {
+    fn new() -> LatencyWindow {
+        LatencyWindow {
+            slices: VecDeque::new(),
+        }
+    }
+
+    fn record(&mut self, at: Instant, round_trip: Duration) {
+        let slice_length = LATENCY_WINDOW / LATENCY_SLICES;
+        while let Some((started, _)) = self.slices.front()
+            && at.saturating_duration_since(*started) >= LATENCY_WINDOW + slice_length
+        {
+            self.slices.pop_front();
+        }
+        let slice_is_full = self
+            .slices
+            .back()
+            .is_none_or(|(started, _)| at.saturating_duration_since(*started) >= slice_length);
+        if slice_is_full {
+            self.slices.push_back((at, empty_histogram()));
+        }
+        let micros = u64::try_from(round_trip.as_micros()).unwrap_or(u64::MAX);
+        if let Some((_, current)) = self.slices.back_mut() {
+            current.saturating_record(micros.clamp(1, LATENCY_MAX_MICROS));
+        }
+    }
+
+    fn percentiles<const N: usize>(&self, quantiles: [f64; N]) -> [Duration; N] {
+        let mut merged = empty_histogram();
+        for (_, slice) in &self.slices {
+            // Same bounds on both sides: adding cannot fail.
+            let _ = merged.add(slice);
+        }
+        quantiles.map(|q| Duration::from_micros(merged.value_at_quantile(q)))
+    }
+}
+
+fn empty_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 2).expect("constant bounds are valid")
+}
+
+#[cfg(test)]
+mod tests;

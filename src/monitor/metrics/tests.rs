@@ -1,0 +1,109 @@
+//! Rates, the latency window and alerts, without a server.
+
+use super::*;
+
+fn counters(commits: i64, rollbacks: i64) -> ServerCounters {
+    ServerCounters {
+        connections_used: 3,
+        max_connections: 100,
+        commits,
+        rollbacks,
+        database_bytes: 8 << 20,
+        blocked_sessions: 0,
+    }
+}
+
+fn rates(sample: &MetricsSample) -> (f64, f64) {
+    (sample.commits_per_s, sample.rollbacks_per_s)
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn the_metrics_query_leaves_out_sessions_named_as_cutovers_own() {
+    assert!(METRICS.contains(&format!("'{}'", crate::db::APPLICATION_NAME)));
+}
+
+#[test]
+fn the_first_sample_has_rates_of_zero() {
+    let mut sampler = Sampler::new();
+    let sample = sampler.record(Instant::now(), counters(1_000, 10), MS);
+    assert_eq!(rates(&sample), (0.0, 0.0));
+    assert_eq!(sample.connections_used, 3);
+    assert_eq!(sample.max_connections, 100);
+}
+
+#[test]
+fn rates_are_counter_deltas_over_elapsed_time() {
+    let mut sampler = Sampler::new();
+    let start = Instant::now();
+    sampler.record(start, counters(1_000, 10), MS);
+    let sample = sampler.record(start + Duration::from_secs(2), counters(1_100, 14), MS);
+    assert_eq!(rates(&sample), (50.0, 2.0));
+}
+
+#[test]
+fn cutovers_own_rollbacks_are_not_reported_even_when_they_show_up_late() {
+    let mut sampler = Sampler::new();
+    let start = Instant::now();
+    let second = Duration::from_secs(1);
+    sampler.note_own_transactions(2);
+    sampler.record(start, counters(0, 0), MS);
+    // The server has not counted our two rollbacks yet.
+    let sample = sampler.record(start + second, counters(0, 0), MS);
+    assert_eq!(rates(&sample), (0.0, 0.0));
+    // Now it has, along with two more of ours and one of the application's.
+    sampler.note_own_transactions(2);
+    let sample = sampler.record(start + 2 * second, counters(0, 5), MS);
+    assert_eq!(rates(&sample), (0.0, 1.0));
+}
+
+#[test]
+fn a_statistics_reset_gives_zero_rates_and_forgets_what_was_owed() {
+    let mut sampler = Sampler::new();
+    let start = Instant::now();
+    let second = Duration::from_secs(1);
+    sampler.record(start, counters(500, 50), MS);
+    sampler.note_own_transactions(3);
+    let sample = sampler.record(start + second, counters(2, 0), MS);
+    assert_eq!(rates(&sample), (0.0, 0.0));
+    let sample = sampler.record(start + 2 * second, counters(4, 2), MS);
+    assert_eq!(rates(&sample), (2.0, 2.0));
+}
+
+#[test]
+fn latency_percentiles_come_from_the_window_and_old_round_trips_age_out() {
+    let mut sampler = Sampler::new();
+    let start = Instant::now();
+    for i in 0..100u32 {
+        sampler.record(
+            start + i * MS,
+            counters(0, 0),
+            Duration::from_millis(u64::from(i) + 1),
+        );
+    }
+    let sample = sampler.record(start + 100 * MS, counters(0, 0), Duration::from_millis(1));
+    assert_eq!(sample.round_trip, Duration::from_millis(1));
+    let close = |actual: Duration, expected_ms: f64| {
+        (actual.as_secs_f64() * 1000.0 - expected_ms).abs() <= expected_ms * 0.02
+    };
+    assert!(close(sample.latency_p50, 50.0), "{:?}", sample.latency_p50);
+    assert!(close(sample.latency_p95, 95.0), "{:?}", sample.latency_p95);
+    assert!(close(sample.latency_p99, 99.0), "{:?}", sample.latency_p99);
+
+    // Ten minutes later, only the new round trips count, and the window holds few slices.
+    let later = start + Duration::from_secs(600);
+    let sample = sampler.record(later, counters(0, 0), Duration::from_millis(7));
+    assert!(close(sample.latency_p99, 7.0), "{:?}", sample.latency_p99);
+    assert_eq!(sampler.latency.slices.len(), 1);
+}
+
+#[test]
+fn the_latency_window_keeps_a_bounded_number_of_histograms() {
+    let mut window = LatencyWindow::new();
+    let start = Instant::now();
+    for second in 0..3_600u64 {
+        window.record(start + Duration::from_secs(second), MS);
+    }
+    assert!(window.slices.len() <= LATENCY_SLICES as usize + 1);
+}
