@@ -2,6 +2,7 @@
 //! can act on.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
@@ -11,6 +12,16 @@ use crate::target::{Target, redact_url};
 
 /// The name our sessions carry, so that monitors and probes can leave them out.
 pub const APPLICATION_NAME: &str = "cutover";
+
+/// Read-only transactions this process has begun (each ends in a rollback). The monitor takes
+/// them out of the server's rollback count, so the wizard's own checks never look like the
+/// application's errors. One process works on one target, so one counter serves.
+static READ_ONLY_BEGUN: AtomicU64 = AtomicU64::new(0);
+
+/// How many read-only transactions this process has begun so far.
+pub fn read_only_transactions_begun() -> u64 {
+    READ_ONLY_BEGUN.load(Ordering::Relaxed)
+}
 
 /// Limits that every check runs under.
 #[derive(Debug, Clone)]
@@ -318,6 +329,7 @@ impl Db {
             .begin_with(sqlx::AssertSqlSafe(begin))
             .await
             .map_err(|e| DbError::from_sqlx(e, &self.target))?;
+        READ_ONLY_BEGUN.fetch_add(1, Ordering::Relaxed);
         Ok(ReadOnly { tx })
     }
 

@@ -39,6 +39,9 @@ struct Global {
     /// Set a runbook variable (repeatable).
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
+    /// Seconds between refreshes of the wizard's live panels.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_refresh)]
+    refresh: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +105,15 @@ enum RunbookCmd {
     Export,
 }
 
+fn parse_refresh(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.2..=3600.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds from 0.2 to 3600"
+        )),
+    }
+}
+
 fn parse_var(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, value)) if runbook::vars::is_name(name) => {
@@ -155,6 +167,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 variables,
                 workdir: cwd,
                 color: color_wanted(),
+                refresh: std::time::Duration::from_secs_f64(global.refresh),
             };
             tui::run(Arc::new(runbook), &target, options).await?;
             Ok(ExitCode::SUCCESS)
@@ -237,6 +250,7 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
             variables,
             workdir: cwd,
             color: color_wanted(),
+            refresh: std::time::Duration::from_secs_f64(global.refresh),
         };
         let result = tui::run(Arc::new(runbook), &target, options).await;
         drop(cluster);

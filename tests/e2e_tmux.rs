@@ -109,6 +109,13 @@ fn a_person_opens_the_wizard_runs_a_step_reads_help_resizes_and_quits() {
     tmux.wait_for("pass — PostgreSQL");
     tmux.wait_for("✓ connection");
 
+    // The live panels, one key away on a 100-column screen: the monitor's figures arrive.
+    tmux.keys(&["m"]);
+    tmux.wait_for("connections");
+    tmux.wait_for("Indexes · all");
+    tmux.keys(&["m"]);
+    tmux.wait_for("Database is reachable");
+
     tmux.keys(&["?"]);
     tmux.wait_for("this help");
     tmux.keys(&["Escape"]);

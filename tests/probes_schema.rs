@@ -156,6 +156,15 @@ fn performance_invalid_reports_building_not_invalid_during_create_index_concurre
         &url,
         r#"BEGIN; INSERT INTO "Tag" (id, name) VALUES ('held', 'held'); SELECT pg_sleep(60); COMMIT;"#,
     );
+    // The build must start after the insert, or it would not wait for it.
+    wait_until("the writing transaction holds its lock", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' \
+               AND wait_event = 'PgSleep'",
+        ) == "1"
+    });
     let _builder = background_psql(
         &url,
         r#"CREATE INDEX CONCURRENTLY "Tag_createdAt_idx" ON "Tag" ("createdAt")"#,

@@ -452,3 +452,101 @@ fn a_tiny_terminal_gets_a_message_and_nothing_panics_at_any_size() {
         }
     }
 }
+
+fn sample(connections_used: i64, p95_ms: u64) -> cutover::monitor::MetricsSample {
+    cutover::monitor::MetricsSample {
+        connections_used,
+        max_connections: 100,
+        round_trip: Duration::from_micros(800),
+        latency_p50: Duration::from_micros(700),
+        latency_p95: Duration::from_millis(p95_ms),
+        latency_p99: Duration::from_millis(p95_ms + 40),
+        commits_per_s: 120.5,
+        rollbacks_per_s: 0.5,
+        database_bytes: 5 * 1024 * 1024 * 1024,
+        blocked_sessions: 2,
+    }
+}
+
+#[test]
+fn metrics_raise_alerts_from_the_runbook_thresholds_and_a_failed_refresh_is_shown() {
+    use cutover::monitor::{AlertLevel, MonitorEvent};
+    let mut app = app();
+    update(
+        &mut app,
+        Message::Monitor(MonitorEvent::Metrics(sample(10, 1))),
+    );
+    let quiet: Vec<_> = app.alerts.iter().map(|a| a.level).collect();
+    assert_eq!(
+        quiet,
+        [AlertLevel::Warning],
+        "two blocked sessions: {:?}",
+        app.alerts
+    );
+    update(
+        &mut app,
+        Message::Monitor(MonitorEvent::Metrics(sample(92, 450))),
+    );
+    assert!(app.alerts.iter().any(|a| a.level == AlertLevel::Critical));
+    assert_eq!(app.metrics_history.len(), 2);
+    update(
+        &mut app,
+        Message::Monitor(MonitorEvent::Unavailable {
+            error: "connection refused".into(),
+        }),
+    );
+    assert_eq!(app.monitor_error.as_deref(), Some("connection refused"));
+    update(
+        &mut app,
+        Message::Monitor(MonitorEvent::Metrics(sample(10, 1))),
+    );
+    assert_eq!(app.monitor_error, None);
+}
+
+#[test]
+fn snapshot_live_panels_with_alerts_and_index_problems_120x40() {
+    use cutover::monitor::{IndexLiveState, IndexStatus, MonitorEvent};
+    let mut app = environment_in_progress();
+    for (used, p95) in [(40, 3), (55, 5), (70, 9), (81, 60), (88, 240), (92, 450)] {
+        update(
+            &mut app,
+            Message::Monitor(MonitorEvent::Metrics(sample(used, p95))),
+        );
+    }
+    let expected = cutover::monitor::expected_indexes(&app.runbook);
+    let statuses: Vec<IndexStatus> = expected
+        .into_iter()
+        .enumerate()
+        .map(|(n, expected)| {
+            let state = match n {
+                1 => IndexLiveState::Missing,
+                2 => IndexLiveState::Building {
+                    name: "Summary_videoId_idx".into(),
+                    phase: "building index: scanning table".into(),
+                    percent: 42.0,
+                },
+                3 => IndexLiveState::Invalid {
+                    name: "Summary_userId_videoId_key".into(),
+                },
+                _ => IndexLiveState::Present {
+                    name: "some_index".into(),
+                },
+            };
+            IndexStatus { expected, state }
+        })
+        .collect();
+    update(&mut app, Message::Monitor(MonitorEvent::Indexes(statuses)));
+    insta::assert_snapshot!(draw(&app, 120, 40));
+}
+
+#[test]
+fn snapshot_panels_opened_on_a_narrow_screen_80x24() {
+    use cutover::monitor::MonitorEvent;
+    let mut app = app();
+    update(
+        &mut app,
+        Message::Monitor(MonitorEvent::Metrics(sample(12, 2))),
+    );
+    press(&mut app, &[KeyCode::Char('m')]);
+    insta::assert_snapshot!(draw(&app, 80, 24));
+}

@@ -93,6 +93,8 @@ pub struct Sampler {
     /// them as errors: they are owed here until the counters show them, and the rollbacks
     /// that pay them off are not reported.
     own_rollbacks_owed: i64,
+    /// The process's count of read-only transactions at the last sample.
+    own_transactions_seen: u64,
     latency: LatencyWindow,
 }
 
@@ -108,6 +110,7 @@ impl Sampler {
         Sampler {
             previous: None,
             own_rollbacks_owed: 0,
+            own_transactions_seen: crate::db::read_only_transactions_begun(),
             latency: LatencyWindow::new(),
         }
     }
@@ -116,8 +119,11 @@ impl Sampler {
     /// turns it into a sample.
     pub async fn sample(&mut self, db: &Db) -> Result<MetricsSample, DbError> {
         let mut transaction = db.read_only().await?;
-        // From here on, this transaction ends in a rollback whatever happens.
-        self.note_own_transactions(1);
+        // Every read-only transaction of this process since the last sample, this one
+        // included, ends in a rollback that is ours, not the application's.
+        let begun = crate::db::read_only_transactions_begun();
+        self.note_own_transactions(begun.saturating_sub(self.own_transactions_seen) as i64);
+        self.own_transactions_seen = begun;
         let started = Instant::now();
         // The simple protocol: one round trip every time, where a prepared statement would
         // add one on each new connection and skew the latency it measures.

@@ -7,8 +7,12 @@ use std::time::{Duration, Instant};
 use ratatui_textarea::TextArea;
 
 use crate::engine::OutputStream;
+use crate::monitor::{Alert, IndexStatus, MetricsSample};
 use crate::outcome::Outcome;
 use crate::runbook::{Kind, Runbook, Step};
+
+/// Metrics samples kept for the sparklines (5 minutes at the default 2 s).
+pub const METRICS_HISTORY: usize = 150;
 
 /// Lines of shell output kept per step; older ones are dropped (and counted), so memory stays
 /// bounded whatever a step prints.
@@ -222,6 +226,16 @@ pub struct App {
     pub quitting: bool,
     /// Colours on screen (off with `NO_COLOR`; glyphs carry every status without them).
     pub color: bool,
+    /// The latest metrics sample.
+    pub metrics: Option<MetricsSample>,
+    /// Recent samples, oldest first, for the sparklines.
+    pub metrics_history: VecDeque<MetricsSample>,
+    /// Thresholds the latest sample crosses.
+    pub alerts: Vec<Alert>,
+    /// The live state of every index the runbook expects.
+    pub indexes: Vec<IndexStatus>,
+    /// Why the last refresh of the live panels failed (cleared by the next success).
+    pub monitor_error: Option<String>,
 }
 
 impl App {
@@ -255,6 +269,11 @@ impl App {
             notice: None,
             quitting: false,
             color: true,
+            metrics: None,
+            metrics_history: VecDeque::new(),
+            alerts: Vec::new(),
+            indexes: Vec::new(),
+            monitor_error: None,
         }
     }
 

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::{Db, DbSettings};
 use crate::engine::{self, EngineConfig, EngineHandle};
+use crate::monitor;
 use crate::runbook::Runbook;
 use crate::target::Target;
 use app::{App, RunMode};
@@ -53,6 +54,8 @@ pub struct WizardOptions {
     pub workdir: PathBuf,
     /// Colours (off with `NO_COLOR`).
     pub color: bool,
+    /// How often the live panels refresh.
+    pub refresh: Duration,
 }
 
 /// Opens the wizard on the real terminal and runs it until the person quits. The terminal is
@@ -83,7 +86,22 @@ pub async fn run_with<B: Backend>(
 where
     std::io::Error: From<B::Error>,
 {
-    let db = Db::connect_lazy(target, DbSettings::default());
+    // Two connections for the steps and one for the live panels: three in all, and a busy
+    // engine never starves the panels.
+    let db = Db::connect_lazy(
+        target,
+        DbSettings {
+            max_connections: 2,
+            ..DbSettings::default()
+        },
+    );
+    let monitor_db = Db::connect_lazy(
+        target,
+        DbSettings {
+            max_connections: 1,
+            ..DbSettings::default()
+        },
+    );
     let config = EngineConfig {
         allow_shell: true,
         allow_http: true,
@@ -94,6 +112,11 @@ where
     let mut engine = engine::spawn(runbook.clone(), db.clone(), config);
     let stop = CancellationToken::new();
     tokio::spawn(watch_connection(db.clone(), input_tx, stop.clone()));
+    let monitor_config = monitor::MonitorConfig {
+        interval: options.refresh,
+        ..monitor::MonitorConfig::for_runbook(&runbook, target.schema())
+    };
+    let mut samples = monitor::spawn(monitor_db.clone(), monitor_config, stop.clone());
 
     let mut app = App::new(
         runbook,
@@ -103,10 +126,11 @@ where
         options.variables,
     );
     app.color = options.color;
-    let result = event_loop(terminal, &mut app, &mut inputs, &mut engine).await;
+    let result = event_loop(terminal, &mut app, &mut inputs, &mut engine, &mut samples).await;
     stop.cancel();
     engine.shutdown().await;
     db.close().await;
+    monitor_db.close().await;
     result
 }
 
@@ -115,6 +139,7 @@ async fn event_loop<B: Backend>(
     app: &mut App,
     inputs: &mut mpsc::Receiver<Message>,
     engine: &mut EngineHandle,
+    samples: &mut mpsc::Receiver<monitor::MonitorEvent>,
 ) -> Result<(), TuiError>
 where
     std::io::Error: From<B::Error>,
@@ -132,6 +157,7 @@ where
             },
             _ = tick.tick() => Message::Tick,
             Some(event) = engine.events.recv() => Message::Engine(event),
+            Some(event) = samples.recv() => Message::Monitor(event),
         };
         let mut commands = update(app, message);
         // Take what else the engine has ready before drawing again.

@@ -5,9 +5,12 @@ use std::time::Instant;
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind};
 use ratatui_textarea::TextArea;
 
-use super::app::{App, Connection, InputPurpose, Overlay, Pane, Screen, StepStatus};
+use super::app::{
+    App, Connection, InputPurpose, METRICS_HISTORY, Overlay, Pane, Screen, StepStatus,
+};
 use super::keymap::{self, Action};
 use crate::engine::Event;
+use crate::monitor::{self, MonitorEvent};
 use crate::runbook::{Action as StepAction, Kind, Step};
 
 /// Output lines a page key moves.
@@ -26,6 +29,8 @@ pub enum Message {
     ConnectionUp,
     /// The database does not answer.
     ConnectionDown(String),
+    /// The live panels' sampler reports.
+    Monitor(MonitorEvent),
 }
 
 /// A request for the event loop to carry out.
@@ -81,6 +86,26 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
             app.connection = Connection::Lost { error };
             vec![]
         }
+        Message::Monitor(event) => {
+            monitor_event(app, event);
+            vec![]
+        }
+    }
+}
+
+fn monitor_event(app: &mut App, event: MonitorEvent) {
+    match event {
+        MonitorEvent::Metrics(sample) => {
+            app.alerts = monitor::alerts(&sample, &app.runbook.thresholds);
+            if app.metrics_history.len() == METRICS_HISTORY {
+                app.metrics_history.pop_front();
+            }
+            app.metrics_history.push_back(sample.clone());
+            app.metrics = Some(sample);
+            app.monitor_error = None;
+        }
+        MonitorEvent::Indexes(statuses) => app.indexes = statuses,
+        MonitorEvent::Unavailable { error } => app.monitor_error = Some(error),
     }
 }
 

@@ -12,6 +12,7 @@ use ratatui::widgets::{Block, Borders, List, ListItem, Paragraph, Wrap};
 
 use super::app::{App, Connection, RunMode, Screen, StepState, StepStatus};
 use super::keymap;
+use crate::monitor::AlertLevel;
 use crate::outcome::Status;
 
 /// Below this the wizard only asks for a bigger terminal.
@@ -117,12 +118,32 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
         ),
         Span::raw(" "),
         Span::styled(link, styled(app, link_style)),
+        alert_badge(app),
         Span::raw(" · "),
         Span::raw(app.target.clone()),
         Span::raw(" · "),
         Span::raw(app.runbook.name.clone()),
     ]);
     frame.render_widget(Paragraph::new(line), area);
+}
+
+/// " ! 2 alerts" in the alert's colour, or nothing.
+fn alert_badge(app: &App) -> Span<'static> {
+    let Some(worst) = app.alerts.iter().map(|a| a.level).max() else {
+        return Span::raw("");
+    };
+    let color = match worst {
+        AlertLevel::Critical => Color::Red,
+        AlertLevel::Warning => Color::Yellow,
+    };
+    Span::styled(
+        format!(
+            " ! {} alert{}",
+            app.alerts.len(),
+            if app.alerts.len() == 1 { "" } else { "s" }
+        ),
+        styled(app, Style::default().fg(color).add_modifier(Modifier::BOLD)),
+    )
 }
 
 fn render_status_bar(app: &App, frame: &mut Frame, area: Rect) {
