@@ -50,6 +50,36 @@ fn busy_app() -> App {
             }),
         );
     }
+    // Full panels: five minutes of samples and every expected index.
+    for n in 0..150u64 {
+        let sample = cutover::monitor::MetricsSample {
+            connections_used: 20 + (n % 40) as i64,
+            max_connections: 100,
+            round_trip: Duration::from_micros(500 + n * 10),
+            latency_p50: Duration::from_micros(600),
+            latency_p95: Duration::from_micros(900 + n * 50),
+            latency_p99: Duration::from_millis(3),
+            commits_per_s: 100.0 + n as f64,
+            rollbacks_per_s: 1.0,
+            database_bytes: 5 << 30,
+            blocked_sessions: (n % 3) as i64,
+        };
+        update(
+            &mut app,
+            Message::Monitor(cutover::monitor::MonitorEvent::Metrics(sample)),
+        );
+    }
+    let statuses = cutover::monitor::expected_indexes(&runbook)
+        .into_iter()
+        .map(|expected| cutover::monitor::IndexStatus {
+            expected,
+            state: cutover::monitor::IndexLiveState::Present { name: "idx".into() },
+        })
+        .collect();
+    update(
+        &mut app,
+        Message::Monitor(cutover::monitor::MonitorEvent::Indexes(statuses)),
+    );
     app.section = 1;
     app.screen = cutover::tui::app::Screen::Section(1);
     app.selected = 1;
