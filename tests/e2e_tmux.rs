@@ -14,7 +14,9 @@ struct Tmux {
 
 impl Tmux {
     fn start(width: u16, height: u16, command: &str) -> Tmux {
-        let socket = format!("cutover-e2e-{}", std::process::id());
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = format!("cutover-e2e-{}-{n}", std::process::id());
         let tmux = Tmux { socket };
         let status = tmux
             .command()
@@ -142,4 +144,29 @@ fn a_person_opens_the_wizard_runs_a_step_reads_help_resizes_and_quits() {
         !tmux.screen().contains("Sections"),
         "the alternate screen was left"
     );
+}
+
+#[test]
+fn the_header_shows_a_lost_connection_and_the_wizard_reconnects_by_itself() {
+    let (mut cluster, url) = own_cluster(cutover::cluster::ClusterOptions::default());
+    let home = tempfile::tempdir().unwrap();
+    let command = format!(
+        "CUTOVER_HOME={home} {bin} run --rehearsal --refresh 0.5 --database-url '{url}'; sleep 60",
+        home = home.path().display(),
+        bin = env!("CARGO_BIN_EXE_cutover"),
+    );
+    let tmux = Tmux::start(130, 30, &command);
+    tmux.wait_for("● connected");
+    tmux.wait_for("connections");
+
+    cluster.stop();
+    tmux.wait_for("✗ not connected, retrying");
+    tmux.wait_for("connection refused");
+
+    cluster.start_again().expect("the server starts again");
+    tmux.wait_for("● connected");
+    wait_until("the panels recover", 30, || {
+        !tmux.screen().contains("stale")
+    });
+    tmux.keys(&["q"]);
 }

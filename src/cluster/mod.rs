@@ -346,6 +346,24 @@ impl Cluster {
         &self.bin
     }
 
+    /// Starts a stopped server again, on the same port and files (a restart after `stop`).
+    pub fn start_again(&mut self) -> Result<(), ClusterError> {
+        if self.running {
+            return Ok(());
+        }
+        let log = self.root.path().join("server.log");
+        let mut pg_ctl = Command::new(self.bin.join("pg_ctl"));
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "start"]);
+        run_tool(&mut pg_ctl, "pg_ctl start", self.owner)?;
+        self.running = true;
+        Ok(())
+    }
+
     /// Stops the server at once (as a crash would), keeping the files until drop.
     pub fn stop(&mut self) {
         if self.running {

@@ -208,8 +208,21 @@ async fn forward_terminal_events(messages: mpsc::Sender<Message>) {
 /// Tells the loop whether the database answers: at once, then every few seconds; faster while
 /// it does not. The first frame never waits for this.
 async fn watch_connection(db: Db, messages: mpsc::Sender<Message>, stop: CancellationToken) {
+    let mut connected = false;
     loop {
-        let (message, wait) = match db.ping().await {
+        // While not connected, a direct attempt tells why at once (the pool would retry a
+        // refused connection until its acquire timeout); once connected, a ping on the pool
+        // keeps it cheap and adds no login to the server's log every few seconds.
+        let answer = if connected {
+            db.ping().await
+        } else {
+            match db.reachable().await {
+                Ok(()) => db.ping().await,
+                Err(err) => Err(err),
+            }
+        };
+        connected = answer.is_ok();
+        let (message, wait) = match answer {
             Ok(()) => (Message::ConnectionUp, CONNECTION_CHECK),
             Err(err) => (Message::ConnectionDown(err.to_string()), CONNECTION_RETRY),
         };

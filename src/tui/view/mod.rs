@@ -102,7 +102,7 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
         ),
         Connection::Connected => ("● connected".to_string(), Style::default().fg(Color::Green)),
         Connection::Lost { error } => (
-            format!("✗ connection lost, retrying: {error}"),
+            format!("✗ not connected, retrying: {error}"),
             Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
         ),
     };
