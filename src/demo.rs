@@ -154,3 +154,47 @@ pub async fn load(url: &str, contents: DemoContents) -> Result<(), DemoError> {
     conn.close().await.map_err(fail)?;
     Ok(())
 }
+
+/// What the demo's pretend application does, a few times a second: read a user's newest
+/// summaries and record a usage event, as Sightline's API would.
+const APP_READ: &str = r#"
+SELECT s.id, s.title
+  FROM "Summary" s
+ WHERE s."userId" = (SELECT id FROM "User" ORDER BY id OFFSET $1 LIMIT 1)
+ ORDER BY s."createdAt" DESC
+ LIMIT 20"#;
+
+const APP_WRITE: &str = r#"
+INSERT INTO "UsageEvent" (id, "userId", type, "createdAt")
+SELECT 'demo-' || gen_random_uuid(), id, 'summary.view', now()
+  FROM "User" ORDER BY id OFFSET $1 LIMIT 1"#;
+
+/// Plays the Sightline application against the demo database (about ten reads and writes a
+/// second, as `sightline-app`) until `cancel`, so that the wizard's live panels have traffic to
+/// show. Only `cutover demo` does this, and only to its own throwaway database.
+pub fn spawn_app_traffic(url: &str, cancel: tokio_util::sync::CancellationToken) {
+    use std::str::FromStr;
+    let Ok(options) = sqlx::postgres::PgConnectOptions::from_str(url) else {
+        return;
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with(options.application_name("sightline-app"));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        let mut n: i64 = 0;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            n += 1;
+            // Errors are the demo's own business (the database may be stopping): ignore them.
+            let _ = sqlx::query(APP_READ).bind(n % 1000).execute(&pool).await;
+            if n % 3 == 0 {
+                let _ = sqlx::query(APP_WRITE).bind(n % 1000).execute(&pool).await;
+            }
+        }
+        pool.close().await;
+    });
+}

@@ -252,7 +252,10 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
             color: color_wanted(),
             refresh: std::time::Duration::from_secs_f64(global.refresh),
         };
+        let traffic = tokio_util::sync::CancellationToken::new();
+        demo::spawn_app_traffic(&url, traffic.clone());
         let result = tui::run(Arc::new(runbook), &target, options).await;
+        traffic.cancel();
         drop(cluster);
         result?;
         eprintln!("The demo database was stopped and removed.");

@@ -285,31 +285,7 @@ fn an_index_left_by_a_failed_unique_concurrent_build_is_invalid() {
 #[test]
 fn reports_building_not_invalid_during_create_index_concurrently() {
     let url = fresh_database();
-    // An open writing transaction makes CREATE INDEX CONCURRENTLY wait in its first phase,
-    // with the index already in the catalog and not yet valid.
-    let _holder = background_psql(
-        &url,
-        r#"BEGIN; INSERT INTO "Tag" (id, name) VALUES ('held', 'held'); SELECT pg_sleep(60); COMMIT;"#,
-    );
-    // The build must start after the insert, or it would not wait for it.
-    wait_until("the writing transaction holds its lock", 30, || {
-        psql(
-            &url,
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' \
-               AND wait_event = 'PgSleep'",
-        ) == "1"
-    });
-    let _builder = background_psql(
-        &url,
-        r#"CREATE INDEX CONCURRENTLY "Tag_createdAt_idx" ON "Tag" ("createdAt")"#,
-    );
-    wait_until("the concurrent build has begun", 30, || {
-        psql(
-            &url,
-            "SELECT count(*) FROM pg_stat_progress_create_index WHERE datname = current_database()",
-        ) == "1"
-    });
+    let _build = hold_create_index_concurrently(&url);
     let target = monitored(&url);
     match target.state_of(index("Tag", &["createdAt"], false)) {
         IndexLiveState::Building {

@@ -150,31 +150,7 @@ fn performance_invalid_fails_on_an_index_left_invalid_by_a_failed_concurrent_bui
 #[test]
 fn performance_invalid_reports_building_not_invalid_during_create_index_concurrently() {
     let url = fresh_database();
-    // An open writing transaction makes CREATE INDEX CONCURRENTLY wait in its first phase,
-    // with the index already in the catalog and not yet valid.
-    let _holder = background_psql(
-        &url,
-        r#"BEGIN; INSERT INTO "Tag" (id, name) VALUES ('held', 'held'); SELECT pg_sleep(60); COMMIT;"#,
-    );
-    // The build must start after the insert, or it would not wait for it.
-    wait_until("the writing transaction holds its lock", 30, || {
-        psql(
-            &url,
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' \
-               AND wait_event = 'PgSleep'",
-        ) == "1"
-    });
-    let _builder = background_psql(
-        &url,
-        r#"CREATE INDEX CONCURRENTLY "Tag_createdAt_idx" ON "Tag" ("createdAt")"#,
-    );
-    wait_until("the concurrent build has begun", 30, || {
-        psql(
-            &url,
-            "SELECT count(*) FROM pg_stat_progress_create_index WHERE datname = current_database()",
-        ) == "1"
-    });
+    let _build = hold_create_index_concurrently(&url);
     let step = block_on(bundled_step(&url, "performance.invalid"));
     assert_status(&step, Status::Warn);
     assert!(

@@ -219,15 +219,7 @@ impl Cluster {
         for _ in 0..5 {
             let port = free_port()?;
             append_conf(&self.data, &[("port".to_string(), port.to_string())])?;
-            let log = self.root.path().join("server.log");
-            let mut pg_ctl = Command::new(self.bin.join("pg_ctl"));
-            pg_ctl
-                .arg("-D")
-                .arg(&self.data)
-                .arg("-l")
-                .arg(&log)
-                .args(["-w", "-t", "60", "start"]);
-            match run_tool(&mut pg_ctl, "pg_ctl start", self.owner) {
+            match self.pg_ctl_start() {
                 Ok(_) => {
                     self.port = port;
                     self.running = true;
@@ -235,6 +227,7 @@ impl Cluster {
                     return Ok(());
                 }
                 Err(ClusterError::Tool { tool, detail }) => {
+                    let log = self.root.path().join("server.log");
                     let log_tail = tail(&fs::read_to_string(&log).unwrap_or_default(), 5);
                     let in_use = log_tail.contains("Address already in use");
                     last_error = Some(ClusterError::Tool {
@@ -351,17 +344,22 @@ impl Cluster {
         if self.running {
             return Ok(());
         }
-        let log = self.root.path().join("server.log");
+        self.pg_ctl_start()?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// `pg_ctl start`, waiting until the server accepts connections; its log goes to the
+    /// cluster's folder.
+    fn pg_ctl_start(&self) -> Result<Output, ClusterError> {
         let mut pg_ctl = Command::new(self.bin.join("pg_ctl"));
         pg_ctl
             .arg("-D")
             .arg(&self.data)
             .arg("-l")
-            .arg(&log)
+            .arg(self.root.path().join("server.log"))
             .args(["-w", "-t", "60", "start"]);
-        run_tool(&mut pg_ctl, "pg_ctl start", self.owner)?;
-        self.running = true;
-        Ok(())
+        run_tool(&mut pg_ctl, "pg_ctl start", self.owner)
     }
 
     /// Stops the server at once (as a crash would), keeping the files until drop.

@@ -208,3 +208,33 @@ impl Drop for Session {
             .output();
     }
 }
+
+/// Starts `CREATE INDEX CONCURRENTLY "Tag_createdAt_idx" ON "Tag" ("createdAt")` on the database
+/// of `url` and holds it in its first phase, the index already in the catalog and not yet
+/// valid, behind an open writing transaction. Both sessions end when the result drops.
+pub fn hold_create_index_concurrently(url: &str) -> [Session; 2] {
+    let holder = background_psql(
+        url,
+        r#"BEGIN; INSERT INTO "Tag" (id, name) VALUES ('held', 'held'); SELECT pg_sleep(60); COMMIT;"#,
+    );
+    // The build must start after the insert, or it would not wait for it.
+    wait_until("the writing transaction holds its lock", 30, || {
+        psql(
+            url,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' \
+               AND wait_event = 'PgSleep'",
+        ) == "1"
+    });
+    let builder = background_psql(
+        url,
+        r#"CREATE INDEX CONCURRENTLY "Tag_createdAt_idx" ON "Tag" ("createdAt")"#,
+    );
+    wait_until("the concurrent build has begun", 30, || {
+        psql(
+            url,
+            "SELECT count(*) FROM pg_stat_progress_create_index WHERE datname = current_database()",
+        ) == "1"
+    });
+    [holder, builder]
+}
