@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::db::{Db, DbError, DbSettings};
 use crate::engine::{self, EngineConfig, Event};
+use crate::journal::{Entry, Journal, JournalError, Mode, NewRun, Recorder};
 use crate::outcome::Status;
 use crate::runbook::{Action, Runbook};
 use crate::target::Target;
@@ -29,6 +30,10 @@ pub struct CheckOptions {
     pub variables: BTreeMap<String, String>,
     /// Where shell steps run.
     pub workdir: Option<PathBuf>,
+    /// Where the run is recorded (none: not recorded).
+    pub journal: Option<Journal>,
+    /// Whether this run is a rehearsal.
+    pub rehearsal: bool,
 }
 
 /// Why a headless run could not start.
@@ -47,6 +52,9 @@ pub enum CheckError {
     /// The target cannot be reached.
     #[error(transparent)]
     Connection(#[from] DbError),
+    /// The journal cannot record the run.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// One step's line in the report (the JSON contract's `steps[]`).
@@ -190,6 +198,24 @@ pub async fn run_check(
             .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))),
         ..EngineConfig::default()
     };
+    let run_id = match &options.journal {
+        Some(journal) => {
+            let new = NewRun {
+                runbook_name: runbook.name.clone(),
+                runbook_text: runbook.source.clone(),
+                target: target.to_string(),
+                mode: if options.rehearsal {
+                    Mode::Rehearsal
+                } else {
+                    Mode::Production
+                },
+                origin: "check",
+            };
+            journal.create_run(new).await?.id
+        }
+        None => uuid::Uuid::now_v7().to_string(),
+    };
+    let mut recorder = Recorder::new(options.journal.clone(), run_id.clone());
     let mut handle = engine::spawn(runbook.clone(), db.clone(), config);
     let _ = handle
         .commands
@@ -209,6 +235,9 @@ pub async fn run_check(
                 let Some(step) = runbook.step(&id) else {
                     continue;
                 };
+                recorder
+                    .finished(&id, &outcome, duration.as_millis() as u64)
+                    .await?;
                 finished.insert(
                     id.clone(),
                     StepReport {
@@ -224,9 +253,11 @@ pub async fn run_check(
                 );
             }
             Event::BatchFinished => break,
-            Event::StepStarted { .. } | Event::StepOutput { .. } => {}
+            Event::StepStarted { id } => recorder.record(Some(&id), Entry::StepStarted).await?,
+            Event::StepOutput { id, stream, line } => recorder.output(&id, stream, line).await?,
         }
     }
+    recorder.finish().await?;
     handle.shutdown().await;
     db.close().await;
 
@@ -239,7 +270,7 @@ pub async fn run_check(
     Ok(CheckReport {
         runbook: runbook.name.clone(),
         target: target.to_string(),
-        run_id: uuid::Uuid::now_v7().to_string(),
+        run_id,
         started_at,
         duration_ms: clock.elapsed().as_millis() as u64,
         steps,

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod db;
 pub mod demo;
 pub mod engine;
+pub mod journal;
 pub mod monitor;
 pub mod outcome;
 pub mod output;

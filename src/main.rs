@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cutover::check::{self, CheckOptions};
 use cutover::demo::{self, DemoContents};
 use cutover::engine;
+use cutover::journal::{Journal, report};
 use cutover::output;
 use cutover::probes::Catalog;
 use cutover::runbook::{self, Runbook, RunbookError};
@@ -66,6 +67,26 @@ enum Cmd {
     /// Validate or export runbooks.
     #[command(subcommand)]
     Runbook(RunbookCmd),
+    /// List the journaled runs, newest first.
+    Runs,
+    /// Export a journaled run.
+    Report {
+        /// The run's id (or a unique prefix); see `cutover runs`.
+        run: Option<String>,
+        /// The newest run.
+        #[arg(long, conflicts_with = "run")]
+        last: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Md,
+    Json,
+    Junit,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +106,9 @@ struct CheckArgs {
     /// Confirm destructive steps by typing the target database's name.
     #[arg(long, value_name = "DATABASE")]
     confirm: Option<String>,
+    /// Record this run as a rehearsal (the default is production).
+    #[arg(long)]
+    rehearsal: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -176,7 +200,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let runbook = load_runbook(global.runbook.as_deref())?;
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
             let target = Target::resolve(global.database_url.as_deref(), &cwd)?;
+            let journal = open_journal().await?;
             let options = CheckOptions {
+                journal: Some(journal),
+                rehearsal: args.rehearsal,
                 only: args.only,
                 allow_shell: args.allow_shell,
                 allow_http: args.allow_http,
@@ -198,6 +225,66 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Demo { print_url, check } => demo(global, print_url, check).await,
+        Cmd::Runs => {
+            let journal = open_journal().await?;
+            let runs = journal.runs().await?;
+            if runs.is_empty() {
+                println!("no runs yet in {}", journal.path().display());
+            }
+            for run in runs {
+                let events = journal.events(&run.id).await?;
+                let runbook =
+                    runbook::load_str(&load_text(&journal, &run.id).await?, "journal", &Catalog)
+                        .ok();
+                let report = report::check_report(&run, runbook.as_ref(), &events);
+                let s = &report.summary;
+                println!(
+                    "{}  {}  {:<10}  {:<6}  {}  {}  pass {} fail {} warn {} skip {} error {}{}",
+                    run.id,
+                    run.started_at,
+                    run.mode,
+                    run.origin,
+                    run.runbook_name,
+                    run.target,
+                    s.pass,
+                    s.fail,
+                    s.warn,
+                    s.skip,
+                    s.error,
+                    if run.finished_at.is_none() {
+                        "  (unfinished)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Report { run, last, format } => {
+            let journal = open_journal().await?;
+            let run = match (run, last) {
+                (Some(id), _) => journal.run(&id).await?,
+                (None, _) => journal.runs().await?.into_iter().next().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no runs in the journal yet: run `cutover check` or the wizard first"
+                    )
+                })?,
+            };
+            let events = journal.events(&run.id).await?;
+            let runbook =
+                runbook::load_str(&load_text(&journal, &run.id).await?, "journal", &Catalog).ok();
+            let printed = match format {
+                ReportFormat::Md => report::markdown(&run, runbook.as_ref(), &events),
+                ReportFormat::Json => {
+                    output::json(&report::check_report(&run, runbook.as_ref(), &events))
+                }
+                ReportFormat::Junit => {
+                    output::junit(&report::check_report(&run, runbook.as_ref(), &events))
+                }
+            };
+            println!("{}", printed.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Runbook(RunbookCmd::Export) => {
             print!("{}", runbook::BUNDLED);
             Ok(ExitCode::SUCCESS)
@@ -294,9 +381,21 @@ async fn wait_for_stop() {
 
 /// Logs go to a file under the data directory, never to the terminal.
 fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = data_dir()?.join("logs");
-    std::fs::create_dir_all(&dir).ok()?;
-    let appender = tracing_appender::rolling::daily(&dir, "cutover.log");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .ok()?;
+    // Made here so that it is private from the start; the appender then only appends.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(dir.join("cutover.log"))
+        .ok()?;
+    let appender = tracing_appender::rolling::never(&dir, "cutover.log");
     let (writer, guard) = tracing_appender::non_blocking(appender);
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
@@ -315,6 +414,19 @@ fn data_dir() -> Option<PathBuf> {
         Some(home) if !home.is_empty() => Some(PathBuf::from(home)),
         _ => directories::ProjectDirs::from("", "", "cutover").map(|d| d.data_dir().to_path_buf()),
     }
+}
+
+/// Opens the journal in the data directory; an unusable one stops everything before it runs.
+async fn open_journal() -> anyhow::Result<Journal> {
+    let dir = data_dir().ok_or_else(|| {
+        anyhow::anyhow!("no data directory: set CUTOVER_HOME to a writable folder")
+    })?;
+    Ok(Journal::open(&dir).await?)
+}
+
+/// The runbook text a run was recorded with.
+async fn load_text(journal: &Journal, run_id: &str) -> anyhow::Result<String> {
+    Ok(journal.runbook_text(run_id).await?)
 }
 
 /// Colours when stdout is a terminal and `NO_COLOR` is not set.

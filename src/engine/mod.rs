@@ -49,7 +49,7 @@ pub enum Command {
 }
 
 /// Which pipe a line of output came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputStream {
     /// Standard output.

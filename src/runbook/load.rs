@@ -111,7 +111,8 @@ pub fn load_str(
         catalog,
         diagnostics: Vec::new(),
     };
-    let runbook = checker.runbook(raw);
+    let mut runbook = checker.runbook(raw);
+    runbook.source = text.to_string();
     if checker.diagnostics.is_empty() {
         Ok(runbook)
     } else {
@@ -229,6 +230,7 @@ impl Checker<'_> {
             variables,
             thresholds: raw.thresholds,
             sections,
+            source: String::new(),
         }
     }
 

@@ -20,6 +20,9 @@ pub struct Runbook {
     pub thresholds: Thresholds,
     /// Sections in order; each is one screen of the wizard.
     pub sections: Vec<Section>,
+    /// The TOML it was read from (journaled with each run, hashed to notice edits).
+    #[serde(skip)]
+    pub source: String,
 }
 
 /// A declared `{{variable}}`.

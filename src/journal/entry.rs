@@ -1,0 +1,71 @@
+//! What the journal records about a run: one variant per kind of event.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::OutputStream;
+use crate::outcome::Status;
+
+/// A recorded event (stored as JSON with a `kind` tag).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// A step began.
+    StepStarted,
+    /// Lines of a step's output, in order (kept in full, written in batches).
+    StepOutput {
+        /// Which pipe.
+        stream: OutputStream,
+        /// The lines.
+        lines: Vec<String>,
+    },
+    /// A step ended.
+    StepFinished {
+        /// How.
+        status: Status,
+        /// One line.
+        message: String,
+        /// Further lines.
+        details: Vec<String>,
+        /// How long it ran.
+        duration_ms: u64,
+    },
+    /// A person ticked a manual step.
+    Ticked {
+        /// Their note (may be empty).
+        note: String,
+    },
+    /// A person skipped a step.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// A person signed off.
+    Signed {
+        /// Who.
+        name: String,
+        /// In which role.
+        role: String,
+    },
+    /// A variable was given a value (masked when secret).
+    VariableSet {
+        /// Its name.
+        name: String,
+        /// Its value, or `***`.
+        value: String,
+    },
+}
+
+impl Entry {
+    /// The `kind` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Entry::StepStarted => "step_started",
+            Entry::StepOutput { .. } => "step_output",
+            Entry::StepFinished { .. } => "step_finished",
+            Entry::Ticked { .. } => "ticked",
+            Entry::Skipped { .. } => "skipped",
+            Entry::Signed { .. } => "signed",
+            Entry::VariableSet { .. } => "variable_set",
+        }
+    }
+}

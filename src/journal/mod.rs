@@ -1,0 +1,431 @@
+//! The journal: durable runs and their append-only events, in SQLite (WAL, synchronous=FULL)
+//! under the data directory. Its schema is the crate's `migrations/`.
+
+mod entry;
+mod recorder;
+pub mod report;
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use entry::Entry;
+pub use recorder::Recorder;
+
+/// The journal's file name inside the data directory.
+pub const FILE_NAME: &str = "journal.sqlite3";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Why the journal cannot be used. Every variant leaves an existing file untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The data directory cannot be made or written.
+    #[error(
+        "cannot use the data directory {path}: {detail} (set CUTOVER_HOME to a writable folder)"
+    )]
+    Directory {
+        /// The folder.
+        path: String,
+        /// The reason.
+        detail: String,
+    },
+    /// The file is not a journal, or is damaged.
+    #[error(
+        "{path} is damaged or not a cutover journal ({detail}); it was left untouched: move it aside to start a new journal"
+    )]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// A newer cutover wrote this journal.
+    #[error(
+        "{path} was written by a newer cutover (schema version {version}); it was left untouched: upgrade cutover, or set CUTOVER_HOME to use another journal"
+    )]
+    Newer {
+        /// The file.
+        path: String,
+        /// The unknown schema version.
+        version: i64,
+    },
+    /// A write failed.
+    #[error(
+        "cannot write the journal {path}: {detail} (is the disk full or the folder read-only?)"
+    )]
+    Write {
+        /// The file.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
+    /// No such run.
+    #[error("no run `{0}` in the journal (`cutover runs` lists them)")]
+    UnknownRun(String),
+}
+
+/// Rehearsal or production, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A rehearsal (staging, dry run).
+    Rehearsal,
+    /// The go-live.
+    Production,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Rehearsal => "rehearsal",
+            Mode::Production => "production",
+        }
+    }
+}
+
+/// What a new run records about itself.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Runbook name.
+    pub runbook_name: String,
+    /// The runbook's text (its hash is recorded too).
+    pub runbook_text: String,
+    /// Redacted target URL.
+    pub target: String,
+    /// Rehearsal or production.
+    pub mode: Mode,
+    /// `wizard` or `check`.
+    pub origin: &'static str,
+}
+
+/// A run as the journal has it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Run {
+    /// Run id.
+    pub id: String,
+    /// Runbook name.
+    pub runbook_name: String,
+    /// SHA-256 of the runbook text.
+    pub runbook_hash: String,
+    /// Redacted target.
+    pub target: String,
+    /// `rehearsal` or `production`.
+    pub mode: String,
+    /// user@host.
+    pub operator: String,
+    /// `wizard` or `check`.
+    pub origin: String,
+    /// When it began.
+    pub started_at: String,
+    /// When it ended, if it did.
+    pub finished_at: Option<String>,
+}
+
+/// One recorded event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// Its position in the run, from 1.
+    pub seq: i64,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+    /// The step it is about, if any.
+    pub step_id: Option<String>,
+    /// What happened.
+    pub entry: Entry,
+}
+
+/// An open journal.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `data_dir`; folders are made 0700 and the
+    /// file 0600. An existing file that is damaged or newer is reported and left as it is.
+    pub async fn open(data_dir: &Path) -> Result<Journal, JournalError> {
+        let directory_error = |detail: String| JournalError::Directory {
+            path: data_dir.display().to_string(),
+            detail,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| directory_error(e.to_string()))?;
+        let path = data_dir.join(FILE_NAME);
+        let shown = path.display().to_string();
+        if !path.exists() {
+            // An empty file is a new SQLite database; making it ourselves sets its mode, and
+            // SQLite gives the -wal and -shm files the same.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| directory_error(e.to_string()))?;
+        } else if let Ok(meta) = std::fs::metadata(&path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        let corrupt = |e: sqlx::Error| JournalError::Corrupt {
+            path: shown.clone(),
+            detail: e.to_string(),
+        };
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(corrupt)?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // One connection: writes are serialised in the order they are made.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(corrupt)?;
+        let journal = Journal { pool, path };
+        journal.check_version().await?;
+        MIGRATOR
+            .run(&journal.pool)
+            .await
+            .map_err(|e| JournalError::Write {
+                path: shown.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(journal)
+    }
+
+    /// Refuses a journal that a newer cutover migrated further than we know.
+    async fn check_version(&self) -> Result<(), JournalError> {
+        let shown = self.path.display().to_string();
+        let table: Option<(String,)> = sqlx::query_as(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| JournalError::Corrupt {
+            path: shown.clone(),
+            detail: e.to_string(),
+        })?;
+        if table.is_none() {
+            return Ok(());
+        }
+        let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| JournalError::Corrupt {
+                path: shown.clone(),
+                detail: e.to_string(),
+            })?;
+        match applied.into_iter().find(|(v,)| !known.contains(v)) {
+            Some((version,)) => Err(JournalError::Newer {
+                path: shown,
+                version,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_error(&self, e: sqlx::Error) -> JournalError {
+        JournalError::Write {
+            path: self.path.display().to_string(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Records a new run and returns it.
+    pub async fn create_run(&self, new: NewRun) -> Result<Run, JournalError> {
+        let run = Run {
+            id: uuid::Uuid::now_v7().to_string(),
+            runbook_hash: crate::demo::checksum(&new.runbook_text),
+            runbook_name: new.runbook_name,
+            target: crate::target::redact_url(&new.target),
+            mode: new.mode.as_str().to_string(),
+            operator: operator(),
+            origin: new.origin.to_string(),
+            started_at: now(),
+            finished_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO runs (id, runbook_name, runbook_hash, runbook_text, target, mode, operator, origin, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&run.id)
+        .bind(&run.runbook_name)
+        .bind(&run.runbook_hash)
+        .bind(&new.runbook_text)
+        .bind(&run.target)
+        .bind(&run.mode)
+        .bind(&run.operator)
+        .bind(&run.origin)
+        .bind(&run.started_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        Ok(run)
+    }
+
+    /// Appends an event; it is on disk (fsynced) when this returns.
+    pub async fn append(
+        &self,
+        run_id: &str,
+        step_id: Option<&str>,
+        entry: &Entry,
+    ) -> Result<i64, JournalError> {
+        let data = serde_json::to_string(entry).map_err(|e| JournalError::Write {
+            path: self.path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let row = sqlx::query(
+            "INSERT INTO events (run_id, seq, at, step_id, kind, data)
+             VALUES ($1, (SELECT coalesce(max(seq), 0) + 1 FROM events WHERE run_id = $1), $2, $3, $4, $5)
+             RETURNING seq",
+        )
+        .bind(run_id)
+        .bind(now())
+        .bind(step_id)
+        .bind(entry.kind())
+        .bind(data)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        Ok(row.get::<i64, _>(0))
+    }
+
+    /// Marks a run finished.
+    pub async fn finish_run(&self, run_id: &str) -> Result<(), JournalError> {
+        sqlx::query("UPDATE runs SET finished_at = $2 WHERE id = $1 AND finished_at IS NULL")
+            .bind(run_id)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
+    /// Every run, newest first.
+    pub async fn runs(&self) -> Result<Vec<Run>, JournalError> {
+        let rows = sqlx::query(
+            "SELECT id, runbook_name, runbook_hash, target, mode, operator, origin, started_at, finished_at
+               FROM runs ORDER BY started_at DESC, id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        Ok(rows.iter().map(run_from_row).collect())
+    }
+
+    /// One run by id (or a unique prefix of it).
+    pub async fn run(&self, id: &str) -> Result<Run, JournalError> {
+        let rows = sqlx::query(
+            "SELECT id, runbook_name, runbook_hash, target, mode, operator, origin, started_at, finished_at
+               FROM runs WHERE id = $1 OR id LIKE $1 || '%' ORDER BY id LIMIT 2",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        match rows.as_slice() {
+            [row] => Ok(run_from_row(row)),
+            _ => Err(JournalError::UnknownRun(id.to_string())),
+        }
+    }
+
+    /// The runbook text a run was recorded with.
+    pub async fn runbook_text(&self, run_id: &str) -> Result<String, JournalError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT runbook_text FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        row.map(|(text,)| text)
+            .ok_or_else(|| JournalError::UnknownRun(run_id.to_string()))
+    }
+
+    /// A run's events in order.
+    pub async fn events(&self, run_id: &str) -> Result<Vec<Recorded>, JournalError> {
+        let rows =
+            sqlx::query("SELECT seq, at, step_id, data FROM events WHERE run_id = $1 ORDER BY seq")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.write_error(e))?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let data: String = row.get(3);
+            let entry: Entry = serde_json::from_str(&data).map_err(|e| JournalError::Corrupt {
+                path: self.path.display().to_string(),
+                detail: format!("event {}: {e}", row.get::<i64, _>(0)),
+            })?;
+            let at: String = row.get(1);
+            events.push(Recorded {
+                seq: row.get(0),
+                at: DateTime::parse_from_rfc3339(&at)
+                    .map(|t| t.with_timezone(&Utc))
+                    .unwrap_or_default(),
+                step_id: row.get(2),
+                entry,
+            });
+        }
+        Ok(events)
+    }
+
+    /// Closes the journal (waits for the last write).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Run {
+    Run {
+        id: row.get(0),
+        runbook_name: row.get(1),
+        runbook_hash: row.get(2),
+        target: row.get(3),
+        mode: row.get(4),
+        operator: row.get(5),
+        origin: row.get(6),
+        started_at: row.get(7),
+        finished_at: row.get(8),
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `user@host` of whoever runs cutover.
+pub fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_string());
+    format!("{user}@{host}")
+}

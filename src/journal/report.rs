@@ -1,0 +1,269 @@
+//! Reports of a journaled run: Markdown for a reviewer (failures first, every step with who and
+//! when, notes, sign-offs), and the JSON and JUnit of `check`.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+
+use super::{Entry, Recorded, Run};
+use crate::check::{CheckReport, StepReport, Summary};
+use crate::outcome::Status;
+use crate::runbook::Runbook;
+
+/// What became of one step in a run, from its events.
+#[derive(Debug, Clone, Default)]
+struct StepRecord {
+    status: Option<Status>,
+    message: String,
+    details: Vec<String>,
+    duration_ms: u64,
+    when: Option<DateTime<Utc>>,
+    /// A note, a reason, or who signed.
+    note: String,
+    started_without_end: bool,
+}
+
+/// Builds the `check`-shaped report of a run (JSON and JUnit reuse its printers). Steps never
+/// touched are left out; a step that started and never ended is an error, "interrupted".
+pub fn check_report(run: &Run, runbook: Option<&Runbook>, events: &[Recorded]) -> CheckReport {
+    let records = replay(events);
+    let mut summary = Summary::default();
+    let order: Vec<(String, String, String, &'static str)> = match runbook {
+        Some(runbook) => runbook
+            .steps()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    s.section.clone(),
+                    s.title.clone(),
+                    s.kind().as_str(),
+                )
+            })
+            .collect(),
+        None => {
+            let mut ids: Vec<String> = Vec::new();
+            for event in events {
+                if let Some(id) = &event.step_id
+                    && !ids.contains(id)
+                {
+                    ids.push(id.clone());
+                }
+            }
+            ids.into_iter()
+                .map(|id| {
+                    let section = id.split('.').next().unwrap_or("").to_string();
+                    (id.clone(), section, id, "manual")
+                })
+                .collect()
+        }
+    };
+    let steps: Vec<StepReport> = order
+        .into_iter()
+        .filter_map(|(id, section, title, kind)| {
+            let record = records.get(&id)?;
+            let status = record.status.unwrap_or(Status::Error);
+            summary_count(&mut summary, status);
+            Some(StepReport {
+                id,
+                section,
+                title,
+                kind,
+                status,
+                message: record.message.clone(),
+                details: record.details.clone(),
+                duration_ms: record.duration_ms,
+            })
+        })
+        .collect();
+    let started_at = DateTime::parse_from_rfc3339(&run.started_at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default();
+    let ended = run
+        .finished_at
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|| events.last().map(|e| e.at))
+        .unwrap_or(started_at);
+    CheckReport {
+        runbook: run.runbook_name.clone(),
+        target: run.target.clone(),
+        run_id: run.id.clone(),
+        started_at,
+        duration_ms: (ended - started_at).num_milliseconds().max(0) as u64,
+        steps,
+        summary,
+    }
+}
+
+fn summary_count(summary: &mut Summary, status: Status) {
+    match status {
+        Status::Pass => summary.pass += 1,
+        Status::Fail => summary.fail += 1,
+        Status::Warn => summary.warn += 1,
+        Status::Skip => summary.skip += 1,
+        Status::Error => summary.error += 1,
+    }
+}
+
+/// The last word on each step, from its events in order.
+fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
+    let mut records: HashMap<String, StepRecord> = HashMap::new();
+    for event in events {
+        let Some(id) = &event.step_id else { continue };
+        let record = records.entry(id.clone()).or_default();
+        match &event.entry {
+            Entry::StepStarted => {
+                *record = StepRecord {
+                    started_without_end: true,
+                    when: Some(event.at),
+                    status: Some(Status::Error),
+                    message: "interrupted: outcome unknown (the run stopped while it ran)"
+                        .to_string(),
+                    ..StepRecord::default()
+                };
+            }
+            Entry::StepOutput { .. } => {}
+            Entry::StepFinished {
+                status,
+                message,
+                details,
+                duration_ms,
+            } => {
+                record.status = Some(*status);
+                record.message = message.clone();
+                record.details = details.clone();
+                record.duration_ms = *duration_ms;
+                record.when = Some(event.at);
+                record.started_without_end = false;
+            }
+            Entry::Ticked { note } => {
+                record.status = Some(Status::Pass);
+                record.message = if note.is_empty() {
+                    "ticked".to_string()
+                } else {
+                    format!("ticked: {note}")
+                };
+                record.note = note.clone();
+                record.when = Some(event.at);
+            }
+            Entry::Skipped { reason } => {
+                record.status = Some(Status::Skip);
+                record.message = format!("skipped: {reason}");
+                record.note = reason.clone();
+                record.when = Some(event.at);
+            }
+            Entry::Signed { name, role } => {
+                record.status = Some(Status::Pass);
+                record.message = format!("signed by {name} as {role}");
+                record.note = name.clone();
+                record.when = Some(event.at);
+            }
+            Entry::VariableSet { .. } => {}
+        }
+    }
+    records
+}
+
+/// The Markdown go-live record of a run.
+pub fn markdown(run: &Run, runbook: Option<&Runbook>, events: &[Recorded]) -> String {
+    let report = check_report(run, runbook, events);
+    let records = replay(events);
+    let mut out = String::new();
+    let _ = writeln!(out, "# {} — {}\n", report.runbook, run.mode);
+    let _ = writeln!(out, "| | |\n| --- | --- |");
+    let _ = writeln!(out, "| Run | `{}` |", run.id);
+    let _ = writeln!(out, "| Target | `{}` |", run.target);
+    let _ = writeln!(out, "| Mode | {} |", run.mode);
+    let _ = writeln!(out, "| Operator | {} |", run.operator);
+    let _ = writeln!(out, "| Started | {} |", run.started_at);
+    let _ = writeln!(
+        out,
+        "| Finished | {} |",
+        run.finished_at.as_deref().unwrap_or("not finished")
+    );
+    let _ = writeln!(
+        out,
+        "| Runbook | {} (sha256 `{}`) |",
+        run.runbook_name, &run.runbook_hash
+    );
+    let s = &report.summary;
+    let _ = writeln!(
+        out,
+        "\n**{} passed, {} failed, {} warnings, {} skipped, {} errors.**\n",
+        s.pass, s.fail, s.warn, s.skip, s.error
+    );
+
+    let failures: Vec<&StepReport> = report
+        .steps
+        .iter()
+        .filter(|s| s.status.is_failure())
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(out, "## Failures\n");
+        for step in failures {
+            let _ = writeln!(
+                out,
+                "- **{}** {} — {}",
+                step.id,
+                step.title,
+                md(&step.message)
+            );
+            for detail in &step.details {
+                let _ = writeln!(out, "  - {}", md(detail));
+            }
+        }
+        out.push('\n');
+    }
+
+    let mut section = "";
+    for step in &report.steps {
+        if step.section != section {
+            section = &step.section;
+            let _ = writeln!(out, "## {section}\n");
+            let _ = writeln!(out, "| | Step | Result | Duration | When |");
+            let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+        }
+        let when = records
+            .get(&step.id)
+            .and_then(|r| r.when)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {} {} | `{}` {} | {} | {} ms | {} |",
+            step.status.symbol(),
+            step.status.as_str(),
+            step.id,
+            md(&step.title),
+            md(&step.message),
+            step.duration_ms,
+            when
+        );
+    }
+
+    let signoffs: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.entry {
+            Entry::Signed { name, role } => Some((
+                format!("{name} ({role})"),
+                e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )),
+            _ => None,
+        })
+        .collect();
+    let _ = writeln!(out, "\n## Sign-offs\n");
+    if signoffs.is_empty() {
+        let _ = writeln!(out, "None recorded.");
+    }
+    for (who, at) in signoffs {
+        let _ = writeln!(out, "- {who}, {at}");
+    }
+    out
+}
+
+/// Escapes the characters that would break a Markdown table cell.
+fn md(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}

@@ -1,0 +1,269 @@
+//! The journal: runs survive the process, reports read them back, and a journal that cannot be
+//! used stops cutover before anything runs, leaving the file as it was.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn cutover(home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cutover"));
+    command
+        .args(args)
+        .env("CUTOVER_HOME", home)
+        .env("NO_COLOR", "1");
+    for name in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+    ] {
+        command.env_remove(name);
+    }
+    command.current_dir(std::env::temp_dir());
+    command
+}
+
+fn run(home: &Path, args: &[&str]) -> Output {
+    cutover(home, args).output().expect("cutover runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_check_is_journaled_and_its_report_reads_back_the_same() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let checked = run(
+        home.path(),
+        &[
+            "check",
+            "--format",
+            "json",
+            "--database-url",
+            &url,
+            "--only",
+            "environment",
+            "--rehearsal",
+        ],
+    );
+    assert_eq!(
+        checked.status.code(),
+        Some(1),
+        "TLS fails on the sample database"
+    );
+    let live: serde_json::Value = serde_json::from_str(&text(&checked.stdout)).unwrap();
+
+    let listed = run(home.path(), &["runs"]);
+    assert_eq!(listed.status.code(), Some(0));
+    let listing = text(&listed.stdout);
+    assert!(
+        listing.contains(live["run_id"].as_str().unwrap()),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("rehearsal") && listing.contains("check"),
+        "{listing}"
+    );
+
+    let reported = run(home.path(), &["report", "--last", "--format", "json"]);
+    let again: serde_json::Value = serde_json::from_str(&text(&reported.stdout)).unwrap();
+    assert_eq!(again["run_id"], live["run_id"]);
+    assert_eq!(again["summary"], live["summary"]);
+    let statuses = |report: &serde_json::Value| -> Vec<(String, String)> {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["id"].to_string(), s["status"].to_string()))
+            .collect()
+    };
+    assert_eq!(statuses(&again), statuses(&live));
+
+    let markdown = text(&run(home.path(), &["report", "--last"]).stdout);
+    let failures = markdown.find("## Failures").expect("failures section");
+    let environment = markdown.find("## environment").expect("section");
+    assert!(failures < environment, "failures come first:\n{markdown}");
+    assert!(markdown.contains("environment.tls"), "{markdown}");
+    assert!(!markdown.contains("password"));
+
+    let junit = text(&run(home.path(), &["report", "--last", "--format", "junit"]).stdout);
+    assert!(junit.contains("<testsuites"), "{junit}");
+}
+
+#[test]
+fn data_files_are_private() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    run(
+        &data,
+        &["check", "--database-url", &url, "--only", "tables.required"],
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("journal.sqlite3")), 0o600);
+    assert_eq!(mode(&data.join("logs")), 0o700);
+    assert_eq!(mode(&data.join("logs/cutover.log")), 0o600);
+}
+
+#[test]
+fn a_damaged_journal_is_reported_and_left_untouched() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("journal.sqlite3");
+    let junk = b"this is not a database, it is a shopping list: eggs, flour".repeat(100);
+    std::fs::write(&file, &junk).unwrap();
+    let output = run(home.path(), &["runs"]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = text(&output.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("is damaged or not a cutover journal"), "{err}");
+    assert!(err.contains("left untouched"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), junk);
+}
+
+#[test]
+fn a_journal_from_a_newer_cutover_is_refused_and_left_untouched() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    run(
+        home.path(),
+        &["check", "--database-url", &url, "--only", "tables.required"],
+    );
+    let file = home.path().join("journal.sqlite3");
+    block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99990101000000, 'from the future', true, x'00', 0)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    });
+    let before = std::fs::read(&file).unwrap();
+    let output = run(home.path(), &["runs"]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = text(&output.stderr);
+    assert!(
+        err.contains("written by a newer cutover (schema version 99990101000000)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+}
+
+#[test]
+fn a_read_only_data_directory_stops_check_before_it_connects() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o500)).unwrap();
+    // As root, permissions do not stop writes: make the folder's parent a file instead.
+    let blocked = home.path().join("not-a-folder");
+    std::fs::write(&blocked, "").unwrap();
+    let output = run(
+        &blocked.join("home"),
+        &["check", "--database-url", "postgresql://x@127.0.0.1:1/x"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let err = text(&output.stderr);
+    assert!(err.contains("cannot use the data directory"), "{err}");
+    assert!(!err.contains("connection refused"), "nothing ran: {err}");
+}
+
+#[test]
+fn a_check_killed_mid_step_keeps_what_was_recorded_and_shows_the_step_interrupted() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = dir.path().join("runbook.toml");
+    let marker = dir.path().join("started");
+    std::fs::write(
+        &runbook,
+        format!(
+            r#"name = "killed"
+[[sections]]
+id = "s"
+title = "S"
+[[sections.steps]]
+id = "quick"
+title = "Quick"
+kind = "probe"
+probe = "fk_valid"
+[[sections.steps]]
+id = "slow"
+title = "Slow"
+kind = "shell"
+command = "echo first line; echo $$ > {}; sleep 300"
+depends_on = ["quick"]
+severity = "optional"
+"#,
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let mut child = cutover(
+        home.path(),
+        &[
+            "check",
+            "--runbook",
+            runbook.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--allow-shell",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_until("the shell step runs", 30, || marker.exists());
+    // Its start is on disk before the kill (the engine does not wait for the journal).
+    wait_until("the journal has the shell step's start", 30, || {
+        text(&run(home.path(), &["report", "--last", "--format", "json"]).stdout).contains("s.slow")
+    });
+    child.kill().unwrap(); // SIGKILL: nothing gets to tidy up
+    child.wait().unwrap();
+    // The step's own processes outlive a SIGKILL of cutover: end them (its group).
+    wait_until("the step wrote its pid", 10, || {
+        std::fs::read_to_string(&marker).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let group: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(group),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+
+    let reported = run(home.path(), &["report", "--last", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&text(&reported.stdout)).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{report}");
+    assert_eq!(steps[0]["id"], "s.quick");
+    assert_eq!(steps[0]["status"], "pass", "recorded before the kill");
+    assert_eq!(steps[1]["id"], "s.slow");
+    assert_eq!(steps[1]["status"], "error");
+    assert!(
+        steps[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted: outcome unknown"),
+        "{report}"
+    );
+    let listing = text(&run(home.path(), &["runs"]).stdout);
+    assert!(listing.contains("(unfinished)"), "{listing}");
+}
