@@ -52,6 +52,12 @@ enum Cmd {
         /// This run is a rehearsal (staging, a dry run), not the production go-live.
         #[arg(long)]
         rehearsal: bool,
+        /// Pick up this journaled run again (see `cutover runs`).
+        #[arg(long, value_name = "RUN", conflicts_with = "new")]
+        resume: Option<String>,
+        /// Start a new run even if an unfinished one exists for this target and runbook.
+        #[arg(long)]
+        new: bool,
     },
     /// Run every automated step headless and print the results.
     Check(CheckArgs),
@@ -175,8 +181,17 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
-    match cli.command.unwrap_or(Cmd::Run { rehearsal: false }) {
-        Cmd::Run { rehearsal } => {
+    let default = Cmd::Run {
+        rehearsal: false,
+        resume: None,
+        new: false,
+    };
+    match cli.command.unwrap_or(default) {
+        Cmd::Run {
+            rehearsal,
+            resume,
+            new,
+        } => {
             let runbook = load_runbook(global.runbook.as_deref())?;
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
             let target = Target::resolve(global.database_url.as_deref(), &cwd)?;
@@ -186,12 +201,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 RunMode::Production
             };
             let variables = engine::resolve_variables(&runbook, &global.vars.into_iter().collect());
+            let journal = open_journal().await?;
+            let resume = match (resume, new) {
+                (Some(id), _) => Some(journal.run(&id).await?.id),
+                (None, true) => None,
+                (None, false) => offer_resume(&journal, &runbook, &target).await?,
+            };
             let options = WizardOptions {
                 mode,
                 variables,
                 workdir: cwd,
                 color: color_wanted(),
                 refresh: std::time::Duration::from_secs_f64(global.refresh),
+                journal: Some(journal),
+                resume,
             };
             tui::run(Arc::new(runbook), &target, options).await?;
             Ok(ExitCode::SUCCESS)
@@ -338,6 +361,8 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
             workdir: cwd,
             color: color_wanted(),
             refresh: std::time::Duration::from_secs_f64(global.refresh),
+            journal: Some(open_journal().await?),
+            resume: None,
         };
         let traffic = tokio_util::sync::CancellationToken::new();
         demo::spawn_app_traffic(&url, traffic.clone());
@@ -422,6 +447,42 @@ async fn open_journal() -> anyhow::Result<Journal> {
         anyhow::anyhow!("no data directory: set CUTOVER_HOME to a writable folder")
     })?;
     Ok(Journal::open(&dir).await?)
+}
+
+/// The newest unfinished wizard run of this runbook on this target, if the person wants it back
+/// (asked on the terminal; without one, a new run starts and says so).
+async fn offer_resume(
+    journal: &Journal,
+    runbook: &Runbook,
+    target: &Target,
+) -> anyhow::Result<Option<String>> {
+    let shown = target.to_string();
+    let Some(run) = journal.runs().await?.into_iter().find(|run| {
+        run.finished_at.is_none()
+            && run.origin == "wizard"
+            && run.runbook_name == runbook.name
+            && run.target == shown
+    }) else {
+        return Ok(None);
+    };
+    let events = journal.events(&run.id).await?.len();
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "note: run {} of this runbook on this target is unfinished; starting a new one (pass --resume {} to continue it)",
+            run.id, run.id
+        );
+        return Ok(None);
+    }
+    eprint!(
+        "Run {} ({}, started {} by {}, {events} events recorded) is unfinished. Resume it? [Y/n] ",
+        run.id, run.mode, run.started_at, run.operator
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(match answer.trim().to_ascii_lowercase().as_str() {
+        "" | "y" | "yes" => Some(run.id),
+        _ => None,
+    })
 }
 
 /// The runbook text a run was recorded with.

@@ -170,3 +170,44 @@ fn the_header_shows_a_lost_connection_and_the_wizard_reconnects_by_itself() {
     });
     tmux.keys(&["q"]);
 }
+
+#[test]
+fn a_person_quits_in_the_middle_comes_back_and_finds_the_run_as_it_was() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let wizard = format!(
+        "CUTOVER_HOME={home} {bin} run --rehearsal --database-url '{url}'",
+        home = home.path().display(),
+        bin = env!("CARGO_BIN_EXE_cutover"),
+    );
+    let tmux = Tmux::start(110, 32, &format!("{wizard}; {wizard}; echo BOTH-DONE; sleep 60"));
+
+    tmux.wait_for("● connected");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Environment");
+    // Tick the third step (a manual one) with a note.
+    tmux.keys(&["j", "j", "Enter"]);
+    tmux.wait_for("A note for the record");
+    tmux.keys(&["-l", "seen in the deploy config"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("environment.database_url: ticked");
+    tmux.keys(&["q"]);
+
+    tmux.wait_for("Resume it? [Y/n]");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("resumed run");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Environment");
+    tmux.wait_for("✓ database_url");
+    tmux.keys(&["q"]);
+    tmux.wait_for("BOTH-DONE");
+
+    let runs = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .arg("runs")
+        .env("CUTOVER_HOME", home.path())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&runs.stdout);
+    assert_eq!(listing.lines().count(), 1, "one run, resumed: {listing}");
+    assert!(listing.contains("wizard") && listing.contains("(unfinished)"), "{listing}");
+}

@@ -10,6 +10,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use cutover::engine::{Event, OutputStream};
+use cutover::journal::{Entry, Recorded};
 use cutover::outcome::Outcome;
 use cutover::probes::Catalog;
 use cutover::runbook;
@@ -59,6 +60,7 @@ fn select(app: &mut App, step: &str) {
         .iter()
         .position(|s| s.id == section)
         .unwrap();
+    press(app, &[KeyCode::Char('o')]);
     app.section = index;
     press(app, &[KeyCode::Enter]);
     let position = app
@@ -199,6 +201,13 @@ fn a_missing_variable_is_asked_for_then_the_step_runs() {
     assert_eq!(
         commands,
         [
+            Command::Record {
+                step: Some("golive.health".into()),
+                entry: Entry::VariableSet {
+                    name: "app_health_url".into(),
+                    value: "http://127.0.0.1:1/health".into()
+                }
+            },
             Command::SetVariable {
                 name: "app_health_url".into(),
                 value: "http://127.0.0.1:1/health".into()
@@ -549,4 +558,82 @@ fn snapshot_panels_opened_on_a_narrow_screen_80x24() {
     );
     press(&mut app, &[KeyCode::Char('m')]);
     insta::assert_snapshot!(draw(&app, 80, 24));
+}
+
+#[test]
+fn ticks_skips_and_sign_offs_are_sent_to_the_journal() {
+    let mut app = app();
+    select(&mut app, "environment.database_url");
+    press(&mut app, &[KeyCode::Enter]);
+    type_text(&mut app, "ok");
+    assert_eq!(
+        press(&mut app, &[KeyCode::Enter]),
+        [Command::Record {
+            step: Some("environment.database_url".into()),
+            entry: Entry::Ticked { note: "ok".into() }
+        }]
+    );
+    select(&mut app, "golive.signoff_engineer");
+    press(&mut app, &[KeyCode::Enter]);
+    type_text(&mut app, "Ada");
+    let commands = press(&mut app, &[KeyCode::Enter]);
+    assert!(
+        matches!(&commands[..], [Command::Record { entry: Entry::Signed { name, role }, .. }] if name == "Ada" && !role.is_empty()),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn a_resumed_run_shows_what_was_recorded_and_running_steps_as_interrupted() {
+    let mut app = app();
+    let at = chrono::Utc::now();
+    let event = |seq, step: &str, entry| Recorded {
+        seq,
+        at,
+        step_id: Some(step.to_string()),
+        entry,
+    };
+    app.restore(&[
+        event(1, "environment.connection", Entry::StepStarted),
+        event(
+            2,
+            "environment.connection",
+            Entry::StepFinished {
+                status: cutover::outcome::Status::Pass,
+                message: "fine".into(),
+                details: vec![],
+                duration_ms: 12,
+            },
+        ),
+        event(
+            3,
+            "environment.database_url",
+            Entry::Ticked {
+                note: "seen".into(),
+            },
+        ),
+        event(4, "backup.dump", Entry::StepStarted),
+        event(
+            5,
+            "backup.dump",
+            Entry::StepOutput {
+                stream: OutputStream::Stdout,
+                lines: vec!["half way".into()],
+            },
+        ),
+    ]);
+    assert!(matches!(
+        app.state("environment.connection").unwrap().status,
+        StepStatus::Finished(_)
+    ));
+    assert_eq!(
+        app.state("environment.database_url").unwrap().status,
+        StepStatus::Ticked {
+            note: "seen".into()
+        }
+    );
+    let dump = app.state("backup.dump").unwrap();
+    assert_eq!(dump.status, StepStatus::Interrupted);
+    assert_eq!(dump.output.back().unwrap().1, "half way");
+    assert!(dump.is_failed(), "an interrupted step needs a look");
 }

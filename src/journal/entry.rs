@@ -6,7 +6,7 @@ use crate::engine::OutputStream;
 use crate::outcome::Status;
 
 /// A recorded event (stored as JSON with a `kind` tag).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
     /// A step began.

@@ -107,12 +107,18 @@ impl Recorder {
     }
 
     /// Writes what is pending and marks the run finished.
-    pub async fn finish(mut self) -> Result<(), JournalError> {
+    pub async fn finish(self) -> Result<(), JournalError> {
+        self.close(true).await
+    }
+
+    /// Writes what is pending; marks the run finished only if `finished` (a wizard left in the
+    /// middle of a run leaves it open, to be resumed).
+    pub async fn close(mut self, finished: bool) -> Result<(), JournalError> {
         let steps: Vec<String> = self.pending.keys().cloned().collect();
         for step in steps {
             self.flush(&step).await?;
         }
-        if let Some(journal) = &self.journal {
+        if finished && let Some(journal) = &self.journal {
             journal.finish_run(&self.run_id).await?;
         }
         Ok(())

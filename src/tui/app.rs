@@ -63,6 +63,9 @@ pub enum StepStatus {
         /// Why.
         reason: String,
     },
+    /// It was running when an earlier session of this run ended (a crash, a lost SSH
+    /// link): what it did is unknown, and it is not re-run by itself.
+    Interrupted,
     /// Signed by a person in a role.
     Signed {
         /// Who signed.
@@ -109,15 +112,17 @@ impl StepState {
         match &self.status {
             StepStatus::Pending | StepStatus::Running { .. } => false,
             StepStatus::Finished(outcome) => !outcome.status.is_failure(),
+            StepStatus::Interrupted => false,
             StepStatus::Ticked { .. } | StepStatus::Skipped { .. } | StepStatus::Signed { .. } => {
                 true
             }
         }
     }
 
-    /// Whether it failed or errored.
+    /// Whether it failed, errored, or was interrupted (all need a person's look).
     pub fn is_failed(&self) -> bool {
         matches!(&self.status, StepStatus::Finished(o) if o.status.is_failure())
+            || self.status == StepStatus::Interrupted
     }
 }
 
@@ -330,6 +335,65 @@ impl App {
         step.variables()
             .into_iter()
             .find(|name| !self.variables.contains_key(name))
+    }
+
+    /// Replays a journaled run's events into this state (resuming it): outcomes, ticks, skips,
+    /// sign-offs, variables and output as they were; a step that started and never ended is
+    /// interrupted.
+    pub fn restore(&mut self, events: &[crate::journal::Recorded]) {
+        use crate::journal::Entry;
+        for event in events {
+            if let Entry::VariableSet { name, value } = &event.entry
+                && value != "***"
+            {
+                self.variables.insert(name.clone(), value.clone());
+            }
+            let Some(state) = event.step_id.as_ref().and_then(|id| self.steps.get_mut(id)) else {
+                continue;
+            };
+            let at = event
+                .at
+                .with_timezone(&chrono::Local)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+            match &event.entry {
+                Entry::StepStarted => {
+                    state.status = StepStatus::Interrupted;
+                    state.output.clear();
+                    state.output_dropped = 0;
+                }
+                Entry::StepOutput { stream, lines } => {
+                    for line in lines {
+                        state.push_output(*stream, line.clone());
+                    }
+                }
+                Entry::StepFinished {
+                    status,
+                    message,
+                    details,
+                    duration_ms,
+                } => {
+                    state.status = StepStatus::Finished(Outcome {
+                        status: *status,
+                        message: message.clone(),
+                        details: details.clone(),
+                    });
+                    state.duration = Some(Duration::from_millis(*duration_ms));
+                }
+                Entry::Ticked { note } => state.status = StepStatus::Ticked { note: note.clone() },
+                Entry::Skipped { reason } => {
+                    state.status = StepStatus::Skipped {
+                        reason: reason.clone(),
+                    }
+                }
+                Entry::Signed { name, .. } => {
+                    state.status = StepStatus::Signed {
+                        name: name.clone(),
+                        at,
+                    }
+                }
+                Entry::VariableSet { .. } => {}
+            }
+        }
     }
 
     /// Whether a step is a sign-off.

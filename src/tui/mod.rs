@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::{Db, DbSettings};
 use crate::engine::{self, EngineConfig, EngineHandle};
+use crate::journal::{Entry, Journal, JournalError, Mode, NewRun, Recorder};
 use crate::monitor;
 use crate::runbook::Runbook;
 use crate::target::Target;
@@ -41,6 +42,9 @@ pub enum TuiError {
     /// The terminal could not be set up or drawn on.
     #[error("terminal: {0} (is this an interactive terminal? for CI use `cutover check`)")]
     Terminal(#[from] std::io::Error),
+    /// The journal cannot record or resume the run.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 /// How the wizard runs.
@@ -56,6 +60,10 @@ pub struct WizardOptions {
     pub color: bool,
     /// How often the live panels refresh.
     pub refresh: Duration,
+    /// Where the run is recorded (none: not recorded).
+    pub journal: Option<Journal>,
+    /// The journaled run to pick up again (none: a new run).
+    pub resume: Option<String>,
 }
 
 /// Opens the wizard on the real terminal and runs it until the person quits. The terminal is
@@ -119,14 +127,57 @@ where
     let mut samples = monitor::spawn(monitor_db.clone(), monitor_config, stop.clone());
 
     let mut app = App::new(
-        runbook,
+        runbook.clone(),
         target.to_string(),
         target.database().to_string(),
         options.mode,
-        options.variables,
+        options.variables.clone(),
     );
     app.color = options.color;
-    let result = event_loop(terminal, &mut app, &mut inputs, &mut engine, &mut samples).await;
+    let run_id = match (&options.journal, &options.resume) {
+        (Some(journal), Some(id)) => {
+            let run = journal.run(id).await?;
+            app.restore(&journal.events(&run.id).await?);
+            let recorded = journal.runbook_text(&run.id).await?;
+            app.notice = Some(match runbook_changes(&recorded, &runbook) {
+                None => format!("resumed run {}", run.id),
+                Some(changed) => format!(
+                    "resumed run {}; the runbook changed since it began: {changed}",
+                    run.id
+                ),
+            });
+            run.id
+        }
+        (Some(journal), None) => {
+            let mode = match options.mode {
+                RunMode::Rehearsal => Mode::Rehearsal,
+                RunMode::Production => Mode::Production,
+            };
+            let new = NewRun {
+                runbook_name: runbook.name.clone(),
+                runbook_text: runbook.source.clone(),
+                target: target.to_string(),
+                mode,
+                origin: "wizard",
+            };
+            journal.create_run(new).await?.id
+        }
+        (None, _) => uuid::Uuid::now_v7().to_string(),
+    };
+    let mut recorder = Recorder::new(options.journal.clone(), run_id);
+    let result = event_loop(
+        terminal,
+        &mut app,
+        &mut inputs,
+        &mut engine,
+        &mut samples,
+        &mut recorder,
+    )
+    .await;
+    let all_done = app.steps.values().all(|state| state.is_done());
+    if let Err(err) = recorder.close(all_done).await {
+        tracing::warn!(%err, "could not close the run in the journal");
+    }
     stop.cancel();
     engine.shutdown().await;
     db.close().await;
@@ -140,6 +191,7 @@ async fn event_loop<B: Backend>(
     inputs: &mut mpsc::Receiver<Message>,
     engine: &mut EngineHandle,
     samples: &mut mpsc::Receiver<monitor::MonitorEvent>,
+    recorder: &mut Recorder,
 ) -> Result<(), TuiError>
 where
     std::io::Error: From<B::Error>,
@@ -159,17 +211,30 @@ where
             Some(event) = engine.events.recv() => Message::Engine(event),
             Some(event) = samples.recv() => Message::Monitor(event),
         };
+        // Engine events reach the journal before the screen.
+        if let Message::Engine(event) = &message {
+            journal_event(app, recorder, event).await;
+        }
         let mut commands = update(app, message);
         // Take what else the engine has ready before drawing again.
         for _ in 0..EVENTS_PER_FRAME {
             match engine.events.try_recv() {
-                Ok(event) => commands.extend(update(app, Message::Engine(event))),
+                Ok(event) => {
+                    journal_event(app, recorder, &event).await;
+                    commands.extend(update(app, Message::Engine(event)));
+                }
                 Err(_) => break,
             }
         }
         for command in commands {
             let request = match command {
                 Command::Quit => break,
+                Command::Record { step, entry } => {
+                    if let Err(err) = recorder.record(step.as_deref(), entry).await {
+                        app.notice = Some(format!("NOT RECORDED: {err}"));
+                    }
+                    continue;
+                }
                 Command::RunSteps {
                     ids,
                     confirmed_database,
@@ -188,6 +253,63 @@ where
         }
     }
     Ok(())
+}
+
+/// Writes an engine event to the journal; a failure is shown, and the run goes on.
+async fn journal_event(app: &mut App, recorder: &mut Recorder, event: &engine::Event) {
+    let written = match event {
+        engine::Event::StepStarted { id } => recorder.record(Some(id), Entry::StepStarted).await,
+        engine::Event::StepOutput { id, stream, line } => {
+            recorder.output(id, *stream, line.clone()).await
+        }
+        engine::Event::StepFinished {
+            id,
+            outcome,
+            duration,
+        } => {
+            recorder
+                .finished(id, outcome, duration.as_millis() as u64)
+                .await
+        }
+        engine::Event::BatchFinished => Ok(()),
+    };
+    if let Err(err) = written {
+        app.notice = Some(format!("NOT RECORDED: {err}"));
+    }
+}
+
+/// Which steps differ between the runbook a run began with and the one loaded now, in words,
+/// or `None` when they are the same.
+fn runbook_changes(recorded: &str, current: &Runbook) -> Option<String> {
+    if recorded == current.source {
+        return None;
+    }
+    let Ok(old) = crate::runbook::load_str(recorded, "journal", &crate::probes::Catalog) else {
+        return Some("the recorded runbook no longer loads".to_string());
+    };
+    let describe = |runbook: &Runbook| -> Vec<(String, String)> {
+        runbook
+            .steps()
+            .map(|s| (s.id.clone(), serde_json::to_string(s).unwrap_or_default()))
+            .collect()
+    };
+    let (before, after) = (describe(&old), describe(current));
+    let mut changed: Vec<String> = after
+        .iter()
+        .filter(|(id, text)| before.iter().find(|(b, _)| b == id).map(|(_, t)| t) != Some(text))
+        .map(|(id, _)| id.clone())
+        .collect();
+    changed.extend(
+        before
+            .iter()
+            .filter(|(id, _)| !after.iter().any(|(a, _)| a == id))
+            .map(|(id, _)| format!("{id} (removed)")),
+    );
+    Some(if changed.is_empty() {
+        "no step changed (only names, variables or layout)".to_string()
+    } else {
+        format!("steps {}", changed.join(", "))
+    })
 }
 
 /// Terminal keys and resizes, as messages.

@@ -10,6 +10,7 @@ use super::app::{
 };
 use super::keymap::{self, Action};
 use crate::engine::Event;
+use crate::journal::Entry;
 use crate::monitor::{self, MonitorEvent};
 use crate::runbook::{Action as StepAction, Kind, Step};
 
@@ -55,8 +56,22 @@ pub enum Command {
         /// Its value.
         value: String,
     },
+    /// Write this to the journal before the screen shows it.
+    Record {
+        /// The step it is about.
+        step: Option<String>,
+        /// What happened.
+        entry: Entry,
+    },
     /// Leave the wizard.
     Quit,
+}
+
+fn record(step: &str, entry: Entry) -> Command {
+    Command::Record {
+        step: Some(step.to_string()),
+        entry,
+    }
 }
 
 /// Applies `message` to `app` and says what should be done about it.
@@ -428,36 +443,68 @@ fn submit(app: &mut App, purpose: &InputPurpose, text: String) -> Result<Vec<Com
     };
     match purpose {
         InputPurpose::TickNote { step } => {
-            set(app, step, StepStatus::Ticked { note: text });
+            set(app, step, StepStatus::Ticked { note: text.clone() });
             app.notice = Some(format!("{step}: ticked"));
-            Ok(vec![])
+            Ok(vec![record(step, Entry::Ticked { note: text })])
         }
         InputPurpose::SkipReason { step } => {
             if text.is_empty() {
                 return Err("say why it is skipped (it goes into the record)".to_string());
             }
-            set(app, step, StepStatus::Skipped { reason: text });
+            set(
+                app,
+                step,
+                StepStatus::Skipped {
+                    reason: text.clone(),
+                },
+            );
             app.notice = Some(format!("{step}: skipped"));
-            Ok(vec![])
+            Ok(vec![record(step, Entry::Skipped { reason: text })])
         }
         InputPurpose::SignOffName { step } => {
             if text.is_empty() {
                 return Err("type the name of the person signing".to_string());
             }
             let at = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-            set(app, step, StepStatus::Signed { name: text, at });
+            let role = match app.runbook.step(step).map(|s| &s.action) {
+                Some(StepAction::Signoff { role }) => role.clone(),
+                _ => String::new(),
+            };
+            set(
+                app,
+                step,
+                StepStatus::Signed {
+                    name: text.clone(),
+                    at,
+                },
+            );
             app.notice = Some(format!("{step}: signed"));
-            Ok(vec![])
+            Ok(vec![record(step, Entry::Signed { name: text, role })])
         }
         InputPurpose::VariableValue { name, step } => {
             if text.is_empty() {
                 return Err(format!("`{name}` needs a value"));
             }
             app.variables.insert(name.clone(), text.clone());
-            let mut commands = vec![Command::SetVariable {
-                name: name.clone(),
-                value: text,
-            }];
+            let secret = app.runbook.variables.get(name).is_some_and(|v| v.secret);
+            let shown = if secret {
+                "***".to_string()
+            } else {
+                text.clone()
+            };
+            let mut commands = vec![
+                Command::Record {
+                    step: Some(step.clone()),
+                    entry: Entry::VariableSet {
+                        name: name.clone(),
+                        value: shown,
+                    },
+                },
+                Command::SetVariable {
+                    name: name.clone(),
+                    value: text,
+                },
+            ];
             if let Some(step) = app.runbook.step(step).cloned() {
                 commands.extend(run(app, &step));
             }

@@ -275,6 +275,7 @@ pub(crate) fn glyph(state: Option<&StepState>) -> (&'static str, Style) {
     match &state.status {
         StepStatus::Pending => ("○", Style::default().fg(Color::DarkGray)),
         StepStatus::Running { .. } => ("…", Style::default().fg(Color::Yellow)),
+        StepStatus::Interrupted => ("?", Style::default().fg(Color::Magenta)),
         StepStatus::Ticked { .. } | StepStatus::Signed { .. } => {
             ("✓", Style::default().fg(Color::Green))
         }

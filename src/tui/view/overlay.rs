@@ -143,7 +143,9 @@ fn help(app: &App, frame: &mut Frame, area: Rect) {
     lines.push(Line::from(
         "✓ passed or ticked  ! warning  ✗ failed  E error",
     ));
-    lines.push(Line::from("- skipped  … running  ○ not run yet"));
+    lines.push(Line::from(
+        "- skipped  … running  ? interrupted  ○ not run yet",
+    ));
     lines.push(Line::from("? or Esc closes this help."));
     let height = (lines.len() as u16 + 2).min(area.height);
     let dialog = centered(area, area.width.saturating_sub(4).min(84), height);

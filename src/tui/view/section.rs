@@ -110,6 +110,9 @@ fn render_detail(app: &App, frame: &mut Frame, area: Rect, step: &Step) {
         let result = match &state.status {
             StepStatus::Pending => "not run yet".to_string(),
             StepStatus::Running { .. } => "running…".to_string(),
+            StepStatus::Interrupted => {
+                "interrupted: outcome unknown (it was running when the last session ended); check by hand, then re-run, tick or skip it".to_string()
+            }
             StepStatus::Finished(outcome) => {
                 format!("{} — {}", outcome.status.as_str(), outcome.message)
             }
