@@ -297,7 +297,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let runbook =
                 runbook::load_str(&load_text(&journal, &run.id).await?, "journal", &Catalog).ok();
             let printed = match format {
-                ReportFormat::Md => report::markdown(&run, runbook.as_ref(), &events),
+                ReportFormat::Md => {
+                    let rehearsal = if run.mode == "production" {
+                        journal
+                            .rehearsal_durations(&run.runbook_name, &run.started_at)
+                            .await?
+                    } else {
+                        Default::default()
+                    };
+                    report::markdown(&run, runbook.as_ref(), &events, &rehearsal)
+                }
                 ReportFormat::Json => {
                     output::json(&report::check_report(&run, runbook.as_ref(), &events))
                 }

@@ -180,7 +180,11 @@ fn a_person_quits_in_the_middle_comes_back_and_finds_the_run_as_it_was() {
         home = home.path().display(),
         bin = env!("CARGO_BIN_EXE_cutover"),
     );
-    let tmux = Tmux::start(110, 32, &format!("{wizard}; {wizard}; echo BOTH-DONE; sleep 60"));
+    let tmux = Tmux::start(
+        110,
+        32,
+        &format!("{wizard}; {wizard}; echo BOTH-DONE; sleep 60"),
+    );
 
     tmux.wait_for("● connected");
     tmux.keys(&["Enter"]);
@@ -209,5 +213,8 @@ fn a_person_quits_in_the_middle_comes_back_and_finds_the_run_as_it_was() {
         .unwrap();
     let listing = String::from_utf8_lossy(&runs.stdout);
     assert_eq!(listing.lines().count(), 1, "one run, resumed: {listing}");
-    assert!(listing.contains("wizard") && listing.contains("(unfinished)"), "{listing}");
+    assert!(
+        listing.contains("wizard") && listing.contains("(unfinished)"),
+        "{listing}"
+    );
 }

@@ -267,3 +267,37 @@ severity = "optional"
     let listing = text(&run(home.path(), &["runs"]).stdout);
     assert!(listing.contains("(unfinished)"), "{listing}");
 }
+
+#[test]
+fn a_production_report_shows_how_long_each_step_took_in_the_rehearsal_before_it() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let only = ["--only", "tables.required"];
+    let rehearsal = run(
+        home.path(),
+        &[&["check", "--database-url", &url, "--rehearsal"][..], &only].concat(),
+    );
+    assert_eq!(
+        rehearsal.status.code(),
+        Some(0),
+        "{}",
+        text(&rehearsal.stderr)
+    );
+    let rehearsed_ms = {
+        let json = text(&run(home.path(), &["report", "--last", "--format", "json"]).stdout);
+        let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+        report["steps"][0]["duration_ms"].as_u64().unwrap()
+    };
+    run(
+        home.path(),
+        &[&["check", "--database-url", &url][..], &only].concat(),
+    );
+    let markdown = text(&run(home.path(), &["report", "--last"]).stdout);
+    let row = markdown
+        .lines()
+        .find(|l| l.contains("`tables.required`"))
+        .unwrap_or_else(|| panic!("{markdown}"));
+    assert!(markdown.contains("— production"), "{markdown}");
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(cells[5], format!("{rehearsed_ms} ms"), "the Rehearsal column: {row}");
+}

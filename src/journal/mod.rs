@@ -387,6 +387,36 @@ impl Journal {
         Ok(events)
     }
 
+    /// How long each step took in the newest rehearsal of `runbook_name` that began before
+    /// `before` (RFC 3339; its last outcome per step), for a production run to show.
+    pub async fn rehearsal_durations(
+        &self,
+        runbook_name: &str,
+        before: &str,
+    ) -> Result<std::collections::HashMap<String, u64>, JournalError> {
+        let run: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM runs WHERE runbook_name = $1 AND mode = 'rehearsal' AND started_at < $2
+              ORDER BY started_at DESC, id DESC LIMIT 1",
+        )
+        .bind(runbook_name)
+        .bind(before)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        let mut durations = std::collections::HashMap::new();
+        let Some((run_id,)) = run else {
+            return Ok(durations);
+        };
+        for event in self.events(&run_id).await? {
+            if let (Some(step), Entry::StepFinished { duration_ms, .. }) =
+                (event.step_id, event.entry)
+            {
+                durations.insert(step, duration_ms);
+            }
+        }
+        Ok(durations)
+    }
+
     /// Closes the journal (waits for the last write).
     pub async fn close(&self) {
         self.pool.close().await;

@@ -166,8 +166,14 @@ fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
     records
 }
 
-/// The Markdown go-live record of a run.
-pub fn markdown(run: &Run, runbook: Option<&Runbook>, events: &[Recorded]) -> String {
+/// The Markdown go-live record of a run; `rehearsal` holds each step's duration in the
+/// rehearsal before it (empty for none), shown beside this run's.
+pub fn markdown(
+    run: &Run,
+    runbook: Option<&Runbook>,
+    events: &[Recorded],
+    rehearsal: &HashMap<String, u64>,
+) -> String {
     let report = check_report(run, runbook, events);
     let records = replay(events);
     let mut out = String::new();
@@ -222,17 +228,21 @@ pub fn markdown(run: &Run, runbook: Option<&Runbook>, events: &[Recorded]) -> St
         if step.section != section {
             section = &step.section;
             let _ = writeln!(out, "## {section}\n");
-            let _ = writeln!(out, "| | Step | Result | Duration | When |");
-            let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+            let _ = writeln!(out, "| | Step | Result | Duration | Rehearsal | When |");
+            let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
         }
         let when = records
             .get(&step.id)
             .and_then(|r| r.when)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_default();
+        let rehearsed = rehearsal
+            .get(&step.id)
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "| {} {} | `{}` {} | {} | {} ms | {} |",
+            "| {} {} | `{}` {} | {} | {} ms | {rehearsed} | {} |",
             step.status.symbol(),
             step.status.as_str(),
             step.id,

@@ -241,6 +241,8 @@ pub struct App {
     pub indexes: Vec<IndexStatus>,
     /// Why the last refresh of the live panels failed (cleared by the next success).
     pub monitor_error: Option<String>,
+    /// How long each step took in the last rehearsal of this runbook (production runs only).
+    pub rehearsal: HashMap<String, Duration>,
 }
 
 impl App {
@@ -279,6 +281,7 @@ impl App {
             alerts: Vec::new(),
             indexes: Vec::new(),
             monitor_error: None,
+            rehearsal: HashMap::new(),
         }
     }
 

@@ -164,6 +164,21 @@ where
         }
         (None, _) => uuid::Uuid::now_v7().to_string(),
     };
+    if let (Some(journal), RunMode::Production) = (&options.journal, options.mode) {
+        // What the rehearsal took tells the engineer what to expect of each step.
+        match journal
+            .rehearsal_durations(&runbook.name, &now_rfc3339())
+            .await
+        {
+            Ok(durations) => {
+                app.rehearsal = durations
+                    .into_iter()
+                    .map(|(step, ms)| (step, Duration::from_millis(ms)))
+                    .collect();
+            }
+            Err(err) => tracing::warn!(%err, "no rehearsal timings"),
+        }
+    }
     let mut recorder = Recorder::new(options.journal.clone(), run_id);
     let result = event_loop(
         terminal,
@@ -310,6 +325,10 @@ fn runbook_changes(recorded: &str, current: &Runbook) -> Option<String> {
     } else {
         format!("steps {}", changed.join(", "))
     })
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Terminal keys and resizes, as messages.

@@ -48,13 +48,21 @@ fn render_steps(app: &App, frame: &mut Frame, area: Rect, title: &str, steps: &[
             let state = app.state(&step.id);
             let (symbol, style) = glyph(state);
             let short = step.id.rsplit('.').next().unwrap_or(&step.id);
-            let duration = match state.map(|s| (&s.status, s.duration)) {
+            let mut duration = match state.map(|s| (&s.status, s.duration)) {
                 Some((StepStatus::Running { since }, _)) => {
                     format!("{:.0}s", since.elapsed().as_secs_f64())
                 }
                 Some((_, Some(duration))) => format_duration(duration),
                 _ => String::new(),
             };
+            if let Some(rehearsed) = app.rehearsal.get(&step.id) {
+                // What the rehearsal took: what to expect of this run.
+                duration = if duration.is_empty() {
+                    format!("~{}", format_duration(*rehearsed))
+                } else {
+                    format!("{duration} (~{})", format_duration(*rehearsed))
+                };
+            }
             let left = format!(" {symbol} {:<18} ", truncate(short, 18));
             let room = width.saturating_sub(left.chars().count() + duration.len() + 1);
             Line::from(vec![
@@ -97,10 +105,15 @@ fn format_duration(duration: std::time::Duration) -> String {
 
 fn render_detail(app: &App, frame: &mut Frame, area: Rect, step: &Step) {
     let bold = styled(app, Style::default().add_modifier(Modifier::BOLD));
+    let rehearsal = app
+        .rehearsal
+        .get(&step.id)
+        .map(|d| format!(" · took {} in rehearsal", format_duration(*d)))
+        .unwrap_or_default();
     let mut lines = vec![Line::from(vec![
         Span::styled(step.title.clone(), bold),
         Span::raw(format!(
-            "  [{} · {}]",
+            "  [{} · {}{rehearsal}]",
             step.kind().as_str(),
             format!("{:?}", step.severity).to_lowercase()
         )),
