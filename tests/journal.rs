@@ -299,5 +299,9 @@ fn a_production_report_shows_how_long_each_step_took_in_the_rehearsal_before_it(
         .unwrap_or_else(|| panic!("{markdown}"));
     assert!(markdown.contains("— production"), "{markdown}");
     let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-    assert_eq!(cells[5], format!("{rehearsed_ms} ms"), "the Rehearsal column: {row}");
+    assert_eq!(
+        cells[5],
+        format!("{rehearsed_ms} ms"),
+        "the Rehearsal column: {row}"
+    );
 }
