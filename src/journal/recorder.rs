@@ -7,15 +7,44 @@ use super::{Entry, Journal, JournalError};
 use crate::engine::OutputStream;
 use crate::outcome::Outcome;
 
-/// Lines of output gathered before they are written as one event.
-const OUTPUT_BATCH: usize = 256;
+/// Output is gathered and written as one event (one fsync) when it reaches this many lines, this
+/// many bytes, or this age: a flood of output costs a few writes a second, not one per line.
+const OUTPUT_BATCH_LINES: usize = 4096;
+const OUTPUT_BATCH_BYTES: usize = 512 * 1024;
+const OUTPUT_BATCH_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A run being recorded (or not, without a journal).
 #[derive(Debug)]
 pub struct Recorder {
     journal: Option<Journal>,
     run_id: String,
-    pending: HashMap<String, (OutputStream, Vec<String>)>,
+    pending: HashMap<String, Pending>,
+}
+
+/// A step's output not written yet.
+#[derive(Debug)]
+struct Pending {
+    stream: OutputStream,
+    lines: Vec<String>,
+    bytes: usize,
+    since: std::time::Instant,
+}
+
+impl Pending {
+    fn new(stream: OutputStream, line: String) -> Pending {
+        Pending {
+            stream,
+            bytes: line.len(),
+            lines: vec![line],
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn is_due(&self) -> bool {
+        self.lines.len() >= OUTPUT_BATCH_LINES
+            || self.bytes >= OUTPUT_BATCH_BYTES
+            || self.since.elapsed() >= OUTPUT_BATCH_AGE
+    }
 }
 
 impl Recorder {
@@ -54,22 +83,25 @@ impl Recorder {
         if self.journal.is_none() {
             return Ok(());
         }
-        let full = match self.pending.get_mut(step) {
-            Some((pending_stream, lines)) if *pending_stream == stream => {
-                lines.push(line);
-                lines.len() >= OUTPUT_BATCH
+        let due = match self.pending.get_mut(step) {
+            Some(pending) if pending.stream == stream => {
+                pending.bytes += line.len();
+                pending.lines.push(line);
+                pending.is_due()
             }
             Some(_) => {
                 self.flush(step).await?;
-                self.pending.insert(step.to_string(), (stream, vec![line]));
+                self.pending
+                    .insert(step.to_string(), Pending::new(stream, line));
                 false
             }
             None => {
-                self.pending.insert(step.to_string(), (stream, vec![line]));
+                self.pending
+                    .insert(step.to_string(), Pending::new(stream, line));
                 false
             }
         };
-        if full {
+        if due {
             self.flush(step).await?;
         }
         Ok(())
@@ -92,16 +124,15 @@ impl Recorder {
     }
 
     async fn flush(&mut self, step: &str) -> Result<(), JournalError> {
-        let (Some(journal), Some((stream, lines))) = (&self.journal, self.pending.remove(step))
-        else {
+        let (Some(journal), Some(pending)) = (&self.journal, self.pending.remove(step)) else {
             return Ok(());
         };
+        let entry = Entry::StepOutput {
+            stream: pending.stream,
+            lines: pending.lines,
+        };
         journal
-            .append(
-                &self.run_id,
-                Some(step),
-                &Entry::StepOutput { stream, lines },
-            )
+            .append(&self.run_id, Some(step), &entry)
             .await
             .map(|_| ())
     }
