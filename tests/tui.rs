@@ -637,3 +637,32 @@ fn a_resumed_run_shows_what_was_recorded_and_running_steps_as_interrupted() {
     assert_eq!(dump.output.back().unwrap().1, "half way");
     assert!(dump.is_failed(), "an interrupted step needs a look");
 }
+
+#[test]
+fn a_secret_looking_variable_is_masked_on_screen_and_in_the_journal() {
+    let text = "name = \"t\"\n[variables.api_token]\ndescription = \"token\"\n[[sections]]\nid = \"s\"\ntitle = \"S\"\n[[sections.steps]]\nid = \"h\"\ntitle = \"H\"\nkind = \"http\"\nurl = \"https://example.invalid/{{api_token}}\"\n";
+    let runbook = Arc::new(runbook::load_str(text, "t.toml", &Catalog).unwrap());
+    let mut app = App::new(
+        runbook,
+        "t".into(),
+        "db".into(),
+        RunMode::Rehearsal,
+        BTreeMap::new(),
+    );
+    app.color = false;
+    press(&mut app, &[KeyCode::Enter, KeyCode::Enter]);
+    type_text(&mut app, "s3cr3t-value");
+    let screen = draw(&app, 80, 24);
+    assert!(!screen.contains("s3cr3t"), "{screen}");
+    let commands = press(&mut app, &[KeyCode::Enter]);
+    assert!(
+        commands.contains(&Command::Record {
+            step: Some("s.h".into()),
+            entry: Entry::VariableSet {
+                name: "api_token".into(),
+                value: "***".into()
+            }
+        }),
+        "{commands:?}"
+    );
+}

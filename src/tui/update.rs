@@ -364,7 +364,7 @@ fn is_destructive(step: &Step) -> bool {
 fn ask(app: &mut App, purpose: InputPurpose) -> Vec<Command> {
     let mut field = TextArea::default();
     if let InputPurpose::VariableValue { name, .. } = &purpose
-        && app.runbook.variables.get(name).is_some_and(|v| v.secret)
+        && app.runbook.is_secret(name)
     {
         field.set_mask_char('•');
     }
@@ -486,7 +486,7 @@ fn submit(app: &mut App, purpose: &InputPurpose, text: String) -> Result<Vec<Com
                 return Err(format!("`{name}` needs a value"));
             }
             app.variables.insert(name.clone(), text.clone());
-            let secret = app.runbook.variables.get(name).is_some_and(|v| v.secret);
+            let secret = app.runbook.is_secret(name);
             let shown = if secret {
                 "***".to_string()
             } else {
