@@ -58,6 +58,9 @@ enum Cmd {
         /// Start a new run even if an unfinished one exists for this target and runbook.
         #[arg(long)]
         new: bool,
+        /// With --resume: watch a run another wizard has open, without changing it.
+        #[arg(long, requires = "resume")]
+        read_only: bool,
     },
     /// Run every automated step headless and print the results.
     Check(CheckArgs),
@@ -185,12 +188,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         rehearsal: false,
         resume: None,
         new: false,
+        read_only: false,
     };
     match cli.command.unwrap_or(default) {
         Cmd::Run {
             rehearsal,
             resume,
             new,
+            read_only,
         } => {
             let runbook = load_runbook(global.runbook.as_deref())?;
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
@@ -207,6 +212,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, true) => None,
                 (None, false) => offer_resume(&journal, &runbook, &target).await?,
             };
+            // Take the run before the screen opens, so that "someone else has it" is a plain
+            // line; watching needs no lock.
+            let (_lock, watch) = match &resume {
+                Some(id) if read_only => (None, journal.holder(id).or(Some("nobody".into()))),
+                Some(id) => (Some(journal.lock_run(id)?), None),
+                None => (None, None),
+            };
             let options = WizardOptions {
                 mode,
                 variables,
@@ -215,6 +227,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 refresh: std::time::Duration::from_secs_f64(global.refresh),
                 journal: Some(journal),
                 resume,
+                watch,
             };
             tui::run(Arc::new(runbook), &target, options).await?;
             Ok(ExitCode::SUCCESS)
@@ -372,6 +385,7 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
             refresh: std::time::Duration::from_secs_f64(global.refresh),
             journal: Some(open_journal().await?),
             resume: None,
+            watch: None,
         };
         let traffic = tokio_util::sync::CancellationToken::new();
         demo::spawn_app_traffic(&url, traffic.clone());

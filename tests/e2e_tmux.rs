@@ -218,3 +218,65 @@ fn a_person_quits_in_the_middle_comes_back_and_finds_the_run_as_it_was() {
         "{listing}"
     );
 }
+
+#[test]
+fn a_second_wizard_is_told_who_holds_the_run_and_can_watch_it_live() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let holder = Tmux::start(
+        110,
+        32,
+        &format!(
+            "CUTOVER_HOME={} {bin} run --rehearsal --database-url '{url}'; sleep 60",
+            home.path().display()
+        ),
+    );
+    holder.wait_for("● connected");
+    let runs = Command::new(bin)
+        .arg("runs")
+        .env("CUTOVER_HOME", home.path())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&runs.stdout).into_owned();
+    let run_id = listing
+        .split_whitespace()
+        .next()
+        .expect("a run")
+        .to_string();
+
+    let second = Command::new(bin)
+        .args(["run", "--resume", &run_id, "--database-url", &url])
+        .env("CUTOVER_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("is open in another wizard"), "{err}");
+    assert!(err.contains("pid"), "says who: {err}");
+
+    let watcher = Tmux::start(
+        110,
+        32,
+        &format!(
+            "CUTOVER_HOME={} {bin} run --resume {run_id} --read-only --database-url '{url}'; sleep 60",
+            home.path().display()
+        ),
+    );
+    watcher.wait_for("WATCHING");
+    watcher.keys(&["Enter"]);
+    watcher.wait_for("Environment");
+
+    holder.keys(&["Enter"]);
+    holder.wait_for("Environment");
+    holder.keys(&["j", "j", "Enter"]);
+    holder.wait_for("A note for the record");
+    holder.keys(&["Enter"]);
+    holder.wait_for("✓ database_url");
+    watcher.wait_for("✓ database_url");
+
+    watcher.keys(&["Enter"]);
+    watcher.wait_for("read-only");
+    watcher.keys(&["q"]);
+    holder.keys(&["q"]);
+}

@@ -70,6 +70,22 @@ pub enum JournalError {
     /// No such run.
     #[error("no run `{0}` in the journal (`cutover runs` lists them)")]
     UnknownRun(String),
+    /// Another wizard has this run open.
+    #[error(
+        "run {run} is open in another wizard ({holder}); watch it with `cutover run --resume {run} --read-only`, or ask them to quit"
+    )]
+    Locked {
+        /// The run.
+        run: String,
+        /// Who holds it: user@host, pid, since when.
+        holder: String,
+    },
+}
+
+/// Holds a run for one wizard; released on drop, and by the kernel if the process dies.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
 }
 
 /// Rehearsal or production, as recorded.
@@ -241,6 +257,60 @@ impl Journal {
     /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Takes the run for this process, or says who has it. The lock is an advisory `flock` on a
+    /// file beside the journal, so a crashed wizard never leaves a stale one behind.
+    pub fn lock_run(&self, run_id: &str) -> Result<RunLock, JournalError> {
+        use std::io::{Read, Seek, Write};
+        let folder = self.path.with_file_name("locks");
+        let failed = |detail: String| JournalError::Write {
+            path: folder.display().to_string(),
+            detail,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&folder)
+            .map_err(|e| failed(e.to_string()))?;
+        let path = folder.join(format!("{run_id}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| failed(e.to_string()))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(mut locked) => {
+                let holder = format!("{} pid {} since {}", operator(), std::process::id(), now());
+                let _ = locked.set_len(0);
+                let _ = locked.rewind();
+                let _ = locked.write_all(holder.as_bytes());
+                Ok(RunLock { _file: locked })
+            }
+            Err((mut file, _)) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                Err(JournalError::Locked {
+                    run: run_id.to_string(),
+                    holder: if holder.trim().is_empty() {
+                        "another process".to_string()
+                    } else {
+                        holder.trim().to_string()
+                    },
+                })
+            }
+        }
+    }
+
+    /// Who holds a run, if anyone does.
+    pub fn holder(&self, run_id: &str) -> Option<String> {
+        match self.lock_run(run_id) {
+            Err(JournalError::Locked { holder, .. }) => Some(holder),
+            _ => None,
+        }
     }
 
     fn write_error(&self, e: sqlx::Error) -> JournalError {

@@ -243,6 +243,8 @@ pub struct App {
     pub monitor_error: Option<String>,
     /// How long each step took in the last rehearsal of this runbook (production runs only).
     pub rehearsal: HashMap<String, Duration>,
+    /// Watching a run another wizard holds (who): nothing can be run, ticked or signed here.
+    pub read_only: Option<String>,
 }
 
 impl App {
@@ -282,6 +284,7 @@ impl App {
             indexes: Vec::new(),
             monitor_error: None,
             rehearsal: HashMap::new(),
+            read_only: None,
         }
     }
 
@@ -344,6 +347,16 @@ impl App {
     /// sign-offs, variables and output as they were; a step that started and never ended is
     /// interrupted.
     pub fn restore(&mut self, events: &[crate::journal::Recorded]) {
+        self.replay(events, false);
+    }
+
+    /// Applies events another wizard is recording now (watching read-only): a step that
+    /// started is running, not interrupted.
+    pub fn follow(&mut self, events: &[crate::journal::Recorded]) {
+        self.replay(events, true);
+    }
+
+    fn replay(&mut self, events: &[crate::journal::Recorded], live: bool) {
         use crate::journal::Entry;
         for event in events {
             if let Entry::VariableSet { name, value } = &event.entry
@@ -360,7 +373,13 @@ impl App {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
             match &event.entry {
                 Entry::StepStarted => {
-                    state.status = StepStatus::Interrupted;
+                    state.status = if live {
+                        StepStatus::Running {
+                            since: Instant::now(),
+                        }
+                    } else {
+                        StepStatus::Interrupted
+                    };
                     state.output.clear();
                     state.output_dropped = 0;
                 }

@@ -64,6 +64,8 @@ pub struct WizardOptions {
     pub journal: Option<Journal>,
     /// The journaled run to pick up again (none: a new run).
     pub resume: Option<String>,
+    /// Watch the resumed run read-only: another wizard (this one) holds it.
+    pub watch: Option<String>,
 }
 
 /// Opens the wizard on the real terminal and runs it until the person quits. The terminal is
@@ -137,7 +139,9 @@ where
     let run_id = match (&options.journal, &options.resume) {
         (Some(journal), Some(id)) => {
             let run = journal.run(id).await?;
-            app.restore(&journal.events(&run.id).await?);
+            if options.watch.is_none() {
+                app.restore(&journal.events(&run.id).await?);
+            }
             let recorded = journal.runbook_text(&run.id).await?;
             app.notice = Some(match runbook_changes(&recorded, &runbook) {
                 None => format!("resumed run {}", run.id),
@@ -164,6 +168,11 @@ where
         }
         (None, _) => uuid::Uuid::now_v7().to_string(),
     };
+    // A new run is ours alone from the start (a resumed one was taken before the screen).
+    let _lock = match (&options.journal, &options.resume) {
+        (Some(journal), None) => Some(journal.lock_run(&run_id)?),
+        _ => None,
+    };
     if let (Some(journal), RunMode::Production) = (&options.journal, options.mode) {
         // What the rehearsal took tells the engineer what to expect of each step.
         match journal
@@ -179,7 +188,18 @@ where
             Err(err) => tracing::warn!(%err, "no rehearsal timings"),
         }
     }
-    let mut recorder = Recorder::new(options.journal.clone(), run_id);
+    app.read_only = options.watch.clone();
+    // A watcher writes nothing: it follows what the holder records.
+    let recording = if app.read_only.is_some() {
+        None
+    } else {
+        options.journal.clone()
+    };
+    let watching = match (&options.journal, &app.read_only) {
+        (Some(journal), Some(_)) => Some((journal.clone(), run_id.clone())),
+        _ => None,
+    };
+    let mut recorder = Recorder::new(recording, run_id);
     let result = event_loop(
         terminal,
         &mut app,
@@ -187,6 +207,7 @@ where
         &mut engine,
         &mut samples,
         &mut recorder,
+        watching,
     )
     .await;
     let all_done = app.steps.values().all(|state| state.is_done());
@@ -207,13 +228,28 @@ async fn event_loop<B: Backend>(
     engine: &mut EngineHandle,
     samples: &mut mpsc::Receiver<monitor::MonitorEvent>,
     recorder: &mut Recorder,
+    watching: Option<(Journal, String)>,
 ) -> Result<(), TuiError>
 where
     std::io::Error: From<B::Error>,
 {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = 0;
     while !app.quitting {
+        if let Some((journal, run_id)) = &watching {
+            // Follow what the wizard holding the run records, once per tick at most.
+            match journal.events(run_id).await {
+                Ok(events) => {
+                    let new: Vec<_> = events.into_iter().filter(|e| e.seq > seen).collect();
+                    if let Some(last) = new.last() {
+                        seen = last.seq;
+                        app.follow(&new);
+                    }
+                }
+                Err(err) => app.notice = Some(format!("cannot read the journal: {err}")),
+            }
+        }
         terminal
             .draw(|frame| view::render(app, frame))
             .map_err(std::io::Error::from)?;

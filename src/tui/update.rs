@@ -161,6 +161,22 @@ fn engine_event(app: &mut App, event: Event) {
 
 fn act(app: &mut App, action: Action) -> Vec<Command> {
     let sections = app.runbook.sections.len();
+    let changes_the_run = matches!(
+        action,
+        Action::RunStep
+            | Action::RunSection
+            | Action::CancelStep
+            | Action::TickStep
+            | Action::SkipStep
+            | Action::SignOff
+    );
+    if changes_the_run
+        && app.screen != Screen::Overview
+        && let Some(holder) = &app.read_only
+    {
+        app.notice = Some(format!("read-only: {holder} has this run"));
+        return vec![];
+    }
     match action {
         Action::Quit => {
             if app.anything_running() {

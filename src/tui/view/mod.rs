@@ -95,6 +95,11 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
             Style::default().fg(Color::White).bg(Color::Red),
         ),
     };
+    let mode = if app.read_only.is_some() {
+        format!("{mode} · WATCHING")
+    } else {
+        mode.to_string()
+    };
     let (link, link_style) = match &app.connection {
         Connection::Connecting => (
             "… connecting".to_string(),
