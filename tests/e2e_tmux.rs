@@ -280,3 +280,137 @@ fn a_second_wizard_is_told_who_holds_the_run_and_can_watch_it_live() {
     watcher.keys(&["q"]);
     holder.keys(&["q"]);
 }
+
+#[test]
+fn a_wizard_killed_mid_step_loses_nothing_recorded_and_shows_the_steps_interrupted() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = dir.path().join("runbook.toml");
+    let group_file = dir.path().join("group");
+    std::fs::write(
+        &runbook,
+        format!(
+            r#"name = "killed"
+[[sections]]
+id = "s"
+title = "S"
+[[sections.steps]]
+id = "note"
+title = "A manual step"
+kind = "manual"
+[[sections.steps]]
+id = "shell"
+title = "A long shell step"
+kind = "shell"
+command = "echo $$ > {}; echo shell-started; sleep 300"
+[[sections.steps]]
+id = "query"
+title = "A long query"
+kind = "sql"
+query = "SELECT pg_sleep(300) IS NULL"
+expect = "all_true"
+"#,
+            group_file.display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let wizard = format!(
+        "CUTOVER_HOME={} {bin} --runbook {} run --rehearsal --database-url '{url}'",
+        home.path().display(),
+        runbook.display()
+    );
+    let tmux = Tmux::start(110, 32, &format!("{wizard}; echo KILLED; sleep 60"));
+    tmux.wait_for("● connected");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("A manual step");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("A note for the record");
+    tmux.keys(&["-l", "before the crash"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("s.note: ticked");
+    tmux.keys(&["a", "j"]);
+    tmux.wait_for("shell-started");
+    wait_until("the query runs", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(300)%' AND application_name = 'cutover'",
+        ) == "1"
+    });
+
+    let report = |home: &std::path::Path| -> serde_json::Value {
+        let output = Command::new(bin)
+            .args(["report", "--last", "--format", "json"])
+            .env("CUTOVER_HOME", home)
+            .output()
+            .unwrap();
+        serde_json::from_str(&String::from_utf8_lossy(&output.stdout)).unwrap()
+    };
+    let before = report(home.path());
+    assert_eq!(before["steps"].as_array().unwrap().len(), 3, "{before}");
+
+    // kill -9 the wizard: nothing gets to tidy up.
+    let wizard_pid = Command::new("pgrep")
+        // The wizard itself, not the shell that started it (whose command line holds the same).
+        .args(["-f", &format!("^{bin} --runbook {} run", runbook.display())])
+        .output()
+        .unwrap();
+
+    for pid in String::from_utf8_lossy(&wizard_pid.stdout).split_whitespace() {
+        let pid: i32 = pid.parse().unwrap();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    tmux.wait_for("KILLED");
+    let group: i32 = std::fs::read_to_string(&group_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(group),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+
+    let after = report(home.path());
+    assert_eq!(after["steps"], before["steps"], "nothing recorded was lost");
+    let status = |id: &str| {
+        after["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| (s["status"].clone(), s["message"].clone()))
+            .unwrap()
+    };
+    assert_eq!(status("s.note").0, "pass");
+    for id in ["s.shell", "s.query"] {
+        let (state, message) = status(id);
+        assert_eq!(state, "error");
+        assert!(
+            message.as_str().unwrap().starts_with("interrupted"),
+            "{id}: {message}"
+        );
+    }
+
+    // The wizard comes back to the run as it was, the two steps shown as interrupted.
+    let run_id = after["run_id"].as_str().unwrap();
+    let back = Tmux::start(
+        110,
+        32,
+        &format!(
+            "CUTOVER_HOME={} {bin} --runbook {} run --resume {run_id} --database-url '{url}'; sleep 60",
+            home.path().display(),
+            runbook.display()
+        ),
+    );
+    back.wait_for("resumed run");
+    back.keys(&["Enter"]);
+    back.wait_for("? shell");
+    back.wait_for("? query");
+    back.wait_for("✓ note");
+    back.keys(&["q"]);
+}
