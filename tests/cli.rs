@@ -11,27 +11,9 @@ use std::process::{Command, Output};
 use common::*;
 use cutover::cluster::ClusterOptions;
 
-/// The real binary, with a private data directory and no target in the environment.
+/// The real binary, with the tests' data directory and no target in the environment.
 fn cutover(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cutover"));
-    command.args(args);
-    for name in [
-        "DATABASE_URL",
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-        "PGPASSWORD",
-    ] {
-        command.env_remove(name);
-    }
-    command.env(
-        "CUTOVER_HOME",
-        std::env::temp_dir().join("cutover-test-home"),
-    );
-    command.env("NO_COLOR", "1");
-    command.current_dir(std::env::temp_dir());
-    command
+    cutover_in(&std::env::temp_dir().join("cutover-test-home"), args)
 }
 
 fn run(args: &[&str]) -> Output {

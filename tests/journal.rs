@@ -10,23 +10,7 @@ use std::process::{Command, Output};
 use common::*;
 
 fn cutover(home: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cutover"));
-    command
-        .args(args)
-        .env("CUTOVER_HOME", home)
-        .env("NO_COLOR", "1");
-    for name in [
-        "DATABASE_URL",
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-        "PGPASSWORD",
-    ] {
-        command.env_remove(name);
-    }
-    command.current_dir(std::env::temp_dir());
-    command
+    cutover_in(home, args)
 }
 
 fn run(home: &Path, args: &[&str]) -> Output {

@@ -238,3 +238,25 @@ pub fn hold_create_index_concurrently(url: &str) -> [Session; 2] {
     });
     [holder, builder]
 }
+
+/// The real binary with `home` as its data directory, no target in its environment, no
+/// colours, run from the temporary folder.
+pub fn cutover_in(home: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"));
+    command
+        .args(args)
+        .env("CUTOVER_HOME", home)
+        .env("NO_COLOR", "1");
+    for name in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+    ] {
+        command.env_remove(name);
+    }
+    command.current_dir(std::env::temp_dir());
+    command
+}
