@@ -230,3 +230,56 @@ fn blocking_fails_while_a_session_waits_on_another_ones_lock() {
         step.message
     );
 }
+
+#[test]
+fn sequences_pass_with_headroom() {
+    let url = fresh_database();
+    psql(
+        &url,
+        "CREATE SEQUENCE fresh_seq AS integer; SELECT nextval('fresh_seq')",
+    );
+    let step = block_on(bundled_step(&url, "validation.sequences"));
+    assert_status(&step, Status::Pass);
+}
+
+#[test]
+fn sequences_fail_when_one_is_near_its_types_maximum() {
+    let url = fresh_database();
+    psql(
+        &url,
+        "CREATE SEQUENCE nearly_full AS integer; SELECT setval('nearly_full', 2000000000)",
+    );
+    let step = block_on(bundled_step(&url, "validation.sequences"));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.details
+            .iter()
+            .any(|d| d.starts_with("public.nearly_full (integer)") && d.contains("AS bigint")),
+        "{:#?}",
+        step.details
+    );
+}
+
+#[test]
+fn wraparound_passes_on_a_young_database() {
+    let url = fresh_database();
+    let step = block_on(bundled_step(&url, "validation.wraparound"));
+    assert_status(&step, Status::Pass);
+    assert!(
+        step.message.contains("transaction-ID age"),
+        "{}",
+        step.message
+    );
+}
+
+#[test]
+fn wraparound_fails_past_its_limit_and_warns_before_it() {
+    // A database billions of transactions old cannot be made in a test; the bounds can.
+    let url = fresh_database();
+    let failing = probe_runbook("wraparound", "{ warn_age = 1, fail_age = 2 }");
+    let step = block_on(step_of(failing, &url, "s.p", Default::default()));
+    assert_status(&step, Status::Fail);
+    let warning = probe_runbook("wraparound", "{ warn_age = 1, fail_age = 2000000000 }");
+    let step = block_on(step_of(warning, &url, "s.p", Default::default()));
+    assert_status(&step, Status::Warn);
+}

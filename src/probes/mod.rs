@@ -15,8 +15,10 @@ pub mod invalid_indexes;
 pub mod pitr;
 pub mod pool;
 pub mod replica;
+pub mod sequences;
 pub mod tables;
 pub mod tls;
+pub mod wraparound;
 
 /// What stops a probe from answering.
 #[derive(Debug)]
@@ -78,6 +80,8 @@ catalog! {
     "invalid_indexes" => invalid_indexes,
     "fk_valid" => fk_valid,
     "blocking" => blocking,
+    "sequences" => sequences,
+    "wraparound" => wraparound,
 }
 
 /// The probes layer's answer to the runbook loader: which probes exist, which params fit.
