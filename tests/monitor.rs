@@ -187,17 +187,7 @@ fn cutovers_own_read_only_transactions_are_not_reported_as_rollbacks() {
 fn blocked_sessions_counts_a_session_waiting_behind_lock_table() {
     let url = fresh_database();
     let target = monitored(&url);
-    let _holder = background_psql(
-        &url,
-        r#"BEGIN; LOCK TABLE "Tag" IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;"#,
-    );
-    wait_until("the lock is held", 30, || {
-        psql(
-            &url,
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-             WHERE c.relname = 'Tag' AND l.mode = 'AccessExclusiveLock' AND l.granted",
-        ) == "1"
-    });
+    let _holder = hold_table_lock(&url);
     let _waiter = background_psql(&url, r#"SELECT count(*) FROM "Tag""#);
     let mut sampler = Sampler::new();
     wait_until("the waiting session is counted", 30, || {

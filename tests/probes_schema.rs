@@ -203,17 +203,7 @@ fn blocking_passes_when_no_session_waits() {
 #[test]
 fn blocking_fails_while_a_session_waits_on_another_ones_lock() {
     let url = fresh_database();
-    let _holder = background_psql(
-        &url,
-        r#"BEGIN; LOCK TABLE "Tag" IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;"#,
-    );
-    wait_until("the lock is held", 30, || {
-        psql(
-            &url,
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-             WHERE c.relname = 'Tag' AND l.mode = 'AccessExclusiveLock' AND l.granted",
-        ) == "1"
-    });
+    let _holder = hold_table_lock(&url);
     let _waiter = background_psql(&url, r#"SELECT count(*) FROM "Tag""#);
     wait_until("the second session waits", 30, || {
         psql(

@@ -19,9 +19,6 @@ struct StepRecord {
     details: Vec<String>,
     duration_ms: u64,
     when: Option<DateTime<Utc>>,
-    /// A note, a reason, or who signed.
-    note: String,
-    started_without_end: bool,
 }
 
 /// Builds the `check`-shaped report of a run (JSON and JUnit reuse its printers). Steps never
@@ -116,7 +113,6 @@ fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
         match &event.entry {
             Entry::StepStarted => {
                 *record = StepRecord {
-                    started_without_end: true,
                     when: Some(event.at),
                     status: Some(Status::Error),
                     message: "interrupted: outcome unknown (the run stopped while it ran)"
@@ -136,7 +132,6 @@ fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
                 record.details = details.clone();
                 record.duration_ms = *duration_ms;
                 record.when = Some(event.at);
-                record.started_without_end = false;
             }
             Entry::Ticked { note } => {
                 record.status = Some(Status::Pass);
@@ -145,19 +140,16 @@ fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
                 } else {
                     format!("ticked: {note}")
                 };
-                record.note = note.clone();
                 record.when = Some(event.at);
             }
             Entry::Skipped { reason } => {
                 record.status = Some(Status::Skip);
                 record.message = format!("skipped: {reason}");
-                record.note = reason.clone();
                 record.when = Some(event.at);
             }
             Entry::Signed { name, role } => {
                 record.status = Some(Status::Pass);
                 record.message = format!("signed by {name} as {role}");
-                record.note = name.clone();
                 record.when = Some(event.at);
             }
             Entry::VariableSet { .. } => {}

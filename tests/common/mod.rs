@@ -260,3 +260,20 @@ pub fn cutover_in(home: &std::path::Path, args: &[&str]) -> std::process::Comman
     command.current_dir(std::env::temp_dir());
     command
 }
+
+/// Holds `LOCK TABLE "Tag" IN ACCESS EXCLUSIVE MODE` in an open transaction on the database of
+/// `url`, returning once the lock is granted; the session ends when the result drops.
+pub fn hold_table_lock(url: &str) -> Session {
+    let holder = background_psql(
+        url,
+        r#"BEGIN; LOCK TABLE "Tag" IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;"#,
+    );
+    wait_until("the lock is held", 30, || {
+        psql(
+            url,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'Tag' AND l.mode = 'AccessExclusiveLock' AND l.granted",
+        ) == "1"
+    });
+    holder
+}
