@@ -11,6 +11,7 @@ pub mod journal;
 pub mod monitor;
 pub mod outcome;
 pub mod output;
+pub mod prisma;
 pub mod probes;
 pub mod runbook;
 pub mod target;

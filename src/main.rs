@@ -10,10 +10,12 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cutover::check::{self, CheckOptions};
+use cutover::db::{Db, DbSettings};
 use cutover::demo::{self, DemoContents};
 use cutover::engine;
 use cutover::journal::{Journal, report};
 use cutover::output;
+use cutover::prisma;
 use cutover::probes::Catalog;
 use cutover::runbook::{self, Runbook, RunbookError};
 use cutover::target::Target;
@@ -73,6 +75,15 @@ enum Cmd {
         #[arg(long, conflicts_with = "print_url")]
         check: bool,
     },
+    /// Prisma migration status, natively: the migrations folder against `_prisma_migrations`.
+    Status {
+        /// The Prisma migrations folder.
+        #[arg(long, value_name = "DIR", default_value = "prisma/migrations")]
+        migrations: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+    },
     /// Validate or export runbooks.
     #[command(subcommand)]
     Runbook(RunbookCmd),
@@ -89,6 +100,12 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
         format: ReportFormat,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StatusFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -261,6 +278,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Demo { print_url, check } => demo(global, print_url, check).await,
+        Cmd::Status { migrations, format } => {
+            let cwd = std::env::current_dir().context("cannot read the working directory")?;
+            let target = Target::resolve(global.database_url.as_deref(), &cwd)?;
+            let local = prisma::read_folder(&migrations)?;
+            let db = Db::connect(&target, DbSettings::default()).await?;
+            let rows = prisma::read_table(&db, target.schema()).await?;
+            let report =
+                prisma::compare(&migrations.display().to_string(), &local, rows.as_deref());
+            match format {
+                StatusFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("cannot encode the status")?
+                ),
+                StatusFormat::Text => {
+                    let outcome = report.outcome();
+                    println!("{} {}", outcome.status.symbol(), outcome.message);
+                    for line in &outcome.details {
+                        println!("  {line}");
+                    }
+                }
+            }
+            Ok(if report.up_to_date() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            })
+        }
         Cmd::Runs => {
             let journal = open_journal().await?;
             let runs = journal.runs().await?;
@@ -371,6 +415,18 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
     let runbook = load_runbook(global.runbook.as_deref())?;
     eprintln!("starting a throwaway PostgreSQL with the sample Sightline database…");
     let (cluster, url) = demo::start(demo::demo_cluster_options(), DemoContents::default()).await?;
+    // The sample app's Prisma folder, for verify.status, unless --var app_dir points elsewhere.
+    let app = tempfile::Builder::new()
+        .prefix("cutover-demo-app-")
+        .tempdir()
+        .context("cannot create the demo's app folder")?;
+    demo::write_app(app.path()).context("cannot write the demo's migrations folder")?;
+    let mut global = global;
+    if !global.vars.iter().any(|(name, _)| name == "app_dir") {
+        global
+            .vars
+            .push(("app_dir".into(), app.path().display().to_string()));
+    }
     if print_url {
         println!("{url}");
     } else if !check {
@@ -404,7 +460,10 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
         let report = check::run_check(Arc::new(runbook), &target, &options).await?;
         println!("{}", output::text(&report, color_wanted()).trim_end());
         println!("\nThe demo database is still running: {url}");
-        println!("Try: cutover check --database-url '{url}' --only tables --format json");
+        println!(
+            "Try: cutover check --database-url '{url}' --var app_dir={} --only verify --format json",
+            app.path().display()
+        );
     }
     eprintln!("Ctrl-C stops it and removes its files.");
     wait_for_stop().await;

@@ -399,8 +399,12 @@ async fn execute(
         }
         Action::Probe { probe, params } => {
             let timeout = step.timeout.unwrap_or(config.check_timeout);
+            let params = match vars::substitute_json(params, &variables) {
+                Ok(params) => params,
+                Err(name) => return missing(name),
+            };
             let db = context.db.with_statement_timeout(timeout);
-            database_step(context, timeout, cancel, probes::run(probe, &db, params)).await
+            database_step(context, timeout, cancel, probes::run(probe, &db, &params)).await
         }
         Action::Shell(shell) => {
             if !config.allow_shell {

@@ -12,6 +12,7 @@ pub mod fk_valid;
 pub mod index_match;
 pub mod indexes;
 pub mod invalid_indexes;
+pub mod migrations;
 pub mod pitr;
 pub mod pool;
 pub mod replica;
@@ -82,6 +83,7 @@ catalog! {
     "blocking" => blocking,
     "sequences" => sequences,
     "wraparound" => wraparound,
+    "migrations" => migrations,
 }
 
 /// The probes layer's answer to the runbook loader: which probes exist, which params fit.

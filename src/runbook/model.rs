@@ -182,7 +182,11 @@ impl Step {
         match &self.action {
             Action::Manual | Action::Signoff { .. } => vec![],
             Action::Sql { query, .. } => vec![query.as_str()],
-            Action::Probe { .. } => vec![],
+            Action::Probe { params, .. } => {
+                let mut texts = Vec::new();
+                json_strings(params, &mut texts);
+                texts
+            }
             Action::Shell(shell) => {
                 let mut texts = vec![shell.command.as_str()];
                 texts.extend(shell.workdir.as_deref());
@@ -191,6 +195,16 @@ impl Step {
             }
             Action::Http(http) => vec![http.url.as_str()],
         }
+    }
+}
+
+/// Every string inside a probe's parameters (where `{{var}}` is substituted too).
+fn json_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::String(text) => out.push(text),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| json_strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| json_strings(v, out)),
+        _ => {}
     }
 }
 

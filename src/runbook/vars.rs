@@ -84,6 +84,30 @@ fn quote(value: &str, quoting: Quoting) -> String {
     }
 }
 
+/// Substitutes every string inside a probe's JSON parameters (verbatim); the error names the
+/// first variable without a value.
+pub fn substitute_json(
+    value: &serde_json::Value,
+    values: &BTreeMap<String, String>,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(text) => Value::String(substitute(text, values, Quoting::Verbatim)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| substitute_json(v, values))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), substitute_json(v, values)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

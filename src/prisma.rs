@@ -1,0 +1,402 @@
+//! Prisma Migrate's bookkeeping, read natively (no Node): the migrations folder against the
+//! `_prisma_migrations` table, with Prisma's own rules for what counts as applied, failed,
+//! rolled back or edited.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::db::{Db, DbError};
+use crate::outcome::Outcome;
+
+/// Lowercase hex SHA-256 of a migration script, as Prisma records it.
+pub fn checksum(script: &str) -> String {
+    Sha256::digest(script.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `script` matches a recorded checksum. Like Prisma, a script checked out with other
+/// line endings (CRLF on Windows, LF elsewhere: git converts them) still matches.
+pub fn script_matches(script: &str, recorded: &str) -> bool {
+    let recorded = recorded.trim().to_ascii_lowercase();
+    if checksum(script) == recorded {
+        return true;
+    }
+    let lf = script.replace("\r\n", "\n");
+    checksum(&lf) == recorded || checksum(&lf.replace('\n', "\r\n")) == recorded
+}
+
+/// A migration folder of the project.
+#[derive(Debug, Clone)]
+pub struct LocalMigration {
+    /// Folder name (`20260101000000_init`), which is also the migration's name.
+    pub name: String,
+    /// Its `migration.sql`.
+    pub script: String,
+}
+
+/// Why the migrations could not be compared.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The folder is not there.
+    #[error(
+        "migrations folder {0} not found: pass --migrations DIR (or set the runbook variable app_dir)"
+    )]
+    NoFolder(String),
+    /// The folder or a script could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// What.
+        path: String,
+        /// Why.
+        error: String,
+    },
+    /// The database could not be asked.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Reads every migration of a Prisma migrations folder, in Prisma's order (by folder name).
+/// Files at the top level (`migration_lock.toml`) are not migrations; a folder without a
+/// `migration.sql` is reported with an empty script so that the comparison names it.
+pub fn read_folder(dir: &Path) -> Result<Vec<LocalMigration>, StatusError> {
+    if !dir.is_dir() {
+        return Err(StatusError::NoFolder(dir.display().to_string()));
+    }
+    let unreadable = |path: &Path, error: std::io::Error| StatusError::Read {
+        path: path.display().to_string(),
+        error: error.to_string(),
+    };
+    let mut migrations = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| unreadable(dir, e))? {
+        let entry = entry.map_err(|e| unreadable(dir, e))?;
+        let path: PathBuf = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let script_path = path.join("migration.sql");
+        let script = match std::fs::read(&script_path) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(unreadable(&script_path, e)),
+        };
+        migrations.push(LocalMigration {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            script,
+        });
+    }
+    migrations.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(migrations)
+}
+
+/// One row of `_prisma_migrations`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AppliedRow {
+    /// `migration_name`.
+    pub migration_name: String,
+    /// `checksum`.
+    pub checksum: String,
+    /// `finished_at` (text), empty while unfinished.
+    pub finished_at: Option<String>,
+    /// `rolled_back_at` (text).
+    pub rolled_back_at: Option<String>,
+    /// `started_at` (text).
+    pub started_at: String,
+    /// The first line of `logs` (Prisma's error for a failed migration).
+    pub logs: Option<String>,
+}
+
+/// The rows of `_prisma_migrations` in `schema`, oldest first; `None` when the table is not
+/// there. Read in a read-only transaction.
+pub async fn read_table(db: &Db, schema: &str) -> Result<Option<Vec<AppliedRow>>, DbError> {
+    let mut tx = db.read_only().await?;
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass(format('%I._prisma_migrations', $1::text))::text")
+            .bind(schema)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| db.error(e))?;
+    let Some(table) = table else {
+        return Ok(None);
+    };
+    let query = format!(
+        "SELECT migration_name::text, checksum::text, finished_at::text, rolled_back_at::text,
+                started_at::text, split_part(coalesce(logs, ''), E'\\n', 1) AS logs
+           FROM {table} ORDER BY started_at, migration_name"
+    );
+    // `table` is the server's own quoting of a regclass.
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(query))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| db.error(e))?;
+    Ok(Some(rows))
+}
+
+/// Where one migration stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum MigrationState {
+    /// Applied, and the local script is the one that was applied.
+    Applied {
+        /// When it finished.
+        finished_at: String,
+    },
+    /// In the folder, never applied: `migrate deploy` will apply it.
+    Pending,
+    /// Started and neither finished nor rolled back: a failed deploy (Prisma refuses to
+    /// deploy until it is resolved).
+    Failed {
+        /// When it started.
+        started_at: String,
+        /// The first line of Prisma's log.
+        log: String,
+    },
+    /// Its only attempts were marked rolled back: `migrate deploy` will apply it again.
+    RolledBack {
+        /// When it was marked rolled back.
+        rolled_back_at: String,
+    },
+    /// Applied, but `migration.sql` was edited since (checksum differs).
+    Modified {
+        /// The checksum recorded when it was applied.
+        recorded: String,
+        /// The checksum of the local script.
+        local: String,
+    },
+    /// Recorded as applied, but not in the local folder (this folder is behind the database,
+    /// or the folder was renamed).
+    MissingLocally,
+}
+
+impl MigrationState {
+    /// Whether this state leaves the database out of date with the folder.
+    pub fn is_problem(&self) -> bool {
+        !matches!(self, MigrationState::Applied { .. })
+    }
+
+    /// Short name.
+    pub fn label(&self) -> &'static str {
+        match self {
+            MigrationState::Applied { .. } => "applied",
+            MigrationState::Pending => "pending",
+            MigrationState::Failed { .. } => "failed",
+            MigrationState::RolledBack { .. } => "rolled back",
+            MigrationState::Modified { .. } => "modified",
+            MigrationState::MissingLocally => "missing locally",
+        }
+    }
+
+    fn describe(&self, name: &str) -> String {
+        match self {
+            MigrationState::Applied { finished_at } => {
+                format!("applied          {name} (finished {finished_at})")
+            }
+            MigrationState::Pending => {
+                format!("pending          {name}: not applied yet (`prisma migrate deploy`)")
+            }
+            MigrationState::Failed { started_at, log } => format!(
+                "failed           {name}: started {started_at}, never finished{}; fix it, then `prisma migrate resolve --rolled-back {name}` (or --applied)",
+                if log.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({log})")
+                }
+            ),
+            MigrationState::RolledBack { rolled_back_at } => format!(
+                "rolled back      {name}: marked rolled back at {rolled_back_at}; `migrate deploy` applies it again"
+            ),
+            MigrationState::Modified { recorded, local } => format!(
+                "modified         {name}: migration.sql changed after it was applied (recorded {}…, local {}…); restore the applied file, never edit applied migrations",
+                &recorded[..recorded.len().min(12)],
+                &local[..local.len().min(12)]
+            ),
+            MigrationState::MissingLocally => format!(
+                "missing locally  {name}: applied to the database but not in this migrations folder (wrong folder or branch?)"
+            ),
+        }
+    }
+}
+
+/// One migration and where it stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationStatus {
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    #[serde(flatten)]
+    pub state: MigrationState,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// The migrations folder.
+    pub folder: String,
+    /// Whether `_prisma_migrations` exists.
+    pub table_exists: bool,
+    /// Every migration, folder order first, then those only the database knows.
+    pub migrations: Vec<MigrationStatus>,
+}
+
+impl StatusReport {
+    /// Whether every migration is applied unchanged (and the history table exists).
+    pub fn up_to_date(&self) -> bool {
+        self.table_exists && self.migrations.iter().all(|m| !m.state.is_problem())
+    }
+
+    /// How many migrations are in `label`'s state.
+    pub fn count(&self, label: &str) -> usize {
+        self.migrations
+            .iter()
+            .filter(|m| m.state.label() == label)
+            .count()
+    }
+
+    /// The report as a step outcome: pass when up to date, fail otherwise, one detail line
+    /// per migration (problems first).
+    pub fn outcome(&self) -> Outcome {
+        if !self.table_exists {
+            return Outcome::fail(
+                "no _prisma_migrations table: this database was never deployed with Prisma Migrate; baseline it first (`prisma migrate resolve --applied 0_init`)",
+            )
+            .with_details([format!(
+                "{} migration(s) in {}; `migrate deploy` would refuse a non-empty schema (P3005)",
+                self.migrations.len(),
+                self.folder
+            )]);
+        }
+        let lines = self
+            .migrations
+            .iter()
+            .filter(|m| m.state.is_problem())
+            .chain(self.migrations.iter().filter(|m| !m.state.is_problem()))
+            .map(|m| m.state.describe(&m.name));
+        let applied = self.count("applied");
+        if self.up_to_date() {
+            return Outcome::pass(format!(
+                "up to date: all {applied} migration(s) of {} applied, none failed or modified",
+                self.folder
+            ))
+            .with_details(lines);
+        }
+        let counts: Vec<String> = [
+            "failed",
+            "modified",
+            "pending",
+            "rolled back",
+            "missing locally",
+        ]
+        .iter()
+        .filter_map(|label| match self.count(label) {
+            0 => None,
+            n => Some(format!("{n} {label}")),
+        })
+        .collect();
+        Outcome::fail(format!(
+            "not up to date: {} ({applied} applied)",
+            counts.join(", ")
+        ))
+        .with_details(lines)
+    }
+}
+
+/// Compares the folder with the table's rows, by Prisma's rules: a row that finished and was
+/// not rolled back applies its migration; one that neither finished nor was rolled back is a
+/// failure; rolled-back rows only count when nothing else is recorded.
+pub fn compare(
+    folder: &str,
+    local: &[LocalMigration],
+    rows: Option<&[AppliedRow]>,
+) -> StatusReport {
+    let Some(rows) = rows else {
+        return StatusReport {
+            folder: folder.to_string(),
+            table_exists: false,
+            migrations: local
+                .iter()
+                .map(|m| MigrationStatus {
+                    name: m.name.clone(),
+                    state: MigrationState::Pending,
+                })
+                .collect(),
+        };
+    };
+    let mut by_name: BTreeMap<&str, Vec<&AppliedRow>> = BTreeMap::new();
+    for row in rows {
+        by_name.entry(&row.migration_name).or_default().push(row);
+    }
+    let state_of = |name: &str, script: Option<&str>| -> MigrationState {
+        let Some(rows) = by_name.get(name) else {
+            return MigrationState::Pending;
+        };
+        let live = |r: &&&AppliedRow| r.rolled_back_at.is_none();
+        if let Some(failed) = rows.iter().filter(live).find(|r| r.finished_at.is_none()) {
+            return MigrationState::Failed {
+                started_at: failed.started_at.clone(),
+                log: failed.logs.clone().unwrap_or_default(),
+            };
+        }
+        if let Some(applied) = rows.iter().rev().find(|r| r.rolled_back_at.is_none()) {
+            return match script {
+                Some(script) if !script_matches(script, &applied.checksum) => {
+                    MigrationState::Modified {
+                        recorded: applied.checksum.clone(),
+                        local: checksum(script),
+                    }
+                }
+                Some(_) => MigrationState::Applied {
+                    finished_at: applied.finished_at.clone().unwrap_or_default(),
+                },
+                None => MigrationState::MissingLocally,
+            };
+        }
+        match (script, rows.last()) {
+            (None, _) => MigrationState::MissingLocally,
+            (Some(_), Some(row)) => MigrationState::RolledBack {
+                rolled_back_at: row.rolled_back_at.clone().unwrap_or_default(),
+            },
+            (Some(_), None) => MigrationState::Pending,
+        }
+    };
+    let mut migrations: Vec<MigrationStatus> = local
+        .iter()
+        .map(|m| MigrationStatus {
+            name: m.name.clone(),
+            state: state_of(&m.name, Some(&m.script)),
+        })
+        .collect();
+    for name in by_name.keys() {
+        if !local.iter().any(|m| m.name == *name) {
+            let state = state_of(name, None);
+            // A migration only ever rolled back and gone from the folder is history, not a
+            // problem.
+            let rolled_back_only = by_name[name].iter().all(|r| r.rolled_back_at.is_some());
+            if !rolled_back_only {
+                migrations.push(MigrationStatus {
+                    name: name.to_string(),
+                    state,
+                });
+            }
+        }
+    }
+    StatusReport {
+        folder: folder.to_string(),
+        table_exists: true,
+        migrations,
+    }
+}
+
+/// Reads the folder and the table and compares them.
+pub async fn status(db: &Db, folder: &Path) -> Result<StatusReport, StatusError> {
+    let local = read_folder(folder)?;
+    let rows = read_table(db, db.target().schema()).await?;
+    Ok(compare(
+        &folder.display().to_string(),
+        &local,
+        rows.as_deref(),
+    ))
+}

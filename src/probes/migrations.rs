@@ -1,0 +1,28 @@
+//! `verify.status`: Prisma's migration status, natively: every migration of the folder applied,
+//! none failed, none edited after it was applied, none applied that the folder lacks.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::ProbeResult;
+use crate::db::Db;
+use crate::outcome::Outcome;
+use crate::prisma::{self, StatusError};
+
+/// Parameters of the `migrations` probe.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The Prisma migrations folder (relative to where cutover runs).
+    pub dir: String,
+}
+
+/// Runs the probe.
+pub async fn run(db: &Db, params: Params) -> ProbeResult {
+    match prisma::status(db, Path::new(&params.dir)).await {
+        Ok(report) => Ok(report.outcome()),
+        Err(StatusError::Db(err)) => Err(err.into()),
+        Err(err) => Ok(Outcome::error(err.to_string())),
+    }
+}
