@@ -13,12 +13,14 @@ pub mod index_match;
 pub mod indexes;
 pub mod invalid_indexes;
 pub mod migrations;
+pub mod orphans;
 pub mod pitr;
 pub mod pool;
 pub mod replica;
 pub mod sequences;
 pub mod tables;
 pub mod tls;
+pub mod unique;
 pub mod wraparound;
 
 /// What stops a probe from answering.
@@ -84,6 +86,8 @@ catalog! {
     "sequences" => sequences,
     "wraparound" => wraparound,
     "migrations" => migrations,
+    "orphans" => orphans,
+    "unique" => unique,
 }
 
 /// The probes layer's answer to the runbook loader: which probes exist, which params fit.
@@ -93,6 +97,39 @@ pub struct Catalog;
 impl crate::runbook::ProbeCatalog for Catalog {
     fn check(&self, name: &str, params: &serde_json::Value) -> Result<(), String> {
         check_params(name, params)
+    }
+}
+
+/// Runs one data query (SQL built from catalog names the server quoted) inside a savepoint, so
+/// that the statement and lock timeouts bound it without ending the transaction: `Ok(None)` when
+/// it was cut short, and the probe goes on with its other queries.
+pub(crate) async fn bounded_row(
+    conn: &mut sqlx::PgConnection,
+    sql: String,
+) -> Result<Option<sqlx::postgres::PgRow>, sqlx::Error> {
+    sqlx::raw_sql("SAVEPOINT cutover_bounded")
+        .execute(&mut *conn)
+        .await?;
+    match sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(&mut *conn)
+        .await
+    {
+        Ok(row) => {
+            sqlx::raw_sql("RELEASE SAVEPOINT cutover_bounded")
+                .execute(&mut *conn)
+                .await?;
+            Ok(Some(row))
+        }
+        // 57014: statement timeout; 55P03: lock timeout (DDL holds the table).
+        Err(sqlx::Error::Database(err))
+            if matches!(err.code().as_deref(), Some("57014" | "55P03")) =>
+        {
+            sqlx::raw_sql("ROLLBACK TO SAVEPOINT cutover_bounded")
+                .execute(&mut *conn)
+                .await?;
+            Ok(None)
+        }
+        Err(err) => Err(err),
     }
 }
 
