@@ -196,6 +196,10 @@ pub async fn run_check(
             .workdir
             .clone()
             .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))),
+        measured: match &options.journal {
+            Some(journal) => journal.measurements(&target.to_string()).await?,
+            None => Default::default(),
+        },
         ..EngineConfig::default()
     };
     let run_id = match &options.journal {

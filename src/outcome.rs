@@ -56,6 +56,10 @@ pub struct Outcome {
     pub message: String,
     /// Further lines: what is missing, the rows that broke the rule, the output tail.
     pub details: Vec<String>,
+    /// What a step measured, for a later step to compare against (the row-count baseline);
+    /// journaled with the outcome, never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 impl Outcome {
@@ -65,6 +69,7 @@ impl Outcome {
             status,
             message: one_line(&message.into()),
             details: Vec::new(),
+            data: None,
         }
     }
 
@@ -91,6 +96,12 @@ impl Outcome {
     /// Could not be run.
     pub fn error(message: impl Into<String>) -> Outcome {
         Outcome::new(Status::Error, message)
+    }
+
+    /// Attaches measured data for later steps.
+    pub fn with_data(mut self, data: serde_json::Value) -> Outcome {
+        self.data = Some(data);
+        self
     }
 
     /// Adds detail lines.

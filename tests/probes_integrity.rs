@@ -181,3 +181,187 @@ fn unique_notes_a_key_enforced_under_another_name() {
         step.details
     );
 }
+
+// ── baseline.row_counts / validation.row_counts ─────────────────────────────────────────────
+
+/// Runs one bundled step through `check` with a journal in `home`, as two separate
+/// `cutover check --only ...` invocations would (before and after the migration).
+fn journaled_step(home: &std::path::Path, url: &str, id: &str) -> cutover::check::StepReport {
+    block_on(async {
+        let journal = cutover::journal::Journal::open(home)
+            .await
+            .expect("journal opens");
+        let options = cutover::check::CheckOptions {
+            only: vec![id.to_string()],
+            journal: Some(journal),
+            ..Default::default()
+        };
+        let report = check_with(bundled(), url, options).await;
+        report.steps.into_iter().next().expect("one step")
+    })
+}
+
+#[test]
+fn row_counts_match_when_nothing_changed_between_capture_and_compare() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let capture = journaled_step(home.path(), &url, "baseline.row_counts");
+    assert_status(&capture, Status::Pass);
+    assert!(
+        capture.message.contains("captured 9 table(s) of public")
+            && capture.message.contains("9 exact"),
+        "{}",
+        capture.message
+    );
+    assert!(has_detail(&capture, "Summary"), "{:#?}", capture.details);
+    let compare = journaled_step(home.path(), &url, "validation.row_counts");
+    assert_status(&compare, Status::Pass);
+    assert!(
+        compare.message.contains("against the baseline from run "),
+        "{}",
+        compare.message
+    );
+}
+
+#[test]
+fn row_counts_fail_when_rows_were_lost_and_show_before_after_and_difference() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    assert_status(
+        &journaled_step(home.path(), &url, "baseline.row_counts"),
+        Status::Pass,
+    );
+    psql(
+        &url,
+        r#"DELETE FROM "ShareLink" WHERE id IN (SELECT id FROM "ShareLink" ORDER BY id LIMIT 7)"#,
+    );
+    let compare = journaled_step(home.path(), &url, "validation.row_counts");
+    assert_status(&compare, Status::Fail);
+    assert!(
+        compare.message.contains("1 of 9 table(s)"),
+        "{}",
+        compare.message
+    );
+    let line = compare.details.first().expect("a detail line");
+    assert!(
+        line.starts_with("ShareLink")
+            && line.contains("before        2,000")
+            && line.contains("after        1,993")
+            && line.contains("diff         -7")
+            && line.contains("CHANGED"),
+        "{line}"
+    );
+}
+
+#[test]
+fn row_counts_tolerate_live_tables_within_their_margin_only() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    assert_status(
+        &journaled_step(home.path(), &url, "baseline.row_counts"),
+        Status::Pass,
+    );
+    // The app keeps logging usage: 1% more events is traffic, not a migration problem.
+    psql(
+        &url,
+        r#"INSERT INTO "UsageEvent" (id, "userId", type, "createdAt")
+           SELECT 'live-' || i, (SELECT id FROM "User" LIMIT 1), 'summary.view', now()
+             FROM generate_series(1, 500) i"#,
+    );
+    let compare = journaled_step(home.path(), &url, "validation.row_counts");
+    assert_status(&compare, Status::Pass);
+    assert!(
+        has_detail(&compare, "live table, within 5%"),
+        "{:#?}",
+        compare.details
+    );
+    // 20% fewer is not traffic.
+    psql(
+        &url,
+        r#"DELETE FROM "UsageEvent" WHERE id IN (SELECT id FROM "UsageEvent" ORDER BY id LIMIT 10000)"#,
+    );
+    let compare = journaled_step(home.path(), &url, "validation.row_counts");
+    assert_status(&compare, Status::Fail);
+    assert!(
+        compare.details[0].starts_with("UsageEvent"),
+        "{:#?}",
+        compare.details
+    );
+}
+
+#[test]
+fn row_counts_estimate_large_tables_and_compare_them_with_a_tolerance() {
+    let url = fresh_database();
+    psql(&url, "ANALYZE");
+    let runbook = runbook_from(
+        r#"name = "estimates"
+[[sections]]
+id = "b"
+title = "B"
+[[sections.steps]]
+id = "capture"
+title = "Capture"
+kind = "probe"
+probe = "row_counts"
+params = { mode = "capture", exact_max_mb = 0.1 }
+[[sections]]
+id = "v"
+title = "V"
+[[sections.steps]]
+id = "compare"
+title = "Compare"
+kind = "probe"
+probe = "row_counts"
+params = { mode = "compare", baseline = "b.capture", exact_max_mb = 0.1, estimate_tolerance_pct = 10 }
+"#,
+    );
+    let run = |id: &str, home: &std::path::Path| {
+        block_on(async {
+            let journal = cutover::journal::Journal::open(home).await.unwrap();
+            let options = cutover::check::CheckOptions {
+                only: vec![id.to_string()],
+                journal: Some(journal),
+                ..Default::default()
+            };
+            check_with(runbook.clone(), &url, options)
+                .await
+                .steps
+                .remove(0)
+        })
+    };
+    let home = tempfile::tempdir().unwrap();
+    let capture = run("b.capture", home.path());
+    assert_status(&capture, Status::Pass);
+    assert!(
+        has_detail(&capture, "(estimated)"),
+        "{:#?}",
+        capture.details
+    );
+    psql(
+        &url,
+        r#"DELETE FROM "UsageEvent" WHERE id IN (SELECT id FROM "UsageEvent" ORDER BY id LIMIT 25000); ANALYZE "UsageEvent""#,
+    );
+    let compare = run("v.compare", home.path());
+    assert_status(&compare, Status::Fail);
+    assert!(
+        compare.details[0].starts_with("UsageEvent")
+            && compare.details[0].contains("estimated, within 10%"),
+        "{:#?}",
+        compare.details
+    );
+}
+
+#[test]
+fn row_counts_err_without_a_baseline() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let compare = journaled_step(home.path(), &url, "validation.row_counts");
+    assert_status(&compare, Status::Error);
+    assert!(
+        compare.message.contains(
+            "no row-count baseline for this target in the journal: run baseline.row_counts"
+        ),
+        "{}",
+        compare.message
+    );
+}

@@ -603,6 +603,7 @@ fn a_resumed_run_shows_what_was_recorded_and_running_steps_as_interrupted() {
                 message: "fine".into(),
                 details: vec![],
                 duration_ms: 12,
+                data: None,
             },
         ),
         event(

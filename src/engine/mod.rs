@@ -109,6 +109,8 @@ pub struct EngineConfig {
     pub variables: BTreeMap<String, String>,
     /// Where shell steps run (their `workdir` is relative to it).
     pub workdir: PathBuf,
+    /// What steps measured before, by step id (from the journal): the row-count baseline.
+    pub measured: HashMap<String, probes::Measured>,
 }
 
 impl Default for EngineConfig {
@@ -123,6 +125,7 @@ impl Default for EngineConfig {
             http_timeout: Duration::from_secs(10),
             variables: BTreeMap::new(),
             workdir: PathBuf::from("."),
+            measured: HashMap::new(),
         }
     }
 }
@@ -173,6 +176,8 @@ struct Context {
     /// there, so that a dead server fails each remaining step at once rather than after the
     /// pool's acquire timeout.
     suspect: AtomicBool,
+    /// The config's measurements, then those of this run's steps.
+    measured: RwLock<HashMap<String, probes::Measured>>,
 }
 
 /// Starts the engine on `db` for `runbook`.
@@ -185,6 +190,7 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
         db,
         permits: Semaphore::new(config.concurrency.max(1)),
         variables: RwLock::new(config.variables.clone()),
+        measured: RwLock::new(config.measured.clone()),
         config,
         events: event_tx,
         running: Mutex::new(HashMap::new()),
@@ -344,6 +350,19 @@ async fn run_one(
         "step finished"
     );
     lock(&context.running).remove(&step.id);
+    if let Some(data) = &outcome.data {
+        let source = format!(
+            "earlier in this run ({})",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        );
+        write(&context.measured).insert(
+            step.id.clone(),
+            probes::Measured {
+                data: data.clone(),
+                source,
+            },
+        );
+    }
     let status = outcome.status;
     let _ = context
         .events
@@ -363,6 +382,7 @@ fn apply_severity(severity: Severity, outcome: Outcome) -> Outcome {
             status: Status::Warn,
             message: format!("optional: {}", outcome.message),
             details: outcome.details,
+            data: outcome.data,
         }
     } else {
         outcome
@@ -404,7 +424,11 @@ async fn execute(
                 Err(name) => return missing(name),
             };
             let db = context.db.with_statement_timeout(timeout);
-            database_step(context, timeout, cancel, probes::run(probe, &db, &params)).await
+            let probe_context = probes::ProbeContext {
+                measured: read(&context.measured).clone(),
+            };
+            let check = probes::run(probe, &db, &params, &probe_context);
+            database_step(context, timeout, cancel, check).await
         }
         Action::Shell(shell) => {
             if !config.allow_shell {

@@ -28,6 +28,9 @@ pub enum Entry {
         details: Vec<String>,
         /// How long it ran.
         duration_ms: u64,
+        /// What it measured, for later steps (absent in most).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<serde_json::Value>,
     },
     /// A person ticked a manual step.
     Ticked {

@@ -487,6 +487,51 @@ impl Journal {
         Ok(durations)
     }
 
+    /// The newest measurement of each step (an outcome's `data`, such as the row-count
+    /// baseline) recorded by any run against `target` (the redacted URL), with where it came
+    /// from, for the steps that compare with it.
+    pub async fn measurements(
+        &self,
+        target: &str,
+    ) -> Result<std::collections::HashMap<String, crate::probes::Measured>, JournalError> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT e.step_id, json_extract(e.data, '$.data'), e.at, e.run_id
+               FROM events e JOIN runs r ON r.id = e.run_id
+              WHERE r.target = $1 AND e.kind = 'step_finished' AND e.step_id IS NOT NULL
+                AND json_extract(e.data, '$.data') IS NOT NULL
+              ORDER BY e.at DESC, e.seq DESC",
+        )
+        .bind(target)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        let mut measured = std::collections::HashMap::new();
+        for (step, data, at, run) in rows {
+            if measured.contains_key(&step) {
+                continue;
+            }
+            let Ok(data) = serde_json::from_str(&data) else {
+                continue;
+            };
+            let at = DateTime::parse_from_rfc3339(&at)
+                .map(|t| {
+                    t.with_timezone(&Utc)
+                        .format("%Y-%m-%d %H:%M UTC")
+                        .to_string()
+                })
+                .unwrap_or(at);
+            let short: String = run.chars().take(13).collect();
+            measured.insert(
+                step,
+                crate::probes::Measured {
+                    data,
+                    source: format!("run {short} at {at}"),
+                },
+            );
+        }
+        Ok(measured)
+    }
+
     /// Closes the journal (waits for the last write).
     pub async fn close(&self) {
         self.pool.close().await;

@@ -119,6 +119,7 @@ impl Recorder {
             message: outcome.message.clone(),
             details: outcome.details.clone(),
             duration_ms,
+            data: outcome.data.clone(),
         };
         self.record(Some(step), entry).await
     }

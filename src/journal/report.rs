@@ -126,6 +126,7 @@ fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
                 message,
                 details,
                 duration_ms,
+                ..
             } => {
                 record.status = Some(*status);
                 record.message = message.clone();

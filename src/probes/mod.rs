@@ -1,6 +1,8 @@
 //! Built-in PostgreSQL checks, one file each. A probe reads its parameters, runs its catalog
 //! queries in a read-only transaction through [`Db`], and says what it found as an [`Outcome`].
 
+use std::collections::HashMap;
+
 use serde::de::DeserializeOwned;
 
 use crate::db::{Db, DbError};
@@ -17,6 +19,7 @@ pub mod orphans;
 pub mod pitr;
 pub mod pool;
 pub mod replica;
+pub mod row_counts;
 pub mod sequences;
 pub mod tables;
 pub mod tls;
@@ -47,15 +50,37 @@ impl From<sqlx::Error> for ProbeError {
 /// What every probe returns.
 pub type ProbeResult = Result<Outcome, ProbeError>;
 
+/// What a step measured earlier (its outcome's data), and where that came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// The data.
+    pub data: serde_json::Value,
+    /// "run 0193… at 2026-11-24 10:02 UTC" or "earlier in this run".
+    pub source: String,
+}
+
+/// What a probe may read besides the database: earlier measurements, by full step id (the
+/// row-count baseline).
+#[derive(Debug, Clone, Default)]
+pub struct ProbeContext {
+    /// The newest measurement of each step for this target.
+    pub measured: HashMap<String, Measured>,
+}
+
 macro_rules! catalog {
-    ($($name:literal => $module:ident),* $(,)?) => {
+    ($($name:literal => $module:ident $([$with:ident])?),* $(,)?) => {
         /// Every probe name a runbook may use.
         pub const KNOWN: &[&str] = &[$($name),*];
 
         /// Runs probe `name` with `params` (already checked by [`Catalog`]).
-        pub async fn run(name: &str, db: &Db, params: &serde_json::Value) -> Outcome {
+        pub async fn run(
+            name: &str,
+            db: &Db,
+            params: &serde_json::Value,
+            context: &ProbeContext,
+        ) -> Outcome {
             match name {
-                $($name => call($module::run, db, params).await,)*
+                $($name => catalog!(@call $module, db, params, context $(, $with)?),)*
                 other => Outcome::error(format!("unknown probe `{other}`")),
             }
         }
@@ -69,6 +94,17 @@ macro_rules! catalog {
                 )),
             }
         }
+    };
+    (@call $module:ident, $db:ident, $params:ident, $context:ident) => {
+        call($module::run, $db, $params).await
+    };
+    (@call $module:ident, $db:ident, $params:ident, $context:ident, context) => {
+        call(
+            async |db: &Db, params| $module::run(db, params, $context).await,
+            $db,
+            $params,
+        )
+        .await
     };
 }
 
@@ -88,6 +124,7 @@ catalog! {
     "migrations" => migrations,
     "orphans" => orphans,
     "unique" => unique,
+    "row_counts" => row_counts [context],
 }
 
 /// The probes layer's answer to the runbook loader: which probes exist, which params fit.
@@ -107,11 +144,21 @@ pub(crate) async fn bounded_row(
     conn: &mut sqlx::PgConnection,
     sql: String,
 ) -> Result<Option<sqlx::postgres::PgRow>, sqlx::Error> {
+    Ok(bounded_rows(conn, sql)
+        .await?
+        .and_then(|rows| rows.into_iter().next()))
+}
+
+/// Like [`bounded_row`], for every row.
+pub(crate) async fn bounded_rows(
+    conn: &mut sqlx::PgConnection,
+    sql: String,
+) -> Result<Option<Vec<sqlx::postgres::PgRow>>, sqlx::Error> {
     sqlx::raw_sql("SAVEPOINT cutover_bounded")
         .execute(&mut *conn)
         .await?;
     match sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_one(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
     {
         Ok(row) => {

@@ -393,11 +393,13 @@ impl App {
                     message,
                     details,
                     duration_ms,
+                    data,
                 } => {
                     state.status = StepStatus::Finished(Outcome {
                         status: *status,
                         message: message.clone(),
                         details: details.clone(),
+                        data: data.clone(),
                     });
                     state.duration = Some(Duration::from_millis(*duration_ms));
                 }

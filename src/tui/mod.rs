@@ -117,6 +117,10 @@ where
         allow_http: true,
         variables: options.variables.clone(),
         workdir: options.workdir.clone(),
+        measured: match &options.journal {
+            Some(journal) => journal.measurements(&target.to_string()).await?,
+            None => Default::default(),
+        },
         ..EngineConfig::default()
     };
     let mut engine = engine::spawn(runbook.clone(), db.clone(), config);
