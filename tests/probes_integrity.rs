@@ -365,3 +365,102 @@ fn row_counts_err_without_a_baseline() {
         compare.message
     );
 }
+
+// ── validation.query_latency ────────────────────────────────────────────────────────────────
+
+#[test]
+fn query_latency_passes_when_critical_queries_are_fast_and_on_their_indexes() {
+    let url = fresh_database();
+    psql(&url, "ANALYZE");
+    let step = block_on(bundled_step(&url, "validation.query_latency"));
+    assert_status(&step, Status::Pass);
+    assert!(
+        has_detail(&step, "✓ a share link by its slug:")
+            && has_detail(
+                &step,
+                "Index Scan using ShareLink_slug_key on ShareLink (rows 1"
+            ),
+        "{:#?}",
+        step.details
+    );
+}
+
+#[test]
+fn query_latency_fails_when_a_query_falls_back_to_a_sequential_scan() {
+    let url = fresh_database();
+    psql(&url, r#"DROP INDEX "Summary_videoId_idx"; ANALYZE"#);
+    let runbook = probe_runbook(
+        "query_latency",
+        r#"{ queries = [{ name = "summaries of a video", sql = 'SELECT id FROM "Summary" WHERE "videoId" = $1', params_from = 'SELECT "videoId" FROM "Summary" LIMIT 1', index = { table = "Summary", columns = ["videoId"] } }] }"#,
+    );
+    let step = block_on(step_of(runbook, &url, "s.p", Default::default()));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.message
+            .contains("its index Summary(videoId) is not usable"),
+        "{}",
+        step.message
+    );
+
+    // Without an expected index, the scan itself is the finding.
+    let runbook = probe_runbook(
+        "query_latency",
+        r#"{ queries = [{ name = "summaries of a video", sql = 'SELECT id FROM "Summary" WHERE "videoId" = $1', params_from = 'SELECT "videoId" FROM "Summary" LIMIT 1' }] }"#,
+    );
+    let step = block_on(step_of(runbook, &url, "s.p", Default::default()));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.message
+            .contains("sequential scan of Summary (~20000 rows)")
+            || step
+                .message
+                .contains("walks all of index Summary_userId_videoId_key on Summary"),
+        "{}",
+        step.message
+    );
+}
+
+#[test]
+fn query_latency_fails_over_its_threshold() {
+    let url = fresh_database();
+    let runbook = probe_runbook(
+        "query_latency",
+        r#"{ max_ms = 0.0001, queries = [{ name = "all tags", sql = 'SELECT count(*) FROM "Tag" WHERE name <> $1', params = ["x"] }] }"#,
+    );
+    let step = block_on(step_of(runbook, &url, "s.p", Default::default()));
+    assert_status(&step, Status::Fail);
+    assert!(step.message.contains("over 0.0001 ms"), "{}", step.message);
+}
+
+#[test]
+fn query_latency_never_writes_even_when_a_runbook_asks_it_to() {
+    let url = fresh_database();
+    let runbook = probe_runbook(
+        "query_latency",
+        r#"{ queries = [{ name = "a write", sql = 'DELETE FROM "Tag" WHERE name <> $1', params = ["x"] }] }"#,
+    );
+    let step = block_on(step_of(runbook, &url, "s.p", Default::default()));
+    assert_status(&step, Status::Error);
+    assert!(
+        step.message.contains("read-only transaction"),
+        "{}",
+        step.message
+    );
+    assert_eq!(psql(&url, r#"SELECT count(*) FROM "Tag""#), "40");
+}
+
+#[test]
+fn query_latency_notes_a_query_without_rows_to_take_parameters_from() {
+    let url = fresh_database();
+    let runbook = probe_runbook(
+        "query_latency",
+        r#"{ queries = [{ name = "nobody", sql = 'SELECT 1 FROM "User" WHERE id = $1', params_from = 'SELECT id FROM "User" WHERE false' }] }"#,
+    );
+    let step = block_on(step_of(runbook, &url, "s.p", Default::default()));
+    assert_status(&step, Status::Pass);
+    assert!(
+        has_detail(&step, "- nobody: not measured"),
+        "{:#?}",
+        step.details
+    );
+}

@@ -18,6 +18,7 @@ pub mod migrations;
 pub mod orphans;
 pub mod pitr;
 pub mod pool;
+pub mod query_latency;
 pub mod replica;
 pub mod row_counts;
 pub mod sequences;
@@ -125,6 +126,7 @@ catalog! {
     "orphans" => orphans,
     "unique" => unique,
     "row_counts" => row_counts [context],
+    "query_latency" => query_latency,
 }
 
 /// The probes layer's answer to the runbook loader: which probes exist, which params fit.

@@ -61,7 +61,8 @@ pub fn substitute(
     Ok(out)
 }
 
-fn quote(value: &str, quoting: Quoting) -> String {
+/// `value` written as `quoting` says.
+pub fn quote(value: &str, quoting: Quoting) -> String {
     match quoting {
         Quoting::Verbatim => value.to_string(),
         // As quote_literal() does: with a backslash, an E'' string with it doubled, so the
