@@ -140,11 +140,14 @@ fn first_value(row: &serde_json::Map<String, Value>) -> Option<&Value> {
     row.values().next()
 }
 
-/// Numbers however PostgreSQL typed them: JSON numbers, or numeric text.
+/// Numbers however PostgreSQL typed them. `row_to_json` gives int2/int4/int8 and float as JSON
+/// numbers, numeric as a JSON number of any size (read as the nearest f64, never an overflow),
+/// numeric and float NaN/Infinity as text, text as text, bool as true/false (1/0 here).
 fn as_number(value: &Value) -> Option<f64> {
     match value {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),
+        Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
         _ => None,
     }
 }
