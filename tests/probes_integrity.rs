@@ -447,6 +447,20 @@ fn query_latency_never_writes_even_when_a_runbook_asks_it_to() {
         step.message
     );
     assert_eq!(psql(&url, r#"SELECT count(*) FROM "Tag""#), "40");
+
+    // Nor can a second statement end the read-only transaction and write after it.
+    let runbook = probe_runbook(
+        "query_latency",
+        r#"{ queries = [{ name = "smuggled", sql = 'SELECT $1; COMMIT; DELETE FROM "Tag"', params = ["x"] }] }"#,
+    );
+    let step = block_on(step_of(runbook, &url, "s.p", Default::default()));
+    assert_status(&step, Status::Error);
+    assert!(
+        step.message.contains("multiple commands"),
+        "{}",
+        step.message
+    );
+    assert_eq!(psql(&url, r#"SELECT count(*) FROM "Tag""#), "40");
 }
 
 #[test]

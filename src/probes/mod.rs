@@ -151,24 +151,49 @@ pub(crate) async fn bounded_row(
         .and_then(|rows| rows.into_iter().next()))
 }
 
-/// Like [`bounded_row`], for every row.
+/// Like [`bounded_row`], for every row. Only for SQL that cutover builds itself: the
+/// savepoint, the query and the release travel in one round trip (simple protocol), and only a
+/// query cut short costs a second one, to roll back to the savepoint.
 pub(crate) async fn bounded_rows(
+    conn: &mut sqlx::PgConnection,
+    sql: String,
+) -> Result<Option<Vec<sqlx::postgres::PgRow>>, sqlx::Error> {
+    let batch = format!("SAVEPOINT cutover_bounded; {sql}\n; RELEASE SAVEPOINT cutover_bounded");
+    let result = sqlx::raw_sql(sqlx::AssertSqlSafe(batch))
+        .fetch_all(&mut *conn)
+        .await;
+    cut_short(conn, result).await
+}
+
+/// Like [`bounded_rows`] for SQL from a runbook: sent as one prepared statement, so the server
+/// refuses a second statement (a `COMMIT; ...` smuggled in cannot leave the read-only
+/// transaction).
+pub(crate) async fn bounded_statement_rows(
     conn: &mut sqlx::PgConnection,
     sql: String,
 ) -> Result<Option<Vec<sqlx::postgres::PgRow>>, sqlx::Error> {
     sqlx::raw_sql("SAVEPOINT cutover_bounded")
         .execute(&mut *conn)
         .await?;
-    match sqlx::query(sqlx::AssertSqlSafe(sql))
+    let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
         .fetch_all(&mut *conn)
-        .await
-    {
-        Ok(row) => {
-            sqlx::raw_sql("RELEASE SAVEPOINT cutover_bounded")
-                .execute(&mut *conn)
-                .await?;
-            Ok(Some(row))
-        }
+        .await;
+    if result.is_ok() {
+        sqlx::raw_sql("RELEASE SAVEPOINT cutover_bounded")
+            .execute(&mut *conn)
+            .await?;
+    }
+    cut_short(conn, result).await
+}
+
+/// A timeout becomes `Ok(None)` (after rolling back to the savepoint); other errors stay.
+async fn cut_short(
+    conn: &mut sqlx::PgConnection,
+    result: Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>,
+) -> Result<Option<Vec<sqlx::postgres::PgRow>>, sqlx::Error> {
+    match result {
+        Ok(rows) => Ok(Some(rows)),
         // 57014: statement timeout; 55P03: lock timeout (DDL holds the table).
         Err(sqlx::Error::Database(err))
             if matches!(err.code().as_deref(), Some("57014" | "55P03")) =>

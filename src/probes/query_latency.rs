@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::index_match::{self, ExpectedIndex, IndexState};
-use super::{ProbeResult, bounded_rows};
+use super::{ProbeResult, bounded_statement_rows};
 use crate::db::Db;
 use crate::outcome::Outcome;
 use crate::runbook::vars::{Quoting, quote};
@@ -261,7 +261,7 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
         let literals = match &query.params_from {
             Some(source) => {
                 let sql = format!("SELECT row_to_json(p)::text FROM ({source}) AS p LIMIT 1");
-                match bounded_rows(&mut tx, sql).await? {
+                match bounded_statement_rows(&mut tx, sql).await? {
                     None => {
                         verdicts.push(fail(format!(
                             "✗ {}: its params_from query did not answer in time",
@@ -302,7 +302,7 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
             }
         };
         let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
-        let Some(rows) = bounded_rows(&mut tx, explain).await? else {
+        let Some(rows) = bounded_statement_rows(&mut tx, explain).await? else {
             verdicts.push(fail(format!(
                 "✗ {}: did not finish within the step's statement timeout (or waited on a lock)",
                 query.name
