@@ -478,3 +478,26 @@ fn query_latency_notes_a_query_without_rows_to_take_parameters_from() {
         step.details
     );
 }
+
+#[test]
+fn row_counts_compare_with_a_capture_made_earlier_in_the_same_run() {
+    let url = fresh_database();
+    let options = cutover::check::CheckOptions {
+        only: vec!["baseline.row_counts".into(), "validation.row_counts".into()],
+        ..Default::default()
+    };
+    let report = block_on(check_with(bundled(), &url, options));
+    let compare = report
+        .steps
+        .iter()
+        .find(|s| s.id == "validation.row_counts")
+        .unwrap();
+    assert_status(compare, Status::Pass);
+    assert!(
+        compare
+            .message
+            .contains("against the baseline from earlier in this run"),
+        "{}",
+        compare.message
+    );
+}
