@@ -187,6 +187,16 @@ fn unique_notes_a_key_enforced_under_another_name() {
 /// Runs one bundled step through `check` with a journal in `home`, as two separate
 /// `cutover check --only ...` invocations would (before and after the migration).
 fn journaled_step(home: &std::path::Path, url: &str, id: &str) -> cutover::check::StepReport {
+    journaled_step_of(bundled(), home, url, id)
+}
+
+/// The same for a step of `runbook`.
+fn journaled_step_of(
+    runbook: std::sync::Arc<cutover::runbook::Runbook>,
+    home: &std::path::Path,
+    url: &str,
+    id: &str,
+) -> cutover::check::StepReport {
     block_on(async {
         let journal = cutover::journal::Journal::open(home)
             .await
@@ -196,7 +206,7 @@ fn journaled_step(home: &std::path::Path, url: &str, id: &str) -> cutover::check
             journal: Some(journal),
             ..Default::default()
         };
-        let report = check_with(bundled(), url, options).await;
+        let report = check_with(runbook, url, options).await;
         report.steps.into_iter().next().expect("one step")
     })
 }
@@ -315,20 +325,7 @@ probe = "row_counts"
 params = { mode = "compare", baseline = "b.capture", exact_max_mb = 0.1, estimate_tolerance_pct = 10 }
 "#,
     );
-    let run = |id: &str, home: &std::path::Path| {
-        block_on(async {
-            let journal = cutover::journal::Journal::open(home).await.unwrap();
-            let options = cutover::check::CheckOptions {
-                only: vec![id.to_string()],
-                journal: Some(journal),
-                ..Default::default()
-            };
-            check_with(runbook.clone(), &url, options)
-                .await
-                .steps
-                .remove(0)
-        })
-    };
+    let run = |id: &str, home: &std::path::Path| journaled_step_of(runbook.clone(), home, &url, id);
     let home = tempfile::tempdir().unwrap();
     let capture = run("b.capture", home.path());
     assert_status(&capture, Status::Pass);
