@@ -418,12 +418,16 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
                 }
             }
         }
+        // How each table is reached: the index nodes, and the scans without one (a bitmap
+        // heap scan is named by its bitmap index scan).
         let access: Vec<String> = nodes
             .iter()
-            .filter(|n| n.relation.is_some())
-            .map(|n| match &n.index {
-                Some(index) => format!("{} using {index}", n.kind),
-                None => format!("{} on {}", n.kind, n.relation.as_deref().unwrap_or("?")),
+            .filter_map(|n| match (&n.index, &n.relation) {
+                (Some(index), _) => Some(format!("{} using {index}", n.kind)),
+                (None, Some(relation)) if n.kind != "Bitmap Heap Scan" => {
+                    Some(format!("{} on {relation}", n.kind))
+                }
+                _ => None,
             })
             .collect();
         let buffers = |key: &str| root["Plan"][key].as_i64().unwrap_or(0);
