@@ -420,13 +420,34 @@ fn query_latency_fails_when_a_query_falls_back_to_a_sequential_scan() {
 #[test]
 fn query_latency_fails_over_its_threshold() {
     let url = fresh_database();
-    let runbook = probe_runbook(
-        "query_latency",
-        r#"{ max_ms = 0.0001, queries = [{ name = "all tags", sql = 'SELECT count(*) FROM "Tag" WHERE name <> $1', params = ["x"] }] }"#,
+    // The bound is the runbook's [thresholds] query_latency_ms ...
+    let runbook = runbook_from(
+        r#"name = "latency"
+[thresholds]
+query_latency_ms = 0.0001
+[[sections]]
+id = "s"
+title = "S"
+[[sections.steps]]
+id = "p"
+title = "P"
+kind = "probe"
+probe = "query_latency"
+params = { queries = [{ name = "all tags", sql = 'SELECT count(*) FROM "Tag" WHERE name <> $1', params = ["x"] }] }
+"#,
     );
     let step = block_on(step_of(runbook, &url, "s.p", Default::default()));
     assert_status(&step, Status::Fail);
     assert!(step.message.contains("over 0.0001 ms"), "{}", step.message);
+
+    // ... unless the probe or the query sets its own.
+    let runbook = probe_runbook(
+        "query_latency",
+        r#"{ max_ms = 10000, queries = [{ name = "all tags", sql = 'SELECT count(*) FROM "Tag" WHERE name <> $1', params = ["x"], max_ms = 0.0002 }] }"#,
+    );
+    let step = block_on(step_of(runbook, &url, "s.p", Default::default()));
+    assert_status(&step, Status::Fail);
+    assert!(step.message.contains("over 0.0002 ms"), "{}", step.message);
 }
 
 #[test]

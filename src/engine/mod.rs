@@ -426,6 +426,7 @@ async fn execute(
             let db = context.db.with_statement_timeout(timeout);
             let probe_context = probes::ProbeContext {
                 measured: read(&context.measured).clone(),
+                thresholds: context.runbook.thresholds.clone(),
             };
             let check = probes::run(probe, &db, &params, &probe_context);
             database_step(context, timeout, cancel, check).await

@@ -66,6 +66,8 @@ pub struct Measured {
 pub struct ProbeContext {
     /// The newest measurement of each step for this target.
     pub measured: HashMap<String, Measured>,
+    /// The runbook's `[thresholds]` (the critical queries' latency bound).
+    pub thresholds: crate::runbook::Thresholds,
 }
 
 macro_rules! catalog {
@@ -126,7 +128,7 @@ catalog! {
     "orphans" => orphans,
     "unique" => unique,
     "row_counts" => row_counts [context],
-    "query_latency" => query_latency,
+    "query_latency" => query_latency [context],
 }
 
 /// The probes layer's answer to the runbook loader: which probes exist, which params fit.

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::index_match::{self, ExpectedIndex, IndexState};
-use super::{ProbeResult, bounded_statement_rows};
+use super::{ProbeContext, ProbeResult, bounded_statement_rows};
 use crate::db::Db;
 use crate::outcome::Outcome;
 use crate::runbook::vars::{Quoting, quote};
@@ -22,9 +22,10 @@ pub struct Params {
     /// Schema (default: the URL's Prisma `schema`, else `public`).
     #[serde(default)]
     pub schema: Option<String>,
-    /// Execution time above which a query fails (milliseconds).
-    #[serde(default = "default_max_ms")]
-    pub max_ms: f64,
+    /// Execution time above which a query fails (milliseconds; default: the runbook's
+    /// `[thresholds] query_latency_ms`).
+    #[serde(default)]
+    pub max_ms: Option<f64>,
     /// A sequential scan of a table with at least this many rows (planner estimate) fails.
     #[serde(default = "default_large")]
     pub large_table_rows: f64,
@@ -32,9 +33,6 @@ pub struct Params {
     pub queries: Vec<CriticalQuery>,
 }
 
-fn default_max_ms() -> f64 {
-    100.0
-}
 fn default_large() -> f64 {
     10_000.0
 }
@@ -221,11 +219,12 @@ struct Verdict {
 }
 
 /// Runs the probe.
-pub async fn run(db: &Db, params: Params) -> ProbeResult {
+pub async fn run(db: &Db, params: Params, context: &ProbeContext) -> ProbeResult {
     let schema = params
         .schema
         .clone()
         .unwrap_or_else(|| db.target().schema().to_string());
+    let default_max_ms = params.max_ms.unwrap_or(context.thresholds.query_latency_ms);
     let mut tx = db.read_only().await?;
 
     // The expected indexes, resolved to the names they have on this database.
@@ -238,7 +237,7 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
 
     let mut verdicts = Vec::new();
     for query in &params.queries {
-        let max_ms = query.max_ms.unwrap_or(params.max_ms);
+        let max_ms = query.max_ms.unwrap_or(default_max_ms);
         let fail = |line: String| Verdict {
             ok: false,
             lines: vec![line],
@@ -466,7 +465,7 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
         Outcome::pass(format!(
             "all {} critical queries under {} ms on their indexes{slowest}",
             verdicts.len(),
-            params.max_ms
+            default_max_ms
         ))
     } else {
         let first = verdicts
