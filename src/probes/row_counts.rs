@@ -48,6 +48,9 @@ pub struct Params {
     /// How far a live table's count may move (percent of its baseline).
     #[serde(default = "default_live_tolerance")]
     pub live_tolerance_pct: f64,
+    /// Tables left out: Prisma's own history grows by one row per migration applied.
+    #[serde(default = "default_exclude")]
+    pub exclude_tables: Vec<String>,
     /// Longest one batch of exact counts may run.
     #[serde(default = "default_timeout")]
     pub query_timeout_secs: f64,
@@ -55,6 +58,9 @@ pub struct Params {
 
 fn default_baseline() -> String {
     "baseline.row_counts".into()
+}
+fn default_exclude() -> Vec<String> {
+    vec!["_prisma_migrations".into()]
 }
 fn default_exact_max_mb() -> f64 {
     512.0
@@ -127,6 +133,9 @@ async fn count(
     let mut problems = Vec::new();
     let mut exact = Vec::new();
     for (qualified, name, size, estimate) in tables {
+        if params.exclude_tables.contains(&name) {
+            continue;
+        }
         if size <= exact_max {
             exact.push((qualified, name));
         } else if estimate >= 0.0 {
@@ -272,6 +281,9 @@ fn compare(
     let mut changed = Vec::new();
     let mut lines = Vec::new();
     for (name, old) in &before.tables {
+        if params.exclude_tables.contains(name) {
+            continue;
+        }
         let Some(new) = after.tables.get(name) else {
             let line = format!(
                 "{name:<28} before {:>12}  after {:>12}  gone: the table no longer exists",
