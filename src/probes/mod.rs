@@ -153,6 +153,43 @@ pub(crate) async fn bounded_row(
         .and_then(|rows| rows.into_iter().next()))
 }
 
+/// How many counts go to the server in one statement.
+const COUNT_BATCH: usize = 50;
+
+/// Runs `counts` (each a `SELECT count(*) ...` that cutover builds itself), 50 to a statement;
+/// a batch cut short by the statement or lock timeout is counted again one by one, so that one
+/// slow or locked table does not hide the others. `None` where a count did not finish.
+pub(crate) async fn bounded_counts(
+    conn: &mut sqlx::PgConnection,
+    counts: &[String],
+) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    use sqlx::Row;
+    let numbered = |i: usize, count: &str| format!("SELECT {i}, ({count})");
+    let mut found: Vec<Option<i64>> = Vec::with_capacity(counts.len());
+    for batch in counts.chunks(COUNT_BATCH) {
+        let sql = batch
+            .iter()
+            .enumerate()
+            .map(|(i, count)| numbered(i, count))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        if let Some(rows) = bounded_rows(&mut *conn, sql).await? {
+            let mut batch_found = vec![None; batch.len()];
+            for row in rows {
+                let i: i32 = row.try_get(0)?;
+                batch_found[i as usize] = Some(row.try_get::<i64, _>(1)?);
+            }
+            found.extend(batch_found);
+            continue;
+        }
+        for count in batch {
+            let row = bounded_row(&mut *conn, numbered(0, count)).await?;
+            found.push(row.map(|row| row.try_get::<i64, _>(1)).transpose()?);
+        }
+    }
+    Ok(found)
+}
+
 /// Like [`bounded_row`], for every row. Only for SQL that cutover builds itself: the
 /// savepoint, the query and the release travel in one round trip (simple protocol), and only a
 /// query cut short costs a second one, to roll back to the savepoint.

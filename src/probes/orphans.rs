@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sqlx::Row;
 
-use super::{ProbeResult, bounded_row, bounded_rows};
+use super::{ProbeResult, bounded_counts};
 use crate::db::Db;
 use crate::outcome::Outcome;
 
@@ -61,9 +61,6 @@ const FOREIGN_KEYS: &str = "
        AND c.conparentid = 0
        AND n.nspname = $1
      ORDER BY 2, 1";
-
-/// How many keys are counted in one statement.
-const BATCH: usize = 50;
 
 /// A foreign key as the catalog has it.
 struct ForeignKey {
@@ -157,36 +154,16 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
     let mut problems = Vec::new();
     let mut unchecked = Vec::new();
     let mut clean = Vec::new();
-    // Counted 50 keys to a statement; a batch cut short by the timeout is counted again key
-    // by key, so that one slow or locked key does not hide the others.
-    let mut counts: Vec<Option<i64>> = Vec::with_capacity(keys.len());
-    for batch in keys.chunks(BATCH) {
-        let count_of = |i: usize, key: &ForeignKey| {
+    let queries: Vec<String> = keys
+        .iter()
+        .map(|key| {
             format!(
-                "SELECT {i}, count(*) FROM ({} LIMIT {cap}) AS o{i}",
+                "SELECT count(*) FROM ({} LIMIT {cap}) AS o",
                 key.violations()
             )
-        };
-        let sql = batch
-            .iter()
-            .enumerate()
-            .map(|(i, key)| count_of(i, key))
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        if let Some(rows) = bounded_rows(&mut tx, sql).await? {
-            let mut found = vec![None; batch.len()];
-            for row in rows {
-                let i: i32 = row.try_get(0)?;
-                found[i as usize] = Some(row.try_get::<i64, _>(1)?);
-            }
-            counts.extend(found);
-            continue;
-        }
-        for key in batch {
-            let row = bounded_row(&mut tx, count_of(0, key)).await?;
-            counts.push(row.map(|row| row.try_get::<i64, _>(1)).transpose()?);
-        }
-    }
+        })
+        .collect();
+    let counts = bounded_counts(&mut tx, &queries).await?;
     for (key, count) in keys.iter().zip(counts) {
         match count {
             Some(0) => clean.push(format!("ok: {}", key.describe())),

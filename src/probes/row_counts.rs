@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
-use super::{ProbeContext, ProbeResult, bounded_rows};
+use super::{ProbeContext, ProbeResult, bounded_counts};
 use crate::db::Db;
 use crate::outcome::Outcome;
 
@@ -113,9 +112,6 @@ const TABLES: &str = "
        AND NOT c.relispartition
      ORDER BY c.relname";
 
-/// How many exact counts go to the server in one statement.
-const BATCH: usize = 50;
-
 /// Counts every table of `schema` now.
 async fn count(
     db: &Db,
@@ -153,48 +149,20 @@ async fn count(
             ));
         }
     }
-    for batch in exact.chunks(BATCH) {
-        let sql = batch
-            .iter()
-            .enumerate()
-            .map(|(i, (qualified, _))| format!("SELECT {i}, count(*) FROM {qualified}"))
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        match bounded_rows(&mut tx, sql).await? {
+    let queries: Vec<String> = exact
+        .iter()
+        .map(|(qualified, _)| format!("SELECT count(*) FROM {qualified}"))
+        .collect();
+    let exact_counts = bounded_counts(&mut tx, &queries).await?;
+    for ((_, name), count) in exact.into_iter().zip(exact_counts) {
+        match count {
             Some(rows) => {
-                for row in rows {
-                    let i: i32 = row.try_get(0)?;
-                    let n: i64 = row.try_get(1)?;
-                    counts.insert(
-                        batch[i as usize].1.clone(),
-                        Count {
-                            rows: n,
-                            exact: true,
-                        },
-                    );
-                }
+                counts.insert(name, Count { rows, exact: true });
             }
-            None => {
-                for (qualified, name) in batch {
-                    match bounded_rows(&mut tx, format!("SELECT count(*) FROM {qualified}")).await?
-                    {
-                        Some(rows) => {
-                            let n: i64 = rows[0].try_get(0)?;
-                            counts.insert(
-                                name.clone(),
-                                Count {
-                                    rows: n,
-                                    exact: true,
-                                },
-                            );
-                        }
-                        None => problems.push(format!(
-                            "{name}: not counted within {}s (or its table is locked)",
-                            params.query_timeout_secs
-                        )),
-                    }
-                }
-            }
+            None => problems.push(format!(
+                "{name}: not counted within {}s (or its table is locked)",
+                params.query_timeout_secs
+            )),
         }
     }
     Ok((
