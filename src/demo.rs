@@ -89,11 +89,6 @@ impl Default for DemoContents {
     }
 }
 
-/// Lowercase hex SHA-256 of a migration file, as Prisma records it.
-pub fn checksum(sql: &str) -> String {
-    crate::prisma::checksum(sql)
-}
-
 /// Writes the demo application's Prisma folder (`prisma/migrations/*/migration.sql` and
 /// `migration_lock.toml`) under `app_dir`, so that `verify.status` has a folder to compare.
 pub fn write_app(app_dir: &std::path::Path) -> std::io::Result<()> {
@@ -149,7 +144,7 @@ pub async fn load(url: &str, contents: DemoContents) -> Result<(), DemoError> {
             .await
             .map_err(|e| DemoError::Load(format!("migration {name}: {e}")))?;
         sqlx::query(RECORD_MIGRATION)
-            .bind(checksum(sql))
+            .bind(crate::prisma::checksum(sql))
             .bind(name)
             .execute(&mut *tx)
             .await

@@ -176,8 +176,9 @@ pub fn bind_literals(sql: &str, literals: &[String]) -> Result<String, String> {
     Ok(out)
 }
 
-/// A column name as the server prints it in plans: double-quoted unless plain lowercase.
-fn quote_ident(name: &str) -> String {
+/// A column name as the server prints it in plans: double-quoted unless plain lowercase (only
+/// for finding it there, not for building SQL: a reserved word would stay bare).
+fn as_printed_in_plans(name: &str) -> String {
     let plain = name
         .chars()
         .next()
@@ -374,7 +375,7 @@ pub async fn run(db: &Db, params: Params, context: &ProbeContext) -> ProbeResult
                 let visited = (node.rows + node.removed) * node.loops.max(1.0);
                 let walks = match &node.index_cond {
                     None => visited >= params.large_table_rows,
-                    Some(cond) => !cond.contains(&quote_ident(leading)),
+                    Some(cond) => !cond.contains(&as_printed_in_plans(leading)),
                 };
                 if walks {
                     problems.push(format!(
