@@ -329,19 +329,25 @@ pub fn compare(
     for row in rows {
         by_name.entry(&row.migration_name).or_default().push(row);
     }
-    let state_of = |name: &str, script: Option<&str>| -> MigrationState {
+    // `None`: nothing to report (a migration only ever rolled back, and gone from the folder,
+    // is history).
+    let state_of = |name: &str, script: Option<&str>| -> Option<MigrationState> {
         let Some(rows) = by_name.get(name) else {
-            return MigrationState::Pending;
+            return Some(MigrationState::Pending);
         };
-        let live = |r: &&&AppliedRow| r.rolled_back_at.is_none();
-        if let Some(failed) = rows.iter().filter(live).find(|r| r.finished_at.is_none()) {
-            return MigrationState::Failed {
+        let live: Vec<&AppliedRow> = rows
+            .iter()
+            .copied()
+            .filter(|r| r.rolled_back_at.is_none())
+            .collect();
+        if let Some(failed) = live.iter().find(|r| r.finished_at.is_none()) {
+            return Some(MigrationState::Failed {
                 started_at: failed.started_at.clone(),
                 log: failed.logs.clone().unwrap_or_default(),
-            };
+            });
         }
-        if let Some(applied) = rows.iter().rev().find(|r| r.rolled_back_at.is_none()) {
-            return match script {
+        if let Some(applied) = live.last() {
+            return Some(match script {
                 Some(script) if !script_matches(script, &applied.checksum) => {
                     MigrationState::Modified {
                         recorded: applied.checksum.clone(),
@@ -352,35 +358,34 @@ pub fn compare(
                     finished_at: applied.finished_at.clone().unwrap_or_default(),
                 },
                 None => MigrationState::MissingLocally,
-            };
+            });
         }
-        match (script, rows.last()) {
-            (None, _) => MigrationState::MissingLocally,
-            (Some(_), Some(row)) => MigrationState::RolledBack {
-                rolled_back_at: row.rolled_back_at.clone().unwrap_or_default(),
-            },
-            (Some(_), None) => MigrationState::Pending,
-        }
+        // Only rolled-back attempts.
+        script.map(|_| MigrationState::RolledBack {
+            rolled_back_at: rows
+                .last()
+                .and_then(|r| r.rolled_back_at.clone())
+                .unwrap_or_default(),
+        })
     };
     let mut migrations: Vec<MigrationStatus> = local
         .iter()
-        .map(|m| MigrationStatus {
-            name: m.name.clone(),
-            state: state_of(&m.name, Some(&m.script)),
+        .filter_map(|m| {
+            let state = state_of(&m.name, Some(&m.script))?;
+            Some(MigrationStatus {
+                name: m.name.clone(),
+                state,
+            })
         })
         .collect();
     for name in by_name.keys() {
-        if !local.iter().any(|m| m.name == *name) {
-            let state = state_of(name, None);
-            // A migration only ever rolled back and gone from the folder is history, not a
-            // problem.
-            let rolled_back_only = by_name[name].iter().all(|r| r.rolled_back_at.is_some());
-            if !rolled_back_only {
-                migrations.push(MigrationStatus {
-                    name: name.to_string(),
-                    state,
-                });
-            }
+        if !local.iter().any(|m| m.name == *name)
+            && let Some(state) = state_of(name, None)
+        {
+            migrations.push(MigrationStatus {
+                name: name.to_string(),
+                state,
+            });
         }
     }
     StatusReport {
