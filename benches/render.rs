@@ -63,6 +63,10 @@ fn busy_app() -> App {
             rollbacks_per_s: 1.0,
             database_bytes: 5 << 30,
             blocked_sessions: (n % 3) as i64,
+            longest_wait_ms: (n % 3) as f64 * 40.0,
+            query_error_pct: Some(0.005),
+            connection_error_pct: Some(0.0),
+            storage_limit_bytes: Some(8 << 30),
         };
         update(
             &mut app,

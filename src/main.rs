@@ -413,8 +413,13 @@ fn load_runbook(path: Option<&Path>) -> Result<Runbook, RunbookError> {
 
 async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<ExitCode> {
     let runbook = load_runbook(global.runbook.as_deref())?;
-    eprintln!("starting a throwaway PostgreSQL with the sample Sightline database…");
-    let (cluster, url) = demo::start(demo::demo_cluster_options(), DemoContents::default()).await?;
+    eprintln!(
+        "starting a throwaway PostgreSQL with the sample Sightline database (the previous \
+         release, {} migrations pending)…",
+        demo::MIGRATIONS.len() - demo::RELEASED
+    );
+    let (cluster, url) =
+        demo::start(demo::demo_cluster_options(), DemoContents::before_release()).await?;
     // The sample app's Prisma folder, for verify.status, unless --var app_dir points elsewhere.
     let app = tempfile::Builder::new()
         .prefix("cutover-demo-app-")

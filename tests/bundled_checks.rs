@@ -46,44 +46,37 @@ fn verify_recent_fails_on_a_migration_that_never_finished() {
 }
 
 #[test]
-fn tables_summary_tags_fails_without_the_relation_index() {
-    let url = fresh_database();
-    assert_status(&step(&url, "tables.summary_tags"), Status::Pass);
-    psql(&url, r#"DROP INDEX "_SummaryToTag_B_index""#);
-    let tags = step(&url, "tables.summary_tags");
-    assert_status(&tags, Status::Fail);
-    assert!(
-        tags.message.contains("missing: _SummaryToTag(B)"),
-        "{}",
-        tags.message
-    );
-}
-
-#[test]
-fn tables_foreign_keys_fails_when_a_relation_has_another_delete_rule() {
+fn tables_foreign_keys_fails_when_a_relation_has_no_foreign_key() {
     let url = fresh_database();
     assert_status(&step(&url, "tables.foreign_keys"), Status::Pass);
     psql(
         &url,
-        r#"ALTER TABLE "Summary" DROP CONSTRAINT "Summary_categoryId_fkey";
-           ALTER TABLE "Summary" ADD CONSTRAINT "Summary_categoryId_fkey"
-                 FOREIGN KEY ("categoryId") REFERENCES "Category"(id) ON DELETE CASCADE"#,
+        r#"ALTER TABLE "ShareLink" DROP CONSTRAINT "ShareLink_userId_fkey""#,
     );
     let keys = step(&url, "tables.foreign_keys");
     assert_status(&keys, Status::Fail);
     assert!(
-        keys.message.contains("column=categoryId") && keys.message.contains("SET NULL"),
+        keys.message.contains("table=ShareLink") && keys.message.contains("column=userId"),
         "{}",
         keys.message
     );
 }
 
 #[test]
-fn performance_progress_index_warns_when_missing() {
+fn tables_progress_warns_when_its_expires_at_index_is_missing() {
     let url = fresh_database();
-    assert_status(&step(&url, "performance.progress_index"), Status::Pass);
-    psql(&url, r#"DROP INDEX "Progress_userId_idx""#);
-    assert_status(&step(&url, "performance.progress_index"), Status::Warn);
+    assert_status(&step(&url, "tables.progress"), Status::Pass);
+    psql(&url, r#"DROP INDEX "Progress_expiresAt_idx""#);
+    let progress = step(&url, "tables.progress");
+    assert_status(&progress, Status::Warn);
+    assert!(
+        progress
+            .details
+            .iter()
+            .any(|d| d.contains("Progress(expiresAt)")),
+        "{:#?}",
+        progress.details
+    );
 }
 
 #[test]
@@ -126,12 +119,12 @@ fn validation_email_case_warns_on_addresses_that_differ_only_in_case() {
     assert_status(&step(&url, "validation.email_case"), Status::Pass);
     psql(
         &url,
-        r#"UPDATE "User" SET email = 'USER0001@example.com' WHERE email = 'user0002@example.com'"#,
+        r#"UPDATE "User" SET email = 'USER00001@example.com' WHERE email = 'user00002@example.com'"#,
     );
     let emails = step(&url, "validation.email_case");
     assert_status(&emails, Status::Warn);
     assert!(
-        emails.message.contains("user0001@example.com"),
+        emails.message.contains("user00001@example.com"),
         "{}",
         emails.message
     );
@@ -188,5 +181,175 @@ fn validation_schema_diff_shows_what_changed_since_the_snapshot_and_warns_withou
             .any(|d| d.contains("+    rating integer")),
         "{:#?}",
         report.steps[0].details
+    );
+}
+
+fn with_variables(
+    url: &str,
+    ids: &[&str],
+    variables: &[(&str, &str)],
+    allow_shell: bool,
+) -> Vec<cutover::check::StepReport> {
+    let options = cutover::check::CheckOptions {
+        only: ids.iter().map(|s| s.to_string()).collect(),
+        allow_shell,
+        variables: variables
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        confirm: Some(url.rsplit('/').next().unwrap().to_string()),
+        ..Default::default()
+    };
+    block_on(check_with(bundled(), url, options)).steps
+}
+
+#[test]
+fn monitoring_connection_wait_fails_while_a_session_waits_on_a_lock() {
+    let url = fresh_database();
+    assert_status(&step(&url, "monitoring.connection_wait"), Status::Pass);
+    let _holder = hold_table_lock(&url);
+    let _waiter = background_psql(&url, r#"SELECT count(*) FROM "Tag""#);
+    wait_until("the waiter has waited 200 ms", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND waitstart < now() - interval '200 ms'",
+        ) == "1"
+    });
+    let wait = step(&url, "monitoring.connection_wait");
+    assert_status(&wait, Status::Fail);
+    assert!(wait.message.contains("is not ≤ 100"), "{}", wait.message);
+}
+
+#[test]
+fn monitoring_storage_holds_the_size_against_the_plans_limit_and_is_skipped_without_one() {
+    let url = fresh_database();
+    let skipped = with_variables(&url, &["monitoring.storage"], &[], false);
+    assert_status(&skipped[0], Status::Skip);
+    assert!(
+        skipped[0].message.contains("storage_limit_mb"),
+        "{}",
+        skipped[0].message
+    );
+    let roomy = with_variables(
+        &url,
+        &["monitoring.storage"],
+        &[("storage_limit_mb", "1000000")],
+        false,
+    );
+    assert_status(&roomy[0], Status::Pass);
+    let full = with_variables(
+        &url,
+        &["monitoring.storage"],
+        &[("storage_limit_mb", "1")],
+        false,
+    );
+    assert_status(&full[0], Status::Fail);
+}
+
+#[test]
+fn rollback_actions_never_run_headless_because_the_decision_is_a_persons() {
+    let url = fresh_database();
+    let marker = tempfile::tempdir().unwrap();
+    let stopped = marker.path().join("stopped");
+    let command = format!("touch {}", stopped.display());
+    let steps = with_variables(
+        &url,
+        &["rollback"],
+        &[
+            ("stop_app_command", &command),
+            ("start_app_command", &command),
+            ("rollback_migration", "20261130100000_add_progress"),
+        ],
+        true,
+    );
+    for id in [
+        "rollback.stop_app",
+        "rollback.mark_rolled_back",
+        "rollback.restore",
+        "rollback.start_app",
+    ] {
+        let report = steps.iter().find(|s| s.id == id).expect(id);
+        assert_status(report, Status::Skip);
+        assert!(
+            report.message.contains("decided"),
+            "{id}: {}",
+            report.message
+        );
+    }
+    assert!(!stopped.exists(), "the app was stopped by a headless check");
+}
+
+#[test]
+fn phase_three_scripts_are_skipped_without_scripts_dir_and_fail_when_the_script_fails() {
+    let url = fresh_database();
+    let skipped = with_variables(&url, &["verify.validate_database"], &[], true);
+    assert_status(&skipped[0], Status::Skip);
+    assert!(
+        skipped[0].message.contains("scripts_dir"),
+        "{}",
+        skipped[0].message
+    );
+
+    let scripts = tempfile::tempdir().unwrap();
+    let dir = scripts.path().display().to_string();
+    let run = || {
+        with_variables(
+            &url,
+            &["verify.validate_database", "verify.api_surfaces"],
+            &[("scripts_dir", &dir)],
+            true,
+        )
+    };
+    let missing = run();
+    assert_status(&missing[0], Status::Fail);
+    assert_status(&missing[1], Status::Fail);
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        assert!(
+            missing[0].message.contains("no validate-database.js in"),
+            "{}",
+            missing[0].message
+        );
+        std::fs::write(
+            scripts.path().join("validate-database.js"),
+            "if (!process.env.DATABASE_URL) process.exit(3); console.log('schema valid');",
+        )
+        .unwrap();
+        std::fs::write(
+            scripts.path().join("test-api-surfaces.js"),
+            "console.error('tRPC summary.list: 500'); process.exit(1);",
+        )
+        .unwrap();
+        let ran = run();
+        assert_status(&ran[0], Status::Pass);
+        assert_status(&ran[1], Status::Fail);
+    } else {
+        assert!(
+            missing[0].message.contains("Node.js is not installed"),
+            "{}",
+            missing[0].message
+        );
+    }
+}
+
+#[test]
+fn a_prisma_step_without_the_prisma_cli_says_so_in_one_line() {
+    let url = fresh_database();
+    let app = tempfile::tempdir().unwrap();
+    cutover::demo::write_app(app.path()).unwrap();
+    let dir = app.path().display().to_string();
+    let status = with_variables(&url, &["verify.prisma_status"], &[("app_dir", &dir)], true);
+    assert_status(&status[0], Status::Fail);
+    let message = &status[0].message;
+    assert!(
+        message.contains("no Prisma CLI in") || message.contains("Node.js is not installed"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("npm ERR") && !message.contains("npm error"),
+        "{message}"
     );
 }

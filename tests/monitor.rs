@@ -62,6 +62,7 @@ impl Monitored {
             schema: "public".to_string(),
             expected_indexes,
             thresholds: Thresholds::default(),
+            storage_limit_bytes: Some(1 << 40),
         };
         let cancel = CancellationToken::new();
         let _inside = self.runtime.enter();
@@ -147,7 +148,9 @@ fn commits_per_s_rises_after_writes_between_two_samples() {
     for i in 0..3 {
         psql(
             &url,
-            &format!(r#"INSERT INTO "Tag" (id, name) VALUES ('write{i}', 'write{i}')"#),
+            &format!(
+                r#"INSERT INTO "Tag" (id, name, type) VALUES ('write{i}', 'write{i}', 'TOPIC')"#
+            ),
         );
     }
     wait_until("the commits show in a sample", 30, || {
@@ -200,9 +203,9 @@ fn expected_indexes_lists_the_bundled_runbooks_indexes_once_each() {
     let expected = monitor::expected_indexes(&bundled());
     let described: Vec<String> = expected.iter().map(ExpectedIndex::describe).collect();
     for wanted in [
-        "Summary(userId, createdAt)",
+        "Summary(userId, uploadDate)",
         "UNIQUE User(email)",
-        "Progress(userId)",
+        "Progress(expiresAt)",
     ] {
         assert!(described.iter().any(|d| d == wanted), "{described:#?}");
     }
@@ -255,8 +258,8 @@ fn an_index_left_by_a_failed_unique_concurrent_build_is_invalid() {
     let url = fresh_database();
     psql(
         &url,
-        r#"INSERT INTO "Tag" (id, name, "createdAt")
-           VALUES ('twin1', 'twin1', '2020-01-01'), ('twin2', 'twin2', '2020-01-01')"#,
+        r#"INSERT INTO "Tag" (id, name, type, "createdAt")
+           VALUES ('twin1', 'twin1', 'TOPIC', '2020-01-01'), ('twin2', 'twin2', 'TOPIC', '2020-01-01')"#,
     );
     let failed = shared().psql(
         database_of(&url),

@@ -39,7 +39,7 @@ const CASES: &[(&str, &str, Status)] = &[
         Status::Pass,
     ),
     (
-        "avg(\"positionSeconds\") FROM \"Progress\"",
+        "avg(\"summariesLimit\") FROM \"User\"",
         "{ at_least = 0 }",
         Status::Pass,
     ),

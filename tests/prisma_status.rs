@@ -32,7 +32,7 @@ fn line_with<'a>(details: &'a [String], text: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no detail line with `{text}`: {details:#?}"))
 }
 
-const FIRST: &str = "20260101000000_init";
+const FIRST: &str = "20260105090000_init";
 
 #[test]
 fn status_passes_when_every_migration_is_applied_unchanged() {
@@ -42,7 +42,7 @@ fn status_passes_when_every_migration_is_applied_unchanged() {
     let step = status_step(&url, &app);
     assert_status(&step, Status::Pass);
     assert!(
-        step.message.contains("all 3 migration(s)"),
+        step.message.contains("all 8 migration(s)"),
         "{}",
         step.message
     );
@@ -122,8 +122,10 @@ fn status_fails_on_a_rolled_back_migration_and_one_missing_locally() {
     let folder = migrations(app.path()).join("20260301000000_add_rating");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("migration.sql"), "SELECT 1;\n").unwrap();
-    std::fs::remove_dir_all(migrations(app.path()).join("20260201000000_performance_indexes"))
-        .unwrap();
+    std::fs::remove_dir_all(
+        migrations(app.path()).join("20261130100500_usage_event_user_type_created_idx"),
+    )
+    .unwrap();
     let step = status_step(&url, app.path());
     assert_status(&step, Status::Fail);
     assert!(
@@ -133,7 +135,7 @@ fn status_fails_on_a_rolled_back_migration_and_one_missing_locally() {
     );
     line_with(
         &step.details,
-        "missing locally  20260201000000_performance_indexes",
+        "missing locally  20261130100500_usage_event_user_type_created_idx",
     );
 }
 

@@ -31,8 +31,8 @@ fn orphans_fail_on_rows_behind_a_not_valid_foreign_key() {
     psql(
         &url,
         r#"ALTER TABLE "UsageEvent" DROP CONSTRAINT "UsageEvent_userId_fkey";
-           INSERT INTO "UsageEvent" (id, "userId", type, "createdAt")
-           SELECT 'orphan-' || i, 'no-such-user', 'summary.view', now() FROM generate_series(1, 3) i;
+           INSERT INTO "UsageEvent" (id, "userId", "eventType", "createdAt")
+           SELECT 'orphan-' || i, 'no-such-user', 'SUMMARY_VIEWED', now() FROM generate_series(1, 3) i;
            ALTER TABLE "UsageEvent" ADD CONSTRAINT "UsageEvent_userId_fkey"
                  FOREIGN KEY ("userId") REFERENCES "User"(id) NOT VALID"#,
     );
@@ -54,8 +54,9 @@ fn orphans_are_found_behind_a_validated_key_bypassed_by_replication_role_and_cap
     psql(
         &url,
         r#"SET session_replication_role = replica;
-           INSERT INTO "ShareLink" (id, slug, "summaryId", "createdAt")
-           SELECT 'orphan-' || i, 'orphan-' || i, 'no-such-summary', now() FROM generate_series(1, 5) i"#,
+           INSERT INTO "ShareLink" (id, slug, "summaryId", "userId", "createdAt")
+           SELECT 'orphan-' || i, 'orphan-' || i, 'no-such-summary', (SELECT min(id) FROM "User"), now()
+             FROM generate_series(1, 5) i"#,
     );
     let runbook = probe_runbook("orphans", "{ cap = 3 }");
     let step = block_on(step_of(runbook, &url, "s.p", Default::default()));
@@ -75,7 +76,8 @@ fn orphans_exempt_null_keys_under_match_simple() {
     let url = fresh_database();
     psql(
         &url,
-        r#"UPDATE "Summary" SET "categoryId" = NULL WHERE id IN (SELECT id FROM "Summary" LIMIT 10)"#,
+        r#"ALTER TABLE "UsageEvent" ALTER COLUMN "userId" DROP NOT NULL;
+           UPDATE "UsageEvent" SET "userId" = NULL WHERE id IN (SELECT id FROM "UsageEvent" LIMIT 10)"#,
     );
     let step = block_on(bundled_step(&url, "validation.orphans"));
     assert_status(&step, Status::Pass);
@@ -109,14 +111,14 @@ fn unique_fails_on_duplicates_under_a_missing_unique_index() {
     psql(
         &url,
         r#"DROP INDEX "User_email_key";
-           UPDATE "User" SET email = 'user0001@example.com' WHERE email IN ('user0002@example.com', 'user0003@example.com')"#,
+           UPDATE "User" SET email = 'user00001@example.com' WHERE email IN ('user00002@example.com', 'user00003@example.com')"#,
     );
     let step = block_on(bundled_step(&url, "validation.unique"));
     assert_status(&step, Status::Fail);
     assert!(
         has_detail(
             &step,
-            "UNIQUE User(email): no unique index or constraint has these columns; 1 value(s) already duplicated (up to 3 copies, e.g. (user0001@example.com)): creating it would fail"
+            "UNIQUE User(email): no unique index or constraint has these columns; 1 value(s) already duplicated (up to 3 copies, e.g. (user00001@example.com)): creating it would fail"
         ),
         "{:#?}",
         step.details
@@ -218,8 +220,8 @@ fn row_counts_match_when_nothing_changed_between_capture_and_compare() {
     let capture = journaled_step(home.path(), &url, "baseline.row_counts");
     assert_status(&capture, Status::Pass);
     assert!(
-        capture.message.contains("captured 8 table(s) of public")
-            && capture.message.contains("8 exact"),
+        capture.message.contains("captured 9 table(s) of public")
+            && capture.message.contains("9 exact"),
         "{}",
         capture.message
     );
@@ -254,7 +256,7 @@ fn row_counts_fail_when_rows_were_lost_and_show_before_after_and_difference() {
     let compare = journaled_step(home.path(), &url, "validation.row_counts");
     assert_status(&compare, Status::Fail);
     assert!(
-        compare.message.contains("1 of 8 table(s)"),
+        compare.message.contains("1 of 9 table(s)"),
         "{}",
         compare.message
     );
@@ -280,8 +282,8 @@ fn row_counts_tolerate_live_tables_within_their_margin_only() {
     // The app keeps logging usage: 1% more events is traffic, not a migration problem.
     psql(
         &url,
-        r#"INSERT INTO "UsageEvent" (id, "userId", type, "createdAt")
-           SELECT 'live-' || i, (SELECT id FROM "User" LIMIT 1), 'summary.view', now()
+        r#"INSERT INTO "UsageEvent" (id, "userId", "eventType", "createdAt")
+           SELECT 'live-' || i, (SELECT id FROM "User" LIMIT 1), 'SUMMARY_VIEWED', now()
              FROM generate_series(1, 500) i"#,
     );
     let compare = journaled_step(home.path(), &url, "validation.row_counts");

@@ -33,18 +33,18 @@ fn tables_required_fails_when_a_critical_column_is_missing_or_retyped() {
     let url = fresh_database();
     psql(
         &url,
-        r#"ALTER TABLE "UsageEvent" DROP COLUMN "type";
-           ALTER TABLE "Summary" ALTER COLUMN "metadata" TYPE text"#,
+        r#"ALTER TABLE "UsageEvent" DROP COLUMN "eventType" CASCADE;
+           ALTER TABLE "Summary" ALTER COLUMN "glossary" TYPE text"#,
     );
     let step = block_on(bundled_step(&url, "tables.required"));
     assert_status(&step, Status::Fail);
     let details = step.details.join("\n");
     assert!(
-        details.contains("missing column: UsageEvent.type"),
+        details.contains("missing column: UsageEvent.eventType"),
         "{details}"
     );
     assert!(
-        details.contains("wrong type: Summary.metadata is text, expected jsonb"),
+        details.contains("wrong type: Summary.glossary is text, expected jsonb"),
         "{details}"
     );
 }
@@ -179,15 +179,16 @@ fn fk_valid_fails_on_a_not_valid_foreign_key_and_says_how_to_validate_it() {
     let url = fresh_database();
     psql(
         &url,
-        r#"ALTER TABLE "Progress" DROP CONSTRAINT "Progress_userId_fkey";
-           ALTER TABLE "Progress" ADD CONSTRAINT "Progress_userId_fkey"
+        r#"ALTER TABLE "ShareLink" DROP CONSTRAINT "ShareLink_userId_fkey";
+           ALTER TABLE "ShareLink" ADD CONSTRAINT "ShareLink_userId_fkey"
                  FOREIGN KEY ("userId") REFERENCES "User"(id) NOT VALID"#,
     );
     let step = block_on(bundled_step(&url, "validation.fk_valid"));
     assert_status(&step, Status::Fail);
     assert!(
-        step.details.iter().any(|d| d
-            .starts_with(r#"ALTER TABLE "Progress" VALIDATE CONSTRAINT "Progress_userId_fkey";"#)),
+        step.details.iter().any(|d| d.starts_with(
+            r#"ALTER TABLE "ShareLink" VALIDATE CONSTRAINT "ShareLink_userId_fkey";"#
+        )),
         "{:#?}",
         step.details
     );

@@ -80,11 +80,46 @@ fn the_bundled_runbook_has_every_contract_step() {
         runbook.step("tables.progress").unwrap().severity,
         Severity::Optional
     );
-    let signoffs = runbook
+    // The checklist's four sign-offs, exactly.
+    let roles: Vec<&str> = runbook
         .steps()
-        .filter(|s| s.kind() == Kind::Signoff)
-        .count();
-    assert!(signoffs >= 2, "go-live sign-offs");
+        .filter_map(|s| match &s.action {
+            runbook::Action::Signoff { role } => Some(role.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "Engineering lead",
+            "DevOps",
+            "Security review",
+            "Load testing"
+        ]
+    );
+    assert_eq!(
+        Kind::Signoff,
+        runbook.step("golive.signoff_devops").unwrap().kind()
+    );
+}
+
+#[test]
+fn the_bundled_runbooks_thresholds_are_the_checklists() {
+    let runbook = runbook::bundled(&Catalog).unwrap();
+    let t = &runbook.thresholds;
+    assert_eq!(
+        (t.p95_latency_ms, t.p99_latency_ms, t.p95_alert_ms),
+        (200.0, 500.0, 500.0)
+    );
+    assert_eq!(
+        (t.connections_warn_pct, t.connections_crit_pct),
+        (80.0, 90.0)
+    );
+    assert_eq!((t.storage_warn_pct, t.storage_alert_pct), (80.0, 90.0));
+    assert_eq!(t.connection_wait_ms, 100.0);
+    assert_eq!((t.connection_error_pct, t.query_error_pct), (0.1, 0.01));
+    assert_eq!(t.query_latency_ms, 100.0);
+    assert_eq!(*t, runbook::Thresholds::default());
 }
 
 #[test]

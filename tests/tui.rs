@@ -194,9 +194,9 @@ fn a_missing_variable_is_asked_for_then_the_step_runs() {
     press(&mut app, &[KeyCode::Enter]);
     assert!(matches!(
         &app.overlay,
-        Some(Overlay::Input { purpose: InputPurpose::VariableValue { name, .. }, .. }) if name == "app_health_url"
+        Some(Overlay::Input { purpose: InputPurpose::VariableValue { name, .. }, .. }) if name == "app_base_url"
     ));
-    type_text(&mut app, "http://127.0.0.1:1/health");
+    type_text(&mut app, "http://127.0.0.1:1");
     let commands = press(&mut app, &[KeyCode::Enter]);
     assert_eq!(
         commands,
@@ -204,13 +204,13 @@ fn a_missing_variable_is_asked_for_then_the_step_runs() {
             Command::Record {
                 step: Some("golive.health".into()),
                 entry: Entry::VariableSet {
-                    name: "app_health_url".into(),
-                    value: "http://127.0.0.1:1/health".into()
+                    name: "app_base_url".into(),
+                    value: "http://127.0.0.1:1".into()
                 }
             },
             Command::SetVariable {
-                name: "app_health_url".into(),
-                value: "http://127.0.0.1:1/health".into()
+                name: "app_base_url".into(),
+                value: "http://127.0.0.1:1".into()
             },
             Command::RunSteps {
                 ids: vec!["golive.health".into()],
@@ -269,12 +269,12 @@ fn manual_steps_are_ticked_with_a_note_and_skips_need_a_reason() {
 #[test]
 fn a_sign_off_records_the_name() {
     let mut app = app();
-    select(&mut app, "golive.signoff_engineer");
+    select(&mut app, "golive.signoff_engineering_lead");
     press(&mut app, &[KeyCode::Enter]);
     type_text(&mut app, "Ada Lovelace");
     press(&mut app, &[KeyCode::Enter]);
     assert!(matches!(
-        &app.state("golive.signoff_engineer").unwrap().status,
+        &app.state("golive.signoff_engineering_lead").unwrap().status,
         StepStatus::Signed { name, .. } if name == "Ada Lovelace"
     ));
 }
@@ -474,6 +474,10 @@ fn sample(connections_used: i64, p95_ms: u64) -> cutover::monitor::MetricsSample
         rollbacks_per_s: 0.5,
         database_bytes: 5 * 1024 * 1024 * 1024,
         blocked_sessions: 2,
+        longest_wait_ms: 40.0,
+        query_error_pct: Some(0.0),
+        connection_error_pct: Some(0.0),
+        storage_limit_bytes: Some(8 * 1024 * 1024 * 1024),
     }
 }
 
@@ -573,7 +577,7 @@ fn ticks_skips_and_sign_offs_are_sent_to_the_journal() {
             entry: Entry::Ticked { note: "ok".into() }
         }]
     );
-    select(&mut app, "golive.signoff_engineer");
+    select(&mut app, "golive.signoff_engineering_lead");
     press(&mut app, &[KeyCode::Enter]);
     type_text(&mut app, "Ada");
     let commands = press(&mut app, &[KeyCode::Enter]);

@@ -1,40 +1,47 @@
--- Sightline sample data for `cutover demo` and the test suite.
+-- Sightline sample data for `cutover demo` and the test suite: the previous release's tables
+-- (the Progress table arrives with a pending migration; see seed_progress.sql).
+--
+-- Sizes are placeholders filled in by cutover (numbers only): {{users}} users, {{summaries}}
+-- summaries, {{events}} usage events over the last 30 days, one share link per ten summaries.
+-- The demo loads 10,000 / 200,000 / 500,000; the tests 1,000 / 20,000 / 50,000.
 --
 -- Deterministic: every value derives from generate_series indexes (md5 of a label and the index
 -- for ids and slugs; modular arithmetic for relations). Only timestamps move: they are relative to
 -- the load time, so "the last 30 days" always means the last 30 days.
 -- Ids look like Prisma's cuid() (25 characters starting with "c"); a row's id is recomputed from
 -- its index wherever it is referenced, e.g. user k is 'c' || substr(md5('user:' || k), 1, 24).
--- Runs as one multi-statement script after the migrations (no psql meta-commands).
---
--- Rows: 1,000 users, 12 categories, 40 tags, 20,000 summaries (about 11% favourites), 40,000
--- summary-tag links, 2,000 share links, 50,000 usage events over the last 30 days, 5,000 progress rows.
+-- Runs after the migrations (no psql meta-commands), with the tables' keys, indexes and foreign
+-- keys dropped while it loads (cutover builds them afterwards, several times faster than
+-- maintaining them row by row). The first part runs alone; the parts after it, each after a
+-- "-- @parallel" line, run at the same time on connections of their own. Row ids are computed
+-- once per part, into temporary tables, and joined wherever they are referenced.
 
-INSERT INTO "User" ("id", "email", "name", "createdAt", "updatedAt")
-SELECT 'c' || substr(md5('user:' || i), 1, 24),
-       'user' || lpad(i::text, 4, '0') || '@example.com',
-       CASE WHEN i % 10 = 0 THEN NULL
-            ELSE (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald','Margaret','Linus','Ken','Radia'])[1 + i % 10]
+INSERT INTO "User" ("id", "email", "name", "plan", "summariesLimit", "createdAt", "updatedAt")
+SELECT 'c' || substr(md5('user:' || u.k), 1, 24),
+       'user' || lpad(u.k::text, 5, '0') || '@example.com',
+       CASE WHEN u.k % 10 = 0 THEN NULL
+            ELSE (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald','Margaret','Linus','Ken','Radia'])[1 + u.k % 10]
                  || ' ' ||
-                 (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth','Hamilton','Torvalds','Thompson','Perlman','Ritchie'])[1 + i % 11]
+                 (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth','Hamilton','Torvalds','Thompson','Perlman','Ritchie'])[1 + u.k % 11]
        END,
-       timezone('UTC', now()) - make_interval(days => 30 + (i * 7) % 335, mins => (i * 37) % 1440),
-       timezone('UTC', now()) - make_interval(days => (i * 3) % 30, mins => (i * 11) % 1440)
-FROM generate_series(1, 1000) AS i;
+       CASE WHEN u.k % 20 = 0 THEN 'TEAM' WHEN u.k % 4 = 0 THEN 'PRO' ELSE 'FREE' END,
+       CASE WHEN u.k % 20 = 0 THEN 1000 WHEN u.k % 4 = 0 THEN 100 ELSE 5 END,
+       timezone('UTC', now()) - make_interval(days => 30 + (u.k * 7) % 335, mins => (u.k * 37) % 1440),
+       timezone('UTC', now()) - make_interval(days => (u.k * 3) % 30, mins => (u.k * 11) % 1440)
+FROM generate_series(1, {{users}}) AS u (k);
 
-INSERT INTO "Category" ("id", "name", "slug", "createdAt")
-SELECT 'c' || substr(md5('category:' || c.n), 1, 24), c.name, c.slug,
+INSERT INTO "Category" ("id", "name", "createdAt")
+SELECT 'c' || substr(md5('category:' || c.n), 1, 24), c.name,
        timezone('UTC', now()) - make_interval(days => 400 - c.n)
-FROM (VALUES (1, 'Technology', 'technology'), (2, 'Science', 'science'),
-             (3, 'Education', 'education'), (4, 'Business', 'business'),
-             (5, 'Health & Fitness', 'health-fitness'), (6, 'History', 'history'),
-             (7, 'Music', 'music'), (8, 'Gaming', 'gaming'),
-             (9, 'Cooking', 'cooking'), (10, 'Travel', 'travel'),
-             (11, 'Personal Finance', 'personal-finance'), (12, 'Productivity', 'productivity'))
-     AS c (n, name, slug);
+FROM (VALUES (1, 'Technology'), (2, 'Science'), (3, 'Education'), (4, 'Business'),
+             (5, 'Health & Fitness'), (6, 'History'), (7, 'Music'), (8, 'Gaming'),
+             (9, 'Cooking'), (10, 'Travel'), (11, 'Personal Finance'), (12, 'Productivity'))
+     AS c (n, name);
 
-INSERT INTO "Tag" ("id", "name", "createdAt")
+-- Tags are the entities a video mentions; their type is what kind of entity.
+INSERT INTO "Tag" ("id", "name", "type", "createdAt")
 SELECT 'c' || substr(md5('tag:' || t.n), 1, 24), t.name,
+       (ARRAY['TECHNOLOGY', 'CONCEPT', 'PERSON', 'COMPANY', 'TOPIC'])[1 + t.n::int % 5],
        timezone('UTC', now()) - make_interval(days => 380 - t.n::int)
 FROM unnest(ARRAY[
        'ai', 'machine-learning', 'python', 'rust', 'javascript', 'typescript', 'postgresql',
@@ -45,83 +52,118 @@ FROM unnest(ARRAY[
        'interview', 'tutorial', 'lecture', 'podcast'
      ]) WITH ORDINALITY AS t (name, n);
 
--- Summary i belongs to user (i % 1000) + 1 and summarises video (i % 7919) + 1; 7919 is prime, so
--- (userId, videoId) never repeats for i <= 20,000 while popular videos recur across users.
-INSERT INTO "Summary" ("id", "userId", "videoId", "title", "content", "categoryId", "isFavorite",
-                       "metadata", "createdAt", "updatedAt")
-SELECT 'c' || substr(md5('summary:' || s.i), 1, 24),
-       'c' || substr(md5('user:' || (s.i % 1000 + 1)), 1, 24),
-       s.video,
+-- @parallel
+CREATE TEMP TABLE seed_user AS
+SELECT k, 'c' || substr(md5('user:' || k), 1, 24) AS id FROM generate_series(1, {{users}}) AS k;
+CREATE TEMP TABLE seed_summary AS
+SELECT i, 'c' || substr(md5('summary:' || i), 1, 24) AS id FROM generate_series(1, {{summaries}}) AS i;
+CREATE TEMP TABLE seed_tag AS
+SELECT n, 'c' || substr(md5('tag:' || n), 1, 24) AS id FROM generate_series(1, 40) AS n;
+-- What a summary's rich content says depends on its video: built once per video (7919).
+CREATE TEMP TABLE seed_video AS
+SELECT v,
+       substr(md5('video:' || v), 1, 11) AS video,
        format((ARRAY['How %s works', 'Why %s matters', 'Inside %s', 'Understanding %s',
                      'A beginner''s guide to %s', 'The future of %s', 'Ten lessons about %s',
-                     'Deep dive: %s', 'What nobody tells you about %s', '%s, explained'])[1 + s.i % 10],
-              (ARRAY['vector databases', 'the Roman economy', 'sourdough starters', 'index-only scans',
-                     'interval training', 'index funds', 'black holes', 'jazz harmony', 'remote teams',
-                     'Rust lifetimes', 'sleep science', 'city planning', 'zero-downtime migrations'])[1 + s.i % 13]),
-       'Key points from video ' || s.video || '. '
-         || 'The speaker opens with the problem, walks through ' || (2 + s.i % 6)
-         || ' worked examples and closes with practical advice. '
-         || 'Takeaways: start small, measure before optimising, and write down what you learn. '
-         || 'Chapters: introduction, background, main argument, examples, questions. '
-         || 'Reference ' || md5('content:' || s.i) || '.',
-       CASE WHEN s.i % 10 = 0 THEN NULL
-            ELSE 'c' || substr(md5('category:' || (s.i % 12 + 1)), 1, 24) END,
+                     'Deep dive: %s', 'What nobody tells you about %s', '%s, explained'])[1 + v % 10],
+              topic) AS title,
+       (ARRAY['Fireship', 'Veritasium', 'Kurzgesagt', 'ThePrimeagen', 'Hussein Nasser',
+              '3Blue1Brown', 'Computerphile', 'Ali Abdaal'])[1 + v % 8] AS channel,
+       jsonb_build_array(
+         jsonb_build_object('t', '00:' || lpad((v % 60)::text, 2, '0'), 'title', 'Introduction'),
+         jsonb_build_object('t', '11:' || lpad((v * 13 % 60)::text, 2, '0'), 'title', 'Examples')) AS key_moments,
+       jsonb_build_array(jsonb_build_object('q', 'What is ' || topic || '?', 'a', 'See 04:00')) AS flashcards,
+       jsonb_build_array(jsonb_build_object('q', 'Which example came first?', 'answer', v % 3)) AS quiz,
+       jsonb_build_array(jsonb_build_object('term', topic)) AS glossary,
+       CASE WHEN v % 2 = 0 THEN '[]'::jsonb ELSE jsonb_build_array('PostgreSQL', 'Prisma') END AS tools,
+       jsonb_build_array('https://youtu.be/' || substr(md5('video:' || v), 1, 11)) AS resources
+FROM (SELECT v, (ARRAY['vector databases', 'the Roman economy', 'sourdough starters', 'index-only scans',
+                       'interval training', 'index funds', 'black holes', 'jazz harmony', 'remote teams',
+                       'Rust lifetimes', 'sleep science', 'city planning', 'zero-downtime migrations'])[1 + v % 13] AS topic
+        FROM generate_series(1, 7919) AS v) AS videos;
+
+
+-- Summary i belongs to user (i % users) + 1 and summarises video (i % 7919) + 1; 7919 is prime
+-- and a user has fewer than 7919 summaries, so (userId, videoId) never repeats, while popular
+-- videos recur across users. Newer features' JSON fields are NULL on some older summaries.
+INSERT INTO "Summary" ("id", "userId", "videoId", "videoTitle", "channelName", "content",
+                       "keyMoments", "flashcards", "quizQuestions", "glossary", "tools",
+                       "resources", "uploadDate", "isFavorite", "createdAt", "updatedAt")
+SELECT s.id, u.id, v.video, v.title, v.channel,
+       'The speaker opens with the problem, walks through ' || (2 + s.i % 6)
+         || ' worked examples and closes with practical advice (summary ' || s.i || ').',
+       v.key_moments,
+       CASE WHEN s.i % 3 = 0 THEN NULL ELSE v.flashcards END,
+       CASE WHEN s.i % 4 = 0 THEN NULL ELSE v.quiz END,
+       v.glossary, v.tools, v.resources,
+       s.created - (v.v % 900) * interval '1 day',
        s.i % 9 = 0,
-       jsonb_build_object(
-         'durationSeconds', 120 + (s.i * 37) % 5400,
-         'language', (ARRAY['en', 'en', 'en', 'es', 'de', 'fr', 'pt'])[1 + s.i % 7],
-         'model', CASE WHEN s.i % 4 = 0 THEN 'gpt-4o' ELSE 'gpt-4o-mini' END,
-         'tokens', 800 + (s.i * 53) % 4000),
        s.created,
-       s.created + make_interval(mins => (s.i * 13) % 2880)
-FROM (
-  SELECT i,
-         substr(md5('video:' || (i % 7919 + 1)), 1, 11) AS video,
-         timezone('UTC', now()) - make_interval(mins => 2880 + ((i::bigint * 7877) % 259200)::int) AS created
-  FROM generate_series(1, 20000) AS i
-) AS s;
+       s.created + ((s.i * 13) % 2880) * interval '1 minute'
+FROM (SELECT i, id,
+             timezone('UTC', now()) - (2880 + (i::bigint * 7877) % 259200) * interval '1 minute' AS created
+        FROM seed_summary) AS s
+JOIN seed_user AS u ON u.k = s.i % {{users}} + 1
+JOIN seed_video AS v ON v.v = s.i % 7919 + 1;
 
 -- Two tags per summary (tag numbers differ by 17 modulo 40, so never the same tag twice).
 INSERT INTO "_SummaryToTag" ("A", "B")
-SELECT 'c' || substr(md5('summary:' || i), 1, 24),
-       'c' || substr(md5('tag:' || ((i * 3 + k * 17) % 40 + 1)), 1, 24)
-FROM generate_series(1, 20000) AS i, generate_series(0, 1) AS k;
+SELECT s.id, t.id
+FROM seed_summary AS s
+CROSS JOIN generate_series(0, 1) AS k
+JOIN seed_tag AS t ON t.n = (s.i * 3 + k * 17) % 40 + 1;
 
--- Share links for every tenth summary; half never expire, the others expire 7 to 66 days after
--- creation (so some already have).
-INSERT INTO "ShareLink" ("id", "slug", "summaryId", "createdAt", "expiresAt", "viewCount")
-SELECT 'c' || substr(md5('share:' || i), 1, 24),
-       substr(md5('slug:' || i), 1, 12),
-       'c' || substr(md5('summary:' || (i * 10)), 1, 24),
-       timezone('UTC', now()) - make_interval(days => (i * 7) % 90, mins => (i * 17) % 1440),
-       CASE WHEN i % 2 = 0 THEN NULL
-            ELSE timezone('UTC', now()) - make_interval(days => (i * 7) % 90, mins => (i * 17) % 1440)
-                 + make_interval(days => 7 + (i * 11) % 60) END,
-       (i * 13) % 500
-FROM generate_series(1, 2000) AS i;
+-- Statistics for the planner; the JSON columns are left to autovacuum (their statistics are the
+-- slow part of analyzing Summary, and no critical query filters on them).
+ANALYZE "Summary" ("id", "userId", "videoId", "uploadDate", "isFavorite", "createdAt");
+ANALYZE "_SummaryToTag";
+DROP TABLE seed_user, seed_summary, seed_tag, seed_video;
 
--- Usage events spread evenly over the last 30 days (2,592,000 s / 50,000 = 51.84 s apart; the
--- multiplier 7919 permutes the slots so ids and times are not in the same order).
-INSERT INTO "UsageEvent" ("id", "userId", "type", "metadata", "createdAt")
-SELECT 'c' || substr(md5('event:' || i), 1, 24),
-       'c' || substr(md5('user:' || ((i * 31) % 1000 + 1)), 1, 24),
-       (ARRAY['summary.created', 'summary.viewed', 'summary.viewed', 'summary.viewed',
-              'summary.favorited', 'share.created', 'share.viewed', 'auth.login',
-              'export.markdown'])[1 + i % 9],
-       CASE WHEN i % 5 = 0 THEN NULL
-            ELSE jsonb_build_object('client', (ARRAY['web', 'ios', 'android', 'extension'])[1 + i % 4],
-                                    'durationMs', 20 + (i * 29) % 900) END,
-       timezone('UTC', now()) - make_interval(secs => ((i::bigint * 7919) % 50000) * 51.84)
-FROM generate_series(1, 50000) AS i;
+-- @parallel
+CREATE TEMP TABLE seed_user AS
+SELECT k, 'c' || substr(md5('user:' || k), 1, 24) AS id FROM generate_series(1, {{users}}) AS k;
 
--- Progress of users through their own summaries (every fourth summary).
-INSERT INTO "Progress" ("id", "userId", "summaryId", "positionSeconds", "completed", "updatedAt")
-SELECT 'c' || substr(md5('progress:' || i), 1, 24),
-       'c' || substr(md5('user:' || ((i * 4) % 1000 + 1)), 1, 24),
-       'c' || substr(md5('summary:' || (i * 4)), 1, 24),
-       (i * 53) % 3600,
-       i % 5 = 0,
-       timezone('UTC', now()) - make_interval(mins => (i * 101) % 43200)
-FROM generate_series(1, 5000) AS i;
+-- Usage events spread evenly over the last 30 days (the multiplier 7919 permutes the slots so
+-- ids and times are not in the same order).
+INSERT INTO "UsageEvent" ("id", "userId", "eventType", "metadata", "createdAt")
+SELECT 'c' || substr(md5('event:' || e.i), 1, 24),
+       u.id,
+       (ARRAY['SUMMARY_CREATED', 'SUMMARY_VIEWED', 'SUMMARY_VIEWED', 'SUMMARY_VIEWED',
+              'SUMMARY_FAVORITED', 'SHARE_CREATED', 'SHARE_VIEWED', 'LOGIN',
+              'EXPORT'])[1 + e.i % 9],
+       CASE WHEN e.i % 5 = 0 THEN NULL
+            ELSE (ARRAY['{"client": "web"}', '{"client": "ios"}', '{"client": "android"}',
+                        '{"client": "extension"}']::jsonb[])[1 + e.i % 4] END,
+       timezone('UTC', now()) - ((e.i::bigint * 7919) % {{events}}) * (2592000.0 / {{events}}) * interval '1 second'
+FROM generate_series(1, {{events}}) AS e (i)
+JOIN seed_user AS u ON u.k = (e.i * 31) % {{users}} + 1;
 
-ANALYZE;
+CREATE TEMP TABLE seed_summary AS
+SELECT i, 'c' || substr(md5('summary:' || i), 1, 24) AS id FROM generate_series(1, {{summaries}}) AS i;
+
+-- One category for nine summaries in ten (Prisma's implicit many-to-many: A is Category, B is
+-- Summary, by model name).
+INSERT INTO "_CategoryToSummary" ("A", "B")
+SELECT c.id, s.id
+FROM seed_summary AS s
+JOIN (SELECT n, 'c' || substr(md5('category:' || n), 1, 24) AS id FROM generate_series(1, 12) AS n) AS c
+  ON c.n = s.i % 12 + 1
+WHERE s.i % 10 <> 0;
+
+-- Share links for every tenth summary, made by the summary's owner.
+INSERT INTO "ShareLink" ("id", "slug", "summaryId", "userId", "createdAt")
+SELECT 'c' || substr(md5('share:' || s.i), 1, 24),
+       substr(md5('slug:' || s.i), 1, 12),
+       s.id, u.id,
+       timezone('UTC', now()) - make_interval(days => (s.i * 7 / 10) % 90, mins => (s.i * 17 / 10) % 1440)
+FROM seed_summary AS s
+JOIN seed_user AS u ON u.k = s.i % {{users}} + 1
+WHERE s.i % 10 = 0;
+
+ANALYZE "UsageEvent";
+ANALYZE "_CategoryToSummary";
+ANALYZE "ShareLink";
+ANALYZE "User";
+ANALYZE "Category";
+ANALYZE "Tag";
+DROP TABLE seed_user, seed_summary;

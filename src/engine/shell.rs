@@ -110,11 +110,17 @@ pub async fn run(
     drop(line_tx);
 
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-    let forward = async |stream: OutputStream, line: String, tail: &mut VecDeque<String>| {
+    // The last thing the command said on stderr: a failing step's message names it, so that
+    // "why" fits on the one line (e.g. "no Prisma CLI in /srv/app").
+    let mut last_error: Option<String> = None;
+    let mut forward = async |stream: OutputStream, line: String, tail: &mut VecDeque<String>| {
         if tail.len() == TAIL_LINES {
             tail.pop_front();
         }
         tail.push_back(line.clone());
+        if stream == OutputStream::Stderr && !line.trim().is_empty() {
+            last_error = Some(line.trim().to_string());
+        }
         // Backpressure: when the consumer is slow the child waits on its pipe, rather than
         // our memory growing with its output.
         let _ = events
@@ -166,9 +172,10 @@ pub async fn run(
         Ended::Exited(Err(err)) => Outcome::error(format!("lost track of the command: {err}")),
         Ended::Exited(Ok(status)) => match status.code() {
             Some(code) if code == job.expect_exit => Outcome::pass(format!("exited with {code}")),
-            Some(code) => {
-                Outcome::fail(format!("exited with {code}, expected {}", job.expect_exit))
-            }
+            Some(code) => Outcome::fail(match &last_error {
+                Some(said) => format!("exited with {code}, expected {}: {said}", job.expect_exit),
+                None => format!("exited with {code}, expected {}", job.expect_exit),
+            }),
             None => {
                 use std::os::unix::process::ExitStatusExt;
                 let signal = status.signal().unwrap_or(0);

@@ -14,7 +14,10 @@ use crate::db::{Db, DbError};
 /// session is one waiting for a lock (row locks included: they wait on the holder's
 /// transaction id); one snapshot of pg_locks costs the lock manager less than
 /// pg_blocking_pids for every session, and unlike wait_event_type in pg_stat_activity it is
-/// visible to a role without pg_read_all_stats. Every number is cast to int8 so that it
+/// visible to a role without pg_read_all_stats; the longest wait comes from pg_locks' waitstart
+/// (PostgreSQL 14+, read through to_jsonb so that older servers say 0). Sessions that ended in
+/// an error (fatal, killed, abandoned by their client) come from pg_stat_database's session
+/// counters (PostgreSQL 14+, NULL before). Every number is cast to int8 or float8 so that it
 /// decodes the same on every server version.
 const METRICS: &str = "
     SELECT (SELECT count(*)
@@ -24,16 +27,26 @@ const METRICS: &str = "
            current_setting('max_connections')::int8 AS max_connections,
            coalesce(d.xact_commit, 0)::int8 AS commits,
            coalesce(d.xact_rollback, 0)::int8 AS rollbacks,
+           (to_jsonb(d) ->> 'sessions')::int8 AS sessions,
+           ((to_jsonb(d) ->> 'sessions_abandoned')::int8
+              + (to_jsonb(d) ->> 'sessions_fatal')::int8
+              + (to_jsonb(d) ->> 'sessions_killed')::int8) AS session_errors,
            pg_database_size(current_database())::int8 AS database_bytes,
-           (SELECT count(DISTINCT l.pid)
+           w.blocked_sessions,
+           w.longest_wait_ms
+      FROM (SELECT 1) AS always_one_row
+      LEFT JOIN pg_stat_database d ON d.datname = current_database()
+      CROSS JOIN LATERAL (
+            SELECT count(DISTINCT l.pid)::int8 AS blocked_sessions,
+                   coalesce(max(extract(epoch FROM clock_timestamp()
+                                        - (to_jsonb(l) ->> 'waitstart')::timestamptz)) * 1000,
+                            0)::float8 AS longest_wait_ms
               FROM pg_locks l
               JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE NOT l.granted
-               AND a.datname = current_database())::int8 AS blocked_sessions
-      FROM (SELECT 1) AS always_one_row
-      LEFT JOIN pg_stat_database d ON d.datname = current_database()";
+               AND a.datname = current_database()) AS w";
 
-/// How far back the latency percentiles look.
+/// How far back the latency percentiles and the error rates look.
 const LATENCY_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// The window is kept as this many histograms, each covering a fifth of it.
 const LATENCY_SLICES: u32 = 5;
@@ -63,6 +76,34 @@ pub struct MetricsSample {
     pub database_bytes: i64,
     /// Sessions on this database waiting on a lock that another session holds.
     pub blocked_sessions: i64,
+    /// The longest current wait of such a session, in milliseconds (0 when none waits).
+    pub longest_wait_ms: f64,
+    /// Rolled-back transactions, percent of all, over the last 5 minutes (cutover's own left
+    /// out); `None` without transactions.
+    pub query_error_pct: Option<f64>,
+    /// Sessions that ended in an error (fatal, killed, abandoned), percent of the sessions
+    /// that ended, over the last 5 minutes; `None` without sessions or before PostgreSQL 14.
+    pub connection_error_pct: Option<f64>,
+    /// The plan's storage limit, when the runbook's `storage_limit_mb` variable gives it.
+    pub storage_limit_bytes: Option<i64>,
+}
+
+impl MetricsSample {
+    /// Connections in use, percent of `max_connections`.
+    pub fn connections_pct(&self) -> f64 {
+        if self.max_connections > 0 {
+            100.0 * self.connections_used as f64 / self.max_connections as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// Database size, percent of the plan's storage limit, when it is known.
+    pub fn storage_pct(&self) -> Option<f64> {
+        self.storage_limit_bytes
+            .filter(|limit| *limit > 0)
+            .map(|limit| 100.0 * self.database_bytes as f64 / limit as f64)
+    }
 }
 
 /// One row of [`METRICS`].
@@ -72,8 +113,11 @@ struct ServerCounters {
     max_connections: i64,
     commits: i64,
     rollbacks: i64,
+    sessions: Option<i64>,
+    session_errors: Option<i64>,
     database_bytes: i64,
     blocked_sessions: i64,
+    longest_wait_ms: f64,
 }
 
 /// Cumulative transaction counters as read at one moment.
@@ -82,6 +126,18 @@ struct Reading {
     at: Instant,
     commits: i64,
     rollbacks: i64,
+    sessions: Option<i64>,
+    session_errors: Option<i64>,
+}
+
+/// What happened between two readings: the application's transactions and sessions.
+#[derive(Debug, Clone, Copy)]
+struct Interval {
+    ended: Instant,
+    commits: i64,
+    rollbacks: i64,
+    /// Sessions and the ones that ended in an error, when the server counts them.
+    sessions: Option<(i64, i64)>,
 }
 
 /// Turns successive queries into samples: keeps the previous counters for rates and a
@@ -96,6 +152,8 @@ pub struct Sampler {
     /// The process's count of read-only transactions at the last sample.
     own_transactions_seen: u64,
     latency: LatencyWindow,
+    /// The intervals of the last [`LATENCY_WINDOW`], for the error rates.
+    intervals: VecDeque<Interval>,
 }
 
 impl Default for Sampler {
@@ -112,6 +170,7 @@ impl Sampler {
             own_rollbacks_owed: 0,
             own_transactions_seen: crate::db::read_only_transactions_begun(),
             latency: LatencyWindow::new(),
+            intervals: VecDeque::new(),
         }
     }
 
@@ -155,7 +214,10 @@ impl Sampler {
             at,
             commits: counters.commits,
             rollbacks: counters.rollbacks,
+            sessions: counters.sessions,
+            session_errors: counters.session_errors,
         });
+        let (query_error_pct, connection_error_pct) = self.error_rates(at);
         MetricsSample {
             connections_used: counters.connections_used,
             max_connections: counters.max_connections,
@@ -167,7 +229,31 @@ impl Sampler {
             rollbacks_per_s,
             database_bytes: counters.database_bytes,
             blocked_sessions: counters.blocked_sessions,
+            longest_wait_ms: counters.longest_wait_ms,
+            query_error_pct,
+            connection_error_pct,
+            storage_limit_bytes: None,
         }
+    }
+
+    /// Query and connection error percentages over the intervals of the last window.
+    fn error_rates(&mut self, now: Instant) -> (Option<f64>, Option<f64>) {
+        while let Some(oldest) = self.intervals.front()
+            && now.saturating_duration_since(oldest.ended) > LATENCY_WINDOW
+        {
+            self.intervals.pop_front();
+        }
+        let (mut commits, mut rollbacks, mut sessions, mut errors) = (0, 0, 0, 0);
+        for interval in &self.intervals {
+            commits += interval.commits;
+            rollbacks += interval.rollbacks;
+            if let Some((begun, failed)) = interval.sessions {
+                sessions += begun;
+                errors += failed;
+            }
+        }
+        let pct = |part: i64, whole: i64| (whole > 0).then(|| 100.0 * part as f64 / whole as f64);
+        (pct(rollbacks, commits + rollbacks), pct(errors, sessions))
     }
 
     /// Commits and rollbacks per second since the previous reading.
@@ -181,10 +267,28 @@ impl Sampler {
             // Statistics were reset (pg_stat_reset, or a crash): no rate this time, and
             // rollbacks owed from before may never show up.
             self.own_rollbacks_owed = 0;
+            self.intervals.clear();
             return (0.0, 0.0);
         }
         let own = rollbacks.min(self.own_rollbacks_owed);
         self.own_rollbacks_owed -= own;
+        let sessions = match (
+            previous.sessions,
+            previous.session_errors,
+            now.sessions,
+            now.session_errors,
+        ) {
+            (Some(s0), Some(e0), Some(s1), Some(e1)) if s1 >= s0 && e1 >= e0 => {
+                Some((s1 - s0, e1 - e0))
+            }
+            _ => None,
+        };
+        self.intervals.push_back(Interval {
+            ended: now.at,
+            commits,
+            rollbacks: rollbacks - own,
+            sessions,
+        });
         let seconds = now.at.saturating_duration_since(previous.at).as_secs_f64();
         if seconds <= 0.0 {
             return (0.0, 0.0);

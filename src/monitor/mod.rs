@@ -45,6 +45,9 @@ pub struct MonitorConfig {
     /// The runbook's thresholds: the screen holds each sample against them with [`alerts`]
     /// (the task itself only samples).
     pub thresholds: Thresholds,
+    /// The plan's storage limit (the runbook's `storage_limit_mb` variable), copied into every
+    /// sample so that storage is held against it.
+    pub storage_limit_bytes: Option<i64>,
 }
 
 impl MonitorConfig {
@@ -55,9 +58,23 @@ impl MonitorConfig {
             schema: schema.to_string(),
             expected_indexes: expected_indexes(runbook),
             thresholds: runbook.thresholds.clone(),
+            storage_limit_bytes: None,
         }
     }
+
+    /// The plan's storage limit from the value of the `storage_limit_mb` variable (MiB);
+    /// anything but a positive number leaves storage unbounded.
+    pub fn with_storage_limit_mb(mut self, value: Option<&str>) -> MonitorConfig {
+        self.storage_limit_bytes = value
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|mb| *mb > 0.0 && mb.is_finite())
+            .map(|mb| (mb * 1024.0 * 1024.0) as i64);
+        self
+    }
 }
+
+/// The variable that gives the plan's storage limit, in MiB.
+pub const STORAGE_LIMIT_VARIABLE: &str = "storage_limit_mb";
 
 /// What the monitor reports to the screen.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,7 +228,8 @@ async fn sample_panels(
     config: &MonitorConfig,
     sampler: &mut Sampler,
 ) -> Result<Vec<MonitorEvent>, DbError> {
-    let sample = sampler.sample(db).await?;
+    let mut sample = sampler.sample(db).await?;
+    sample.storage_limit_bytes = config.storage_limit_bytes;
     let statuses = if config.expected_indexes.is_empty() {
         Vec::new()
     } else {

@@ -10,6 +10,7 @@ use crate::outcome::Outcome;
 
 pub mod blocking;
 pub mod connection;
+pub mod error_rates;
 pub mod fk_valid;
 pub mod index_match;
 pub mod indexes;
@@ -129,6 +130,7 @@ catalog! {
     "unique" => unique,
     "row_counts" => row_counts [context],
     "query_latency" => query_latency [context],
+    "error_rates" => error_rates [context],
 }
 
 /// The probes layer's answer to the runbook loader: which probes exist, which params fit.

@@ -58,6 +58,11 @@ pub struct CriticalQuery {
     /// This query's own threshold (milliseconds).
     #[serde(default)]
     pub max_ms: Option<f64>,
+    /// The query reads a table the app may do without (the checklist's Progress, which may be
+    /// handled in memory): when its index's table does not exist, the query is a note, not a
+    /// failure.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// A node of the plan, flattened depth first.
@@ -219,6 +224,19 @@ struct Verdict {
     exec_ms: f64,
 }
 
+/// Whether `schema.table` exists.
+async fn table_exists(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL")
+        .bind(schema)
+        .bind(table)
+        .fetch_one(conn)
+        .await
+}
+
 /// Runs the probe.
 pub async fn run(db: &Db, params: Params, context: &ProbeContext) -> ProbeResult {
     let schema = params
@@ -244,6 +262,20 @@ pub async fn run(db: &Db, params: Params, context: &ProbeContext) -> ProbeResult
             lines: vec![line],
             exec_ms: 0.0,
         };
+        if query.optional
+            && let Some(index) = &query.index
+            && !table_exists(&mut tx, &schema, &index.table).await?
+        {
+            verdicts.push(Verdict {
+                ok: true,
+                lines: vec![format!(
+                    "- {}: not measured: table {} does not exist (optional)",
+                    query.name, index.table
+                )],
+                exec_ms: 0.0,
+            });
+            continue;
+        }
         let expected_index = match &query.index {
             None => None,
             Some(index) => match index_match::match_index(index, &actual) {

@@ -36,33 +36,53 @@ pub struct Variable {
     pub secret: bool,
 }
 
-/// Monitoring and alert thresholds (`[thresholds]`).
+/// Monitoring and alert thresholds (`[thresholds]`): the checklist's key metrics and alerts.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
-    /// Connections in use, percent of `max_connections`, that raise a warning.
+    /// Connections in use, percent of `max_connections`, that raise a warning (key metric).
     pub connections_warn_pct: f64,
     /// Connections in use, percent of `max_connections`, that raise a critical alert.
     pub connections_crit_pct: f64,
     /// Bound on the critical queries' execution time.
     pub query_latency_ms: f64,
-    /// p95 of the monitor's probe query above which latency alerts.
+    /// p95 query time above which the key metric is missed (a warning).
     pub p95_latency_ms: f64,
+    /// p95 query time above which the high-query-time alert fires (a warning).
+    pub p95_alert_ms: f64,
+    /// p99 query time above which the key metric is missed (a warning).
+    pub p99_latency_ms: f64,
+    /// The longest wait of a waiting session above which the key metric is missed.
+    pub connection_wait_ms: f64,
+    /// Storage, percent of the plan's limit, above which the key metric is missed.
+    pub storage_warn_pct: f64,
+    /// Storage, percent of the plan's limit, above which the storage alert fires.
+    pub storage_alert_pct: f64,
+    /// Sessions ending in an error (fatal, killed, abandoned), percent of sessions.
+    pub connection_error_pct: f64,
+    /// Rolled-back transactions, percent of all (also read as `error_rate_pct`, its earlier name).
+    #[serde(alias = "error_rate_pct")]
+    pub query_error_pct: f64,
     /// Replica lag above which the replica check fails.
     pub replica_lag_s: f64,
-    /// Rolled-back transactions, percent of all, above which errors alert.
-    pub error_rate_pct: f64,
 }
 
 impl Default for Thresholds {
+    /// The source checklist's numbers.
     fn default() -> Self {
         Thresholds {
             connections_warn_pct: 80.0,
             connections_crit_pct: 90.0,
             query_latency_ms: 100.0,
             p95_latency_ms: 200.0,
+            p95_alert_ms: 500.0,
+            p99_latency_ms: 500.0,
+            connection_wait_ms: 100.0,
+            storage_warn_pct: 80.0,
+            storage_alert_pct: 90.0,
+            connection_error_pct: 0.1,
+            query_error_pct: 0.01,
             replica_lag_s: 30.0,
-            error_rate_pct: 1.0,
         }
     }
 }

@@ -128,7 +128,12 @@ where
     tokio::spawn(watch_connection(db.clone(), input_tx, stop.clone()));
     let monitor_config = monitor::MonitorConfig {
         interval: options.refresh,
-        ..monitor::MonitorConfig::for_runbook(&runbook, target.schema())
+        ..monitor::MonitorConfig::for_runbook(&runbook, target.schema()).with_storage_limit_mb(
+            options
+                .variables
+                .get(monitor::STORAGE_LIMIT_VARIABLE)
+                .map(String::as_str),
+        )
     };
     let mut samples = monitor::spawn(monitor_db.clone(), monitor_config, stop.clone());
 

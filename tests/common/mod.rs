@@ -215,7 +215,7 @@ impl Drop for Session {
 pub fn hold_create_index_concurrently(url: &str) -> [Session; 2] {
     let holder = background_psql(
         url,
-        r#"BEGIN; INSERT INTO "Tag" (id, name) VALUES ('held', 'held'); SELECT pg_sleep(60); COMMIT;"#,
+        r#"BEGIN; INSERT INTO "Tag" (id, name, type) VALUES ('held', 'held', 'TOPIC'); SELECT pg_sleep(60); COMMIT;"#,
     );
     // The build must start after the insert, or it would not wait for it.
     wait_until("the writing transaction holds its lock", 30, || {

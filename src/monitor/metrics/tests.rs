@@ -8,8 +8,11 @@ fn counters(commits: i64, rollbacks: i64) -> ServerCounters {
         max_connections: 100,
         commits,
         rollbacks,
+        sessions: Some(commits / 10),
+        session_errors: Some(rollbacks / 10),
         database_bytes: 8 << 20,
         blocked_sessions: 0,
+        longest_wait_ms: 0.0,
     }
 }
 
@@ -106,4 +109,41 @@ fn the_latency_window_keeps_a_bounded_number_of_histograms() {
         window.record(start + Duration::from_secs(second), MS);
     }
     assert!(window.slices.len() <= LATENCY_SLICES as usize + 1);
+}
+
+#[test]
+fn error_rates_cover_the_last_five_minutes_and_leave_out_our_own_rollbacks() {
+    let mut sampler = Sampler::new();
+    let start = Instant::now();
+    let minute = Duration::from_secs(60);
+    let first = sampler.record(start, counters(0, 0), MS);
+    assert_eq!(
+        (first.query_error_pct, first.connection_error_pct),
+        (None, None)
+    );
+    // The application's 1,000 transactions, 10 of them rolled back, and cutover's 5.
+    sampler.note_own_transactions(5);
+    let sample = sampler.record(start + minute, counters(990, 15), MS);
+    assert_eq!(sample.query_error_pct, Some(1.0));
+    // 99 sessions began, one of them ended in an error.
+    assert_eq!(sample.connection_error_pct, Some(100.0 / 99.0));
+    // Six minutes later that minute has left the window: only clean traffic is in it.
+    let sample = sampler.record(start + 7 * minute, counters(2_990, 15), MS);
+    assert_eq!(sample.query_error_pct, Some(0.0));
+    assert_eq!(sample.connection_error_pct, Some(0.0));
+}
+
+#[test]
+fn without_session_counters_there_is_no_connection_error_rate() {
+    let mut sampler = Sampler::new();
+    let start = Instant::now();
+    let old_server = |commits| ServerCounters {
+        sessions: None,
+        session_errors: None,
+        ..counters(commits, 0)
+    };
+    sampler.record(start, old_server(0), MS);
+    let sample = sampler.record(start + Duration::from_secs(2), old_server(100), MS);
+    assert_eq!(sample.connection_error_pct, None);
+    assert_eq!(sample.query_error_pct, Some(0.0));
 }

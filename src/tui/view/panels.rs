@@ -99,11 +99,33 @@ fn figures(app: &App, sample: &MetricsSample) -> Vec<Line<'static>> {
             format!("{value:.0}")
         }
     };
-    let p95_color = if ms(sample.latency_p95) > thresholds.p95_latency_ms {
-        Color::Yellow
-    } else {
-        Color::Reset
+    let over = |value: f64, limit: f64| {
+        if value > limit {
+            Color::Yellow
+        } else {
+            Color::Reset
+        }
     };
+    let p95_color = over(ms(sample.latency_p95), thresholds.p95_latency_ms);
+    let p99_color = over(ms(sample.latency_p99), thresholds.p99_latency_ms);
+    let percent = |value: Option<f64>| value.map_or("–".to_string(), |v| format!("{v:.2}%"));
+    let query_errors_color = over(
+        sample.query_error_pct.unwrap_or(0.0),
+        thresholds.query_error_pct,
+    );
+    let connection_errors_color = over(
+        sample.connection_error_pct.unwrap_or(0.0),
+        thresholds.connection_error_pct,
+    );
+    let storage = match sample.storage_pct() {
+        Some(pct) => format!(" ({pct:.0}% of limit)"),
+        None => String::new(),
+    };
+    let storage_color = over(
+        sample.storage_pct().unwrap_or(0.0),
+        thresholds.storage_warn_pct,
+    );
+    let wait_color = over(sample.longest_wait_ms, thresholds.connection_wait_ms);
     vec![
         Line::from(vec![
             Span::raw("connections "),
@@ -122,17 +144,43 @@ fn figures(app: &App, sample: &MetricsSample) -> Vec<Line<'static>> {
                 format!("p95 {}", short(sample.latency_p95)),
                 styled(app, Style::default().fg(p95_color)),
             ),
-            Span::raw(format!(" p99 {} ms", short(sample.latency_p99))),
+            Span::raw(" "),
+            Span::styled(
+                format!("p99 {}", short(sample.latency_p99)),
+                styled(app, Style::default().fg(p99_color)),
+            ),
+            Span::raw(" ms"),
         ]),
         Line::from(format!(
             "commits/s   {:.1}  rollbacks/s {:.1}",
             sample.commits_per_s, sample.rollbacks_per_s
         )),
-        Line::from(format!(
-            "size        {}  blocked {}",
-            bytes(sample.database_bytes),
-            sample.blocked_sessions
-        )),
+        Line::from(vec![
+            Span::raw("errors      query "),
+            Span::styled(
+                percent(sample.query_error_pct),
+                styled(app, Style::default().fg(query_errors_color)),
+            ),
+            Span::raw(" conn "),
+            Span::styled(
+                percent(sample.connection_error_pct),
+                styled(app, Style::default().fg(connection_errors_color)),
+            ),
+        ]),
+        Line::from(vec![
+            Span::raw("size        "),
+            Span::styled(
+                format!("{}{storage}", bytes(sample.database_bytes)),
+                styled(app, Style::default().fg(storage_color)),
+            ),
+        ]),
+        Line::from(vec![
+            Span::raw(format!("blocked     {}  wait ", sample.blocked_sessions)),
+            Span::styled(
+                format!("{:.0} ms", sample.longest_wait_ms),
+                styled(app, Style::default().fg(wait_color)),
+            ),
+        ]),
     ]
 }
 

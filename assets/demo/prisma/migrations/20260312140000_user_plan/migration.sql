@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "User" ADD COLUMN     "plan" TEXT NOT NULL DEFAULT 'FREE',
+ADD COLUMN     "summariesLimit" INTEGER NOT NULL DEFAULT 5;
