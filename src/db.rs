@@ -23,6 +23,40 @@ pub fn read_only_transactions_begun() -> u64 {
     READ_ONLY_BEGUN.load(Ordering::Relaxed)
 }
 
+/// When the read-only transactions of the last [`BEGUN_MEMORY`] began: the server may count a
+/// rollback seconds after it happened (a backend reports its statistics at most once a second,
+/// an idle one up to 10 s later), so a window of the server's counters is matched against our
+/// transactions begun a little before it.
+static RECENTLY_BEGUN: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// How long [`RECENTLY_BEGUN`] remembers.
+const BEGUN_MEMORY: Duration = Duration::from_secs(60);
+
+fn note_read_only_begun() {
+    READ_ONLY_BEGUN.fetch_add(1, Ordering::Relaxed);
+    let now = std::time::Instant::now();
+    let mut recent = RECENTLY_BEGUN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    while recent
+        .front()
+        .is_some_and(|at| now.saturating_duration_since(*at) > BEGUN_MEMORY)
+    {
+        recent.pop_front();
+    }
+    recent.push_back(now);
+}
+
+/// How many read-only transactions this process began at or after `since` (remembered for a
+/// minute).
+pub fn read_only_transactions_begun_since(since: std::time::Instant) -> u64 {
+    let recent = RECENTLY_BEGUN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    recent.iter().filter(|at| **at >= since).count() as u64
+}
+
 /// Limits that every check runs under.
 #[derive(Debug, Clone)]
 pub struct DbSettings {
@@ -329,7 +363,7 @@ impl Db {
             .begin_with(sqlx::AssertSqlSafe(begin))
             .await
             .map_err(|e| DbError::from_sqlx(e, &self.target))?;
-        READ_ONLY_BEGUN.fetch_add(1, Ordering::Relaxed);
+        note_read_only_begun();
         Ok(ReadOnly { tx })
     }
 

@@ -304,6 +304,32 @@ impl StatusReport {
     }
 }
 
+impl StatusReport {
+    /// The report as a pre-deploy outcome: pending and rolled-back migrations are what the
+    /// deploy is about to apply, so they pass (listed, with how many); a failed, modified or
+    /// missing-locally migration, or no history table, fails as in [`StatusReport::outcome`].
+    pub fn outcome_before_deploy(&self) -> Outcome {
+        let blocking = self.migrations.iter().any(|m| {
+            !matches!(
+                m.state,
+                MigrationState::Applied { .. }
+                    | MigrationState::Pending
+                    | MigrationState::RolledBack { .. }
+            )
+        });
+        if !self.table_exists || blocking || self.up_to_date() {
+            return self.outcome();
+        }
+        let to_apply = self.count("pending") + self.count("rolled back");
+        let outcome = self.outcome();
+        Outcome::pass(format!(
+            "{to_apply} migration(s) to deploy ({} applied), none failed or modified",
+            self.count("applied")
+        ))
+        .with_details(outcome.details)
+    }
+}
+
 /// Compares the folder with the table's rows, by Prisma's rules: a row that finished and was
 /// not rolled back applies its migration; one that neither finished nor was rolled back is a
 /// failure; rolled-back rows only count when nothing else is recorded.

@@ -221,3 +221,65 @@ fn cutover_status_exits_0_when_up_to_date_1_when_not_and_2_without_a_folder() {
         "{stderr}"
     );
 }
+
+fn pre_status_step(url: &str, app: &Path) -> cutover::check::StepReport {
+    let variables = BTreeMap::from([("app_dir".to_string(), app.display().to_string())]);
+    block_on(step_of(bundled(), url, "apply.pre_status", variables))
+}
+
+#[test]
+fn before_the_deploy_pending_migrations_pass_and_a_failed_one_still_fails() {
+    let url = fresh_database();
+    let app = app_copy();
+    let folder = migrations(app.path()).join("20270101000000_add_rating");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("migration.sql"), "SELECT 1;\n").unwrap();
+    let step = pre_status_step(&url, app.path());
+    assert_status(&step, Status::Pass);
+    assert!(
+        step.message
+            .contains("1 migration(s) to deploy (8 applied)"),
+        "{}",
+        step.message
+    );
+    line_with(&step.details, "pending          20270101000000_add_rating");
+
+    psql(
+        &url,
+        "INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, applied_steps_count)
+         VALUES ('f1', 'x', '20270101000000_add_rating', now(), 0)",
+    );
+    let step = pre_status_step(&url, app.path());
+    assert_status(&step, Status::Fail);
+    assert!(step.message.contains("1 failed"), "{}", step.message);
+}
+
+#[test]
+fn the_demo_starts_with_the_release_pending() {
+    let cluster = shared();
+    cluster.create_database("before_release").unwrap();
+    let url = cluster.url("before_release");
+    let contents = cutover::demo::DemoContents {
+        seed: false,
+        ..cutover::demo::DemoContents::before_release()
+    };
+    block_on(cutover::demo::load(&url, contents)).unwrap();
+    let app = app_copy();
+    let step = pre_status_step(&url, app.path());
+    assert_status(&step, Status::Pass);
+    assert!(
+        step.message
+            .contains("6 migration(s) to deploy (2 applied)"),
+        "{}",
+        step.message
+    );
+    let status = status_step(&url, app.path());
+    assert_status(&status, Status::Fail);
+    assert!(status.message.contains("6 pending"), "{}", status.message);
+    let indexes = block_on(bundled_step(&url, "performance.indexes"));
+    assert_status(&indexes, Status::Fail);
+    assert!(
+        indexes.message.contains("5") || indexes.details.len() >= 5,
+        "{indexes:#?}"
+    );
+}

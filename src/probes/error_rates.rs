@@ -31,6 +31,10 @@ fn default_window() -> f64 {
     10.0
 }
 
+/// How late the server may count a transaction's end (an idle backend reports its statistics
+/// up to 10 s after).
+const STATISTICS_LAG: Duration = Duration::from_secs(11);
+
 /// This database's cumulative counters. The session counters exist from PostgreSQL 14 on;
 /// read through to_jsonb they are NULL before, instead of an error.
 const COUNTERS: &str = "
@@ -85,16 +89,17 @@ pub async fn run(db: &Db, params: Params, context: &ProbeContext) -> ProbeResult
     let query_limit = params
         .query_error_pct
         .unwrap_or(context.thresholds.query_error_pct);
-    let own_before = crate::db::read_only_transactions_begun();
+    let started = std::time::Instant::now();
     let before = read(db).await?;
-    tokio::time::sleep(Duration::from_secs_f64(
-        params.window_secs.clamp(0.0, 3600.0),
-    ))
-    .await;
+    let window = Duration::from_secs_f64(params.window_secs.clamp(0.0, 3600.0));
+    tokio::time::sleep(window).await;
     let after = read(db).await?;
-    // Every read-only transaction cutover began in the window rolled back, and the server
-    // counts it; the one that read `after` had not ended yet.
-    let own = (crate::db::read_only_transactions_begun() - own_before).saturating_sub(1) as i64;
+    // Every read-only transaction cutover begins rolls back, and the server counts it, up to
+    // 10 s late: ours from a little before the window may land in it. Left out, all of them
+    // (but the one that read `after`, still open): while cutover itself is busy, this may hide
+    // a few of the application's rollbacks rather than raise a false alarm.
+    let since = started.checked_sub(STATISTICS_LAG).unwrap_or(started);
+    let own = crate::db::read_only_transactions_begun_since(since).saturating_sub(1) as i64;
 
     let commits = (after.commits - before.commits).max(0);
     let rollbacks = (after.rollbacks - before.rollbacks - own).max(0);
