@@ -4,7 +4,8 @@
 Usage:  python3 benches/check_vs_psql.py [--summaries 1000000] [--runs 5]
 
 1. Builds the release binary and starts `cutover demo --print-url` (a throwaway cluster with the
-   sample Sightline database).
+   sample Sightline database, before its release), then applies the release's pending
+   migrations with psql, so that the check sees the database as it is after the deploy.
 2. Seeds it up to --summaries rows in "Summary" (and half as many usage events), then VACUUM
    ANALYZE.
 3. Captures the exact SQL one `cutover check` sends: statement logging is switched on for one
@@ -45,22 +46,36 @@ def psql(url, sql):
     return sh(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql]).stdout.strip()
 
 
+def migrate(url):
+    """Applies the demo's pending migrations (the Progress table and the performance indexes)."""
+    folder = os.path.join(ROOT, "assets", "demo", "prisma", "migrations")
+    applied = set(psql(url, "SELECT migration_name FROM _prisma_migrations").split())
+    for name in sorted(os.listdir(folder)):
+        script = os.path.join(folder, name, "migration.sql")
+        if name in applied or not os.path.isfile(script):
+            continue
+        sh(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", script])
+        psql(url, "INSERT INTO _prisma_migrations (id, checksum, migration_name, finished_at, "
+                  f"applied_steps_count) VALUES (gen_random_uuid()::text, 'bench', '{name}', now(), 1)")
+
+
 def seed(url, summaries):
     have = int(psql(url, 'SELECT count(*) FROM "Summary"'))
     if have >= summaries:
         return
     start = time.perf_counter()
     psql(url, f"""
-        INSERT INTO "Summary" (id, "userId", "videoId", title, content, "categoryId", "isFavorite",
-                               metadata, "createdAt", "updatedAt")
+        INSERT INTO "Summary" (id, "userId", "videoId", "videoTitle", "channelName", content,
+                               "keyMoments", "uploadDate", "isFavorite", "createdAt", "updatedAt")
         SELECT 'cb' || substr(md5('summary:' || i), 1, 23),
                u.ids[1 + i % array_length(u.ids, 1)],
                'vid' || i,
                'Summary ' || i,
+               'Channel',
                repeat('lorem ipsum ', 8),
-               NULL,
-               i % 9 = 0,
                jsonb_build_object('n', i),
+               now() - (i % 900) * interval '1 day',
+               i % 9 = 0,
                now() - (i % 720) * interval '1 hour',
                now()
           FROM generate_series({have + 1}, {summaries}) AS i,
@@ -68,9 +83,9 @@ def seed(url, summaries):
     """)
     events = summaries // 2
     psql(url, f"""
-        INSERT INTO "UsageEvent" (id, "userId", type, metadata, "createdAt")
+        INSERT INTO "UsageEvent" (id, "userId", "eventType", metadata, "createdAt")
         SELECT 'ce' || substr(md5('event:' || i), 1, 23), u.ids[1 + i % array_length(u.ids, 1)],
-               'summary.view', NULL, now() - (i % 43200) * interval '1 minute'
+               'SUMMARY_VIEWED', NULL, now() - (i % 43200) * interval '1 minute'
           FROM generate_series(100001, 100000 + {events}) AS i,
                (SELECT array_agg(id ORDER BY id) AS ids FROM "User") AS u
     """)
@@ -197,6 +212,7 @@ def main():
         if not url:
             sys.exit("the demo did not start")
         seed(url, args.summaries)
+        migrate(url)
         statements = capture_sql(url, env)
         script = os.path.join(home, "replay.sql")
         with open(script, "w") as out:

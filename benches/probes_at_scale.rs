@@ -68,8 +68,8 @@ async fn build(url: &str) {
     }
     let rows = LARGEST_ROWS - 50_000;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO \"UsageEvent\" (id, \"userId\", type, \"createdAt\")
-         SELECT 'bulk-' || g, 'c' || substr(md5('user:' || (1 + g % 1000)), 1, 24), 'summary.view',
+        "INSERT INTO \"UsageEvent\" (id, \"userId\", \"eventType\", \"createdAt\")
+         SELECT 'bulk-' || g, 'c' || substr(md5('user:' || (1 + g % 1000)), 1, 24), 'SUMMARY_VIEWED',
                 timezone('UTC', now()) - make_interval(secs => g * 2.5)
            FROM generate_series(1, {rows}) g"
     )))

@@ -154,3 +154,35 @@ fn a_removed_unique_key_fails_validation_unique_and_tables_required() {
     assert_status(&required, Status::Fail);
     assert!(detail_with(&required, "ShareLink(slug)"), "{required:#?}");
 }
+
+#[test]
+fn no_step_of_the_bundled_runbook_errs_on_the_checklists_database() {
+    // A query naming a column the checklist does not have ends in `error` ("column … does not
+    // exist"): every SQL step and probe runs here, against the checklist's tables plus the
+    // history table Prisma Migrate keeps.
+    let url = checklist_database();
+    let history_only = cutover::demo::DemoContents {
+        migrations: 0,
+        seed: false,
+        scale: cutover::demo::Scale::TEST,
+    };
+    block_on(cutover::demo::load(&url, history_only)).expect("history table");
+    let app = tempfile::tempdir().unwrap();
+    cutover::demo::write_app(app.path()).unwrap();
+    let options = CheckOptions {
+        variables: [
+            ("app_dir".to_string(), app.path().display().to_string()),
+            ("storage_limit_mb".to_string(), "100000".to_string()),
+        ]
+        .into(),
+        ..CheckOptions::default()
+    };
+    let report = block_on(check_with(bundled(), &url, options));
+    let errors: Vec<String> = report
+        .steps
+        .iter()
+        .filter(|s| s.status == Status::Error)
+        .map(|s| format!("{}: {}", s.id, s.message))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}

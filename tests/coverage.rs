@@ -73,3 +73,79 @@ fn the_four_sign_offs_and_the_checklists_tables_are_covered() {
         assert!(named.iter().any(|n| *n == id), "{id} is not in the table");
     }
 }
+
+/// The checklist's tables and the columns it names (with the two its performance indexes need).
+const CHECKLIST_NAMES: &[&str] = &[
+    "User",
+    "Summary",
+    "ShareLink",
+    "UsageEvent",
+    "Category",
+    "Tag",
+    "Progress",
+    "id",
+    "email",
+    "plan",
+    "summariesLimit",
+    "userId",
+    "videoId",
+    "content",
+    "keyMoments",
+    "flashcards",
+    "quizQuestions",
+    "glossary",
+    "tools",
+    "resources",
+    "uploadDate",
+    "isFavorite",
+    "slug",
+    "summaryId",
+    "eventType",
+    "createdAt",
+    "name",
+    "type",
+    "taskId",
+    "data",
+    "expiresAt",
+];
+
+#[test]
+fn the_bundled_runbooks_queries_name_only_the_checklists_tables_and_columns() {
+    let bundled = runbook::bundled(&Catalog).unwrap();
+    for step in bundled.steps() {
+        let mut texts: Vec<String> = Vec::new();
+        match &step.action {
+            runbook::Action::Sql { query, .. } => texts.push(query.clone()),
+            runbook::Action::Probe { params, .. } => {
+                for query in params["queries"].as_array().into_iter().flatten() {
+                    for field in ["sql", "params_from"] {
+                        if let Some(text) = query[field].as_str() {
+                            texts.push(text.to_string());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        for text in texts {
+            // Quoted identifiers are the app's (catalog names are lower case, unquoted);
+            // `AS "alias"` names an output column.
+            let mut rest = text.as_str();
+            while let Some(open) = rest.find('"') {
+                let after = &rest[open + 1..];
+                let Some(close) = after.find('"') else { break };
+                let name = &after[..close];
+                let alias = rest[..open]
+                    .trim_end()
+                    .to_ascii_uppercase()
+                    .ends_with(" AS");
+                assert!(
+                    alias || CHECKLIST_NAMES.contains(&name),
+                    "{}: \"{name}\" is not a table or column of the checklist",
+                    step.id
+                );
+                rest = &after[close + 1..];
+            }
+        }
+    }
+}

@@ -296,3 +296,29 @@ fn a_valid_runbook_loads_with_defaults() {
     }
     assert_eq!(runbook.thresholds, runbook::Thresholds::default());
 }
+
+#[test]
+fn a_sql_bound_may_name_a_threshold_and_follows_it() {
+    let bundled = runbook::bundled(&Catalog).unwrap();
+    let at_most = |runbook: &runbook::Runbook, id: &str| match &runbook.step(id).unwrap().action {
+        runbook::Action::Sql {
+            expect: runbook::Expectation::AtMost(bound),
+            ..
+        } => *bound,
+        other => panic!("{id} is {other:?}"),
+    };
+    assert_eq!(at_most(&bundled, "monitoring.connections"), 80.0);
+    assert_eq!(at_most(&bundled, "monitoring.connection_wait"), 100.0);
+    assert_eq!(at_most(&bundled, "monitoring.storage"), 80.0);
+
+    let text = "name = \"t\"\n[thresholds]\nconnections_warn_pct = 70\n[[sections]]\nid = \"s\"\ntitle = \"S\"\n[[sections.steps]]\nid = \"c\"\ntitle = \"C\"\nkind = \"sql\"\nquery = \"SELECT 1\"\nexpect = { at_most_threshold = \"connections_warn_pct\" }\n";
+    let own = runbook::load_str(text, "rb.toml", &Catalog).unwrap();
+    assert_eq!(at_most(&own, "s.c"), 70.0);
+
+    let found = problems(&text.replace("\"connections_warn_pct\" }", "\"connection_warn_pct\" }"));
+    assert!(
+        found[0].starts_with("12:10: unknown threshold `connection_warn_pct`")
+            && found[0].contains("connections_warn_pct"),
+        "{found:?}"
+    );
+}

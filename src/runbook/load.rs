@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::model::{
     Action, Expectation, HttpAction, Kind, Runbook, Section, ShellAction, Step, Variable,
 };
-use super::raw::{RawRunbook, RawStep};
+use super::raw::{RawExpectation, RawRunbook, RawStep};
 use super::vars;
 
 /// Knows which probes exist and whether their parameters make sense. The probes layer
@@ -110,6 +110,7 @@ pub fn load_str(
         text,
         catalog,
         diagnostics: Vec::new(),
+        thresholds: raw.thresholds.clone(),
     };
     let mut runbook = checker.runbook(raw);
     runbook.source = text.to_string();
@@ -156,6 +157,8 @@ struct Checker<'a> {
     text: &'a str,
     catalog: &'a dyn ProbeCatalog,
     diagnostics: Vec<Diagnostic>,
+    /// The runbook's `[thresholds]`, which SQL expectations may name.
+    thresholds: crate::runbook::Thresholds,
 }
 
 impl Checker<'_> {
@@ -350,6 +353,41 @@ impl Checker<'_> {
     }
 
     /// The field's value, or a located "needs `name`" problem.
+    /// The expectation as the engine holds it: a bound naming a threshold becomes its number.
+    fn expectation(&mut self, raw: &toml::Spanned<RawExpectation>) -> Expectation {
+        match raw.get_ref().clone() {
+            RawExpectation::NoRows => Expectation::NoRows,
+            RawExpectation::AllTrue => Expectation::AllTrue,
+            RawExpectation::Equals(value) => Expectation::Equals(value),
+            RawExpectation::AtLeast(bound) => Expectation::AtLeast(bound),
+            RawExpectation::AtMost(bound) => Expectation::AtMost(bound),
+            RawExpectation::AtLeastThreshold(name) => {
+                Expectation::AtLeast(self.threshold(&name, raw.span()))
+            }
+            RawExpectation::AtMostThreshold(name) => {
+                Expectation::AtMost(self.threshold(&name, raw.span()))
+            }
+        }
+    }
+
+    /// The value of threshold `name`, or a diagnostic at `span` naming the known ones.
+    fn threshold(&mut self, name: &str, span: Range<usize>) -> f64 {
+        let known = serde_json::to_value(&self.thresholds).unwrap_or_default();
+        if let Some(value) = known.get(name).and_then(serde_json::Value::as_f64) {
+            return value;
+        }
+        let names: Vec<String> = known
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        self.report(
+            span,
+            format!("unknown threshold `{name}`"),
+            format!("known thresholds: {}", names.join(", ")),
+        );
+        0.0
+    }
+
     fn require<'r, T>(&mut self, raw: &RawStep, field: &'r Option<T>, name: &str) -> Option<&'r T> {
         if field.is_none() {
             self.report(
@@ -382,10 +420,10 @@ impl Checker<'_> {
                         "checks never write; use a probe or a shell step for anything else",
                     );
                 }
-                let expect = raw
-                    .expect
-                    .as_ref()
-                    .map_or(Expectation::NoRows, |e| e.get_ref().clone());
+                let expect = match raw.expect.as_ref() {
+                    Some(expect) => self.expectation(expect),
+                    None => Expectation::NoRows,
+                };
                 Some(Action::Sql {
                     query: text,
                     expect,

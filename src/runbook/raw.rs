@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{Expectation, Kind, Severity, Thresholds};
+use super::model::{Kind, Severity, Thresholds};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +59,7 @@ pub(super) struct RawStep {
 
     // sql
     pub query: Option<Spanned<String>>,
-    pub expect: Option<Spanned<Expectation>>,
+    pub expect: Option<Spanned<RawExpectation>>,
     // probe
     pub probe: Option<Spanned<String>>,
     pub params: Option<Spanned<toml::Table>>,
@@ -76,4 +76,19 @@ pub(super) struct RawStep {
     pub max_latency_ms: Option<Spanned<f64>>,
     // signoff
     pub role: Option<Spanned<String>>,
+}
+
+/// A SQL step's expectation as written: the model's, plus bounds that name one of the
+/// runbook's `[thresholds]` (`{ at_most_threshold = "connections_warn_pct" }`), resolved to its
+/// number when the runbook loads, so that a step and the live panel hold the same line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum RawExpectation {
+    NoRows,
+    AllTrue,
+    Equals(toml::Value),
+    AtLeast(f64),
+    AtMost(f64),
+    AtLeastThreshold(String),
+    AtMostThreshold(String),
 }
