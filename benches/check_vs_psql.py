@@ -35,6 +35,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The bundled runbook's monitoring.error_rates window (window_secs).
+ERROR_RATES_WINDOW_SECS = 5
 BINARY = os.path.join(ROOT, "target", "release", "cutover")
 
 
@@ -217,8 +219,14 @@ def main():
         script = os.path.join(home, "replay.sql")
         with open(script, "w") as out:
             out.write("\\set ON_ERROR_STOP 0\n")
+            waited = False
             for sql in statements:
                 out.write(sql.rstrip().rstrip(";") + ";\n")
+                # monitoring.error_rates reads the counters, waits its window, reads them again:
+                # the replay waits as long after the first read, as a person checking by hand.
+                if "sessions_abandoned" in sql and not waited:
+                    out.write(f"SELECT pg_sleep({ERROR_RATES_WINDOW_SECS});\n")
+                    waited = True
         print(f"captured {len(statements)} statements of one check into {script}", file=sys.stderr)
 
         rows = psql(url, 'SELECT count(*) FROM "Summary"')

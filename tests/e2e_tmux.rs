@@ -70,9 +70,14 @@ impl Tmux {
 
     #[track_caller]
     fn wait_for(&self, text: &str) {
+        self.wait_for_within(text, 30);
+    }
+
+    #[track_caller]
+    fn wait_for_within(&self, text: &str, seconds: u64) {
         let mut last = String::new();
         let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_until(&format!("the screen shows {text:?}"), 30, || {
+            wait_until(&format!("the screen shows {text:?}"), seconds, || {
                 last = self.screen();
                 last.contains(text)
             })
@@ -413,4 +418,35 @@ expect = "all_true"
     back.wait_for("? query");
     back.wait_for("✓ note");
     back.keys(&["q"]);
+}
+
+#[test]
+fn a_person_opens_the_demo_and_finds_the_release_pending_in_apply_verify_and_the_index_panel() {
+    let home = tempfile::tempdir().unwrap();
+    let command = format!(
+        "CUTOVER_HOME={home} {bin} demo; echo DEMO-EXITED; sleep 60",
+        home = home.path().display(),
+        bin = env!("CARGO_BIN_EXE_cutover"),
+    );
+    let tmux = Tmux::start(160, 45, &command);
+    // The previous release's 200,000 summaries load first (about 12 s on 2 cores).
+    tmux.wait_for_within("Overview", 120);
+    tmux.wait_for("✗ Summary(userId)              MISSING");
+    tmux.wait_for("✗ UsageEvent(userId, eventTyp… MISSING");
+
+    // Apply: the native status lists what the deploy will apply.
+    tmux.keys(&["Down", "Down", "Down", "Down", "Enter"]);
+    tmux.wait_for("┌ Apply");
+    tmux.keys(&["Down", "Down", "Enter"]);
+    tmux.wait_for("6 migration(s) to deploy (2 applied)");
+    tmux.wait_for("pending          20261130100000_add_progress");
+
+    // Verify: not up to date until they are.
+    tmux.keys(&["Right"]);
+    tmux.wait_for("┌ Verify");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("not up to date: 6 pending (2 applied)");
+
+    tmux.keys(&["q"]);
+    tmux.wait_for("DEMO-EXITED");
 }
