@@ -162,3 +162,48 @@ fn pitr_fails_when_the_archive_command_keeps_failing() {
     assert_status(&step, Status::Fail);
     assert!(step.message.contains("failing"), "{}", step.message);
 }
+
+#[test]
+fn url_sslmode_passes_only_for_the_sslmode_prisma_understands() {
+    let (cluster, _) = own_cluster(ClusterOptions {
+        tls: true,
+        ..ClusterOptions::default()
+    });
+    let run = |query: &str| {
+        let url = format!("{}?{query}", cluster.url("sightline"));
+        let options = cutover::check::CheckOptions {
+            only: vec!["environment.url_sslmode".to_string()],
+            allow_shell: true,
+            ..Default::default()
+        };
+        block_on(check_with(bundled(), &url, options))
+            .steps
+            .remove(0)
+    };
+    let required = run("sslmode=require");
+    assert_status(&required, Status::Pass);
+    assert!(
+        required
+            .details
+            .iter()
+            .any(|d| d.contains("add sslaccept=strict")),
+        "{required:#?}"
+    );
+    let strict = run("sslmode=require&sslaccept=strict");
+    assert_status(&strict, Status::Pass);
+    assert!(
+        strict
+            .details
+            .iter()
+            .any(|d| d.contains("a valid certificate")),
+        "{strict:#?}"
+    );
+    // Encrypted here, but Prisma would fall back to plain text wherever TLS is refused.
+    let preferred = run("sslmode=prefer");
+    assert_status(&preferred, Status::Fail);
+    assert!(
+        preferred.message.contains("does not set sslmode=require"),
+        "{}",
+        preferred.message
+    );
+}

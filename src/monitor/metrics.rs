@@ -15,7 +15,7 @@ use crate::db::{Db, DbError};
 /// transaction id); one snapshot of pg_locks costs the lock manager less than
 /// pg_blocking_pids for every session, and unlike wait_event_type in pg_stat_activity it is
 /// visible to a role without pg_read_all_stats; the longest wait comes from pg_locks' waitstart
-/// (PostgreSQL 14+, read through to_jsonb so that older servers say 0). Sessions that ended in
+/// (PostgreSQL 14+, read through to_jsonb), or the waiting query's start on older servers. Sessions that ended in
 /// an error (fatal, killed, abandoned by their client) come from pg_stat_database's session
 /// counters (PostgreSQL 14+, NULL before). Every number is cast to int8 or float8 so that it
 /// decodes the same on every server version.
@@ -39,7 +39,8 @@ const METRICS: &str = "
       CROSS JOIN LATERAL (
             SELECT count(DISTINCT l.pid)::int8 AS blocked_sessions,
                    coalesce(max(extract(epoch FROM clock_timestamp()
-                                        - (to_jsonb(l) ->> 'waitstart')::timestamptz)) * 1000,
+                                        - coalesce((to_jsonb(l) ->> 'waitstart')::timestamptz,
+                                                   a.query_start))) * 1000,
                             0)::float8 AS longest_wait_ms
               FROM pg_locks l
               JOIN pg_stat_activity a ON a.pid = l.pid
