@@ -8,29 +8,27 @@ use hdrhistogram::Histogram;
 use sqlx::FromRow;
 
 use crate::db::{Db, DbError};
+use crate::probes::error_rates::DATABASE_COUNTERS;
 
 /// The load on the server and on this database, other than cutover's own sessions, in one
 /// row. Connections count client sessions server-wide, as `max_connections` does. A blocked
 /// session is one waiting for a lock (row locks included: they wait on the holder's
 /// transaction id); one snapshot of pg_locks costs the lock manager less than
 /// pg_blocking_pids for every session, and unlike wait_event_type in pg_stat_activity it is
-/// visible to a role without pg_read_all_stats; the longest wait comes from pg_locks' waitstart
-/// (PostgreSQL 14+, read through to_jsonb), or the waiting query's start on older servers. Sessions that ended in
-/// an error (fatal, killed, abandoned by their client) come from pg_stat_database's session
-/// counters (PostgreSQL 14+, NULL before). Every number is cast to int8 or float8 so that it
-/// decodes the same on every server version.
-const METRICS: &str = "
+/// visible to a role without pg_read_all_stats; the longest wait comes from pg_locks'
+/// waitstart (PostgreSQL 14+, read through to_jsonb), or the waiting query's start on older
+/// servers. Rollbacks and sessions that ended in an error (fatal, killed, abandoned by their
+/// client) are counted as the `error_rates` probe counts them ([`DATABASE_COUNTERS`]). Every
+/// number is cast to int8 or float8 so that it decodes the same on every server version.
+static METRICS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "
     SELECT (SELECT count(*)
               FROM pg_stat_activity
              WHERE backend_type = 'client backend'
                AND application_name IS DISTINCT FROM 'cutover')::int8 AS connections_used,
            current_setting('max_connections')::int8 AS max_connections,
-           coalesce(d.xact_commit, 0)::int8 AS commits,
-           coalesce(d.xact_rollback, 0)::int8 AS rollbacks,
-           (to_jsonb(d) ->> 'sessions')::int8 AS sessions,
-           ((to_jsonb(d) ->> 'sessions_abandoned')::int8
-              + (to_jsonb(d) ->> 'sessions_fatal')::int8
-              + (to_jsonb(d) ->> 'sessions_killed')::int8) AS session_errors,
+           {DATABASE_COUNTERS},
            pg_database_size(current_database())::int8 AS database_bytes,
            w.blocked_sessions,
            w.longest_wait_ms
@@ -45,7 +43,9 @@ const METRICS: &str = "
               FROM pg_locks l
               JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE NOT l.granted
-               AND a.datname = current_database()) AS w";
+               AND a.datname = current_database()) AS w"
+    )
+});
 
 /// How far back the latency percentiles and the error rates look.
 const LATENCY_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -187,7 +187,8 @@ impl Sampler {
         let started = Instant::now();
         // The simple protocol: one round trip every time, where a prepared statement would
         // add one on each new connection and skew the latency it measures.
-        let row = sqlx::raw_sql(METRICS)
+        // Built from constants of this crate only.
+        let row = sqlx::raw_sql(sqlx::AssertSqlSafe(METRICS.as_str()))
             .fetch_one(&mut *transaction)
             .await
             .map_err(|e| db.error(e))?;

@@ -35,19 +35,19 @@ fn default_window() -> f64 {
 /// up to 10 s after).
 const STATISTICS_LAG: Duration = Duration::from_secs(11);
 
-/// This database's cumulative counters. The session counters exist from PostgreSQL 14 on;
-/// read through to_jsonb they are NULL before, instead of an error.
-const COUNTERS: &str = "
-    SELECT coalesce(d.xact_commit, 0)::int8,
-           coalesce(d.xact_rollback, 0)::int8,
-           (to_jsonb(d) ->> 'sessions')::int8,
+/// This database's cumulative transaction and session counters, as the select list of a query
+/// over `pg_stat_database d`: what a query error and a connection error are, for this probe and
+/// for the live panel alike. The session counters exist from PostgreSQL 14 on; read through
+/// to_jsonb they are NULL before, instead of an error.
+pub const DATABASE_COUNTERS: &str = "
+           coalesce(d.xact_commit, 0)::int8 AS commits,
+           coalesce(d.xact_rollback, 0)::int8 AS rollbacks,
+           (to_jsonb(d) ->> 'sessions')::int8 AS sessions,
            ((to_jsonb(d) ->> 'sessions_abandoned')::int8
               + (to_jsonb(d) ->> 'sessions_fatal')::int8
-              + (to_jsonb(d) ->> 'sessions_killed')::int8)
-      FROM pg_stat_database d
-     WHERE d.datname = current_database()";
+              + (to_jsonb(d) ->> 'sessions_killed')::int8) AS session_errors";
 
-/// One reading of [`COUNTERS`].
+/// One reading of [`DATABASE_COUNTERS`].
 #[derive(Debug, Clone, Copy, Default, sqlx::FromRow)]
 struct Counters {
     commits: i64,
@@ -59,8 +59,13 @@ struct Counters {
 async fn read(db: &Db) -> Result<Counters, super::ProbeError> {
     // A transaction of its own each time: statistics are a snapshot per transaction.
     let mut tx = db.read_only().await?;
+    let query = format!(
+        "SELECT {DATABASE_COUNTERS} FROM pg_stat_database d WHERE d.datname = current_database()"
+    );
     let row: Option<(i64, i64, Option<i64>, Option<i64>)> =
-        sqlx::query_as(COUNTERS).fetch_optional(&mut *tx).await?;
+        sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .fetch_optional(&mut *tx)
+            .await?;
     Ok(row
         .map(|(commits, rollbacks, sessions, session_errors)| Counters {
             commits,
