@@ -269,12 +269,7 @@ impl StatusReport {
                 self.folder
             )]);
         }
-        let lines = self
-            .migrations
-            .iter()
-            .filter(|m| m.state.is_problem())
-            .chain(self.migrations.iter().filter(|m| !m.state.is_problem()))
-            .map(|m| m.state.describe(&m.name));
+        let lines = self.lines();
         let applied = self.count("applied");
         if self.up_to_date() {
             return Outcome::pass(format!(
@@ -302,9 +297,7 @@ impl StatusReport {
         ))
         .with_details(lines)
     }
-}
 
-impl StatusReport {
     /// The report as a pre-deploy outcome: pending and rolled-back migrations are what the
     /// deploy is about to apply, so they pass (listed, with how many); a failed, modified or
     /// missing-locally migration, or no history table, fails as in [`StatusReport::outcome`].
@@ -321,12 +314,21 @@ impl StatusReport {
             return self.outcome();
         }
         let to_apply = self.count("pending") + self.count("rolled back");
-        let outcome = self.outcome();
         Outcome::pass(format!(
             "{to_apply} migration(s) to deploy ({} applied), none failed or modified",
             self.count("applied")
         ))
-        .with_details(outcome.details)
+        .with_details(self.lines())
+    }
+
+    /// One line per migration, problems first.
+    fn lines(&self) -> Vec<String> {
+        self.migrations
+            .iter()
+            .filter(|m| m.state.is_problem())
+            .chain(self.migrations.iter().filter(|m| !m.state.is_problem()))
+            .map(|m| m.state.describe(&m.name))
+            .collect()
     }
 }
 

@@ -352,7 +352,6 @@ impl Checker<'_> {
         }
     }
 
-    /// The field's value, or a located "needs `name`" problem.
     /// The expectation as the engine holds it: a bound naming a threshold becomes its number.
     fn expectation(&mut self, raw: &toml::Spanned<RawExpectation>) -> Expectation {
         match raw.get_ref().clone() {
@@ -388,6 +387,7 @@ impl Checker<'_> {
         0.0
     }
 
+    /// The field's value, or a located "needs `name`" problem.
     fn require<'r, T>(&mut self, raw: &RawStep, field: &'r Option<T>, name: &str) -> Option<&'r T> {
         if field.is_none() {
             self.report(

@@ -77,11 +77,7 @@ fn render_metrics(app: &App, frame: &mut Frame, area: Rect) {
 /// The figures of a sample, one line each, coloured by the runbook's thresholds.
 fn figures(app: &App, sample: &MetricsSample) -> Vec<Line<'static>> {
     let thresholds = &app.runbook.thresholds;
-    let used_pct = if sample.max_connections > 0 {
-        100.0 * sample.connections_used as f64 / sample.max_connections as f64
-    } else {
-        0.0
-    };
+    let used_pct = sample.connections_pct();
     let connection_color = if used_pct >= thresholds.connections_crit_pct {
         Color::Red
     } else if used_pct >= thresholds.connections_warn_pct {
@@ -117,14 +113,12 @@ fn figures(app: &App, sample: &MetricsSample) -> Vec<Line<'static>> {
         sample.connection_error_pct.unwrap_or(0.0),
         thresholds.connection_error_pct,
     );
-    let storage = match sample.storage_pct() {
+    let storage_pct = sample.storage_pct();
+    let storage = match storage_pct {
         Some(pct) => format!(" ({pct:.0}% of limit)"),
         None => String::new(),
     };
-    let storage_color = over(
-        sample.storage_pct().unwrap_or(0.0),
-        thresholds.storage_warn_pct,
-    );
+    let storage_color = over(storage_pct.unwrap_or(0.0), thresholds.storage_warn_pct);
     let wait_color = over(sample.longest_wait_ms, thresholds.connection_wait_ms);
     vec![
         Line::from(vec![
