@@ -67,10 +67,14 @@ fn error_rates_pass_on_quiet_traffic_and_fail_on_rollbacks_and_killed_sessions()
     drop(checks);
     assert_status(&quiet, Status::Pass);
 
+    // Hundreds of rollbacks per round: far more than the probe may take for cutover's own
+    // (every read-only transaction this process began from 11 s before the window, the
+    // checks above included).
     let rollbacks = {
         let url = url.clone();
+        let burst = "BEGIN; SELECT 1; ROLLBACK; ".repeat(200);
         keep_doing(move || {
-            psql(&url, "BEGIN; SELECT 1; ROLLBACK");
+            psql(&url, &burst);
         })
     };
     let failing = error_rates(&url);
@@ -84,8 +88,19 @@ fn error_rates_pass_on_quiet_traffic_and_fail_on_rollbacks_and_killed_sessions()
 
     let killed = {
         let url = url.clone();
+        let database = url.rsplit('/').next().unwrap().to_string();
         keep_doing(move || {
-            let _session = background_psql(&url, "SELECT pg_sleep(60)");
+            // A plain psql process, not a `Session`: dropping one of those ends every session
+            // of the database, the probe's own connection included.
+            let cluster = shared();
+            let mut sleeper = std::process::Command::new(cluster.bin_dir().join("psql"))
+                .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
+                .arg(cluster.port().to_string())
+                .args(["-d", &database, "-c", "SELECT pg_sleep(60)"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("psql starts");
             wait_until("the session sleeps", 30, || {
                 psql(
                     &url,
@@ -96,6 +111,8 @@ fn error_rates_pass_on_quiet_traffic_and_fail_on_rollbacks_and_killed_sessions()
                 &url,
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'",
             );
+            // Its server session was killed: psql exits by itself.
+            let _ = sleeper.wait();
         })
     };
     let failing = error_rates(&url);
