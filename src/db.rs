@@ -139,11 +139,13 @@ pub enum DbError {
     },
     /// TLS was required but the server does not offer it.
     #[error(
-        "{address} does not accept TLS, but the URL requires it (sslmode=require): enable ssl on the server, or use sslmode=prefer only if an unencrypted link is acceptable"
+        "{address} does not accept TLS, but the URL requires it (sslmode={sslmode}): enable ssl on the server, or use sslmode=prefer only if an unencrypted link is acceptable"
     )]
     TlsRefused {
         /// host:port
         address: String,
+        /// The URL's sslmode.
+        sslmode: &'static str,
     },
     /// TLS negotiation failed.
     #[error("TLS with {address} failed: {detail} (check sslmode and sslrootcert in the URL)")]
@@ -202,7 +204,10 @@ impl DbError {
             sqlx::Error::Tls(tls) => {
                 let detail = tls.to_string();
                 if detail.contains("does not support TLS") {
-                    DbError::TlsRefused { address }
+                    DbError::TlsRefused {
+                        address,
+                        sslmode: target.sslmode(),
+                    }
                 } else {
                     DbError::Tls { address, detail }
                 }
@@ -306,7 +311,20 @@ impl Db {
             let conn = target.connect_options().connect().await?;
             conn.close().await
         };
-        match tokio::time::timeout(target.connect_timeout(), attempt).await {
+        // A login takes milliseconds; while one hangs, ask whether the peer speaks PostgreSQL
+        // at all, so that a wrong port says so within a second instead of timing out.
+        let wrong_protocol = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            match not_postgres(target).await {
+                Some(err) => err,
+                None => std::future::pending().await,
+            }
+        };
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(target.connect_timeout(), attempt) => answer,
+            err = wrong_protocol => return Err(err),
+        };
+        match answer {
             Err(_) => Err(DbError::ConnectTimeout {
                 address: target.address(),
                 seconds: target.connect_timeout().as_secs(),
@@ -387,6 +405,53 @@ impl Db {
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// `Some` when the peer at the target answers, but not as PostgreSQL does. PostgreSQL answers
+/// an SSLRequest with one byte, `S` or `N`, at once; a line-based server (HTTP, SMTP, Redis)
+/// waits for a line, so after a short silence a blank line makes it talk. Silence throughout
+/// is not an answer (a stopped server is silent too): the login's own timeout tells that.
+async fn not_postgres(target: &Target) -> Option<DbError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let host = target.host();
+    if host.starts_with('/') {
+        return None;
+    }
+    let port = target.connect_options().get_port();
+    let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+    stream.write_all(&SSL_REQUEST).await.ok()?;
+    let mut first = [0u8; 64];
+    let read = match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut first)).await
+    {
+        Ok(read) => read.ok()?,
+        Err(_) => {
+            stream.write_all(b"\r\n\r\n").await.ok()?;
+            tokio::time::timeout(Duration::from_millis(600), stream.read(&mut first))
+                .await
+                .ok()?
+                .ok()?
+        }
+    };
+    let answer = &first[..read];
+    match answer.first() {
+        None | Some(b'S') | Some(b'N') => None,
+        Some(_) => {
+            let text: String = String::from_utf8_lossy(answer)
+                .chars()
+                .take_while(|c| *c != '\r' && *c != '\n')
+                .filter(|c| !c.is_control())
+                .collect();
+            Some(DbError::NotPostgres {
+                address: target.address(),
+                detail: if text.trim().is_empty() {
+                    "it did not answer the PostgreSQL handshake".to_string()
+                } else {
+                    format!("it answered `{}`", text.trim())
+                },
+            })
+        }
     }
 }
 

@@ -193,7 +193,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            eprintln!("error: {}", one_line(&describe(&err)));
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -214,7 +214,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             new,
             read_only,
         } => {
+            require_terminal()?;
             let runbook = load_runbook(global.runbook.as_deref())?;
+            check_variables(&runbook, &global)?;
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
             let target = Target::resolve(global.database_url.as_deref(), &cwd)?;
             let mode = if rehearsal {
@@ -251,6 +253,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Check(args) => {
             let runbook = load_runbook(global.runbook.as_deref())?;
+            check_variables(&runbook, &global)?;
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
             let target = Target::resolve(global.database_url.as_deref(), &cwd)?;
             let journal = open_journal().await?;
@@ -404,6 +407,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `--var` may name only the runbook's variables.
+fn check_variables(runbook: &runbook::Runbook, global: &Global) -> anyhow::Result<()> {
+    runbook
+        .check_variable_names(global.vars.iter().map(|(name, _)| name.as_str()))
+        .map_err(anyhow::Error::msg)
+}
+
 fn load_runbook(path: Option<&Path>) -> Result<Runbook, RunbookError> {
     match path {
         Some(path) => runbook::load_file(path, &Catalog),
@@ -413,6 +423,10 @@ fn load_runbook(path: Option<&Path>) -> Result<Runbook, RunbookError> {
 
 async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<ExitCode> {
     let runbook = load_runbook(global.runbook.as_deref())?;
+    check_variables(&runbook, &global)?;
+    if !print_url && !check {
+        require_terminal()?;
+    }
     eprintln!(
         "starting a throwaway PostgreSQL with the sample Sightline database (the previous \
          release, {} migrations pending)…",
@@ -580,6 +594,33 @@ async fn load_text(journal: &Journal, run_id: &str) -> anyhow::Result<String> {
 /// Colours when stdout is a terminal and `NO_COLOR` is not set.
 fn color_wanted() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The error and its causes on one line, each cause once: many errors already quote their
+/// source in their own message, and `{:#}` would print it a second time.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// The wizard draws on stdout: into a file or a pipe it would write escape codes.
+fn require_terminal() -> anyhow::Result<()> {
+    if std::io::stdout().is_terminal() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the wizard needs a terminal, and stdout is not one: run it in a terminal (tmux for long windows), or use `cutover check` headless"
+        )
+    }
 }
 
 fn one_line(text: &str) -> String {

@@ -142,8 +142,8 @@ impl Target {
         if !kept.is_empty() {
             for_libpq.query_pairs_mut().extend_pairs(kept);
         }
-        let options =
-            PgConnectOptions::from_str(for_libpq.as_str()).map_err(|e| invalid(e.to_string()))?;
+        let options = PgConnectOptions::from_str(for_libpq.as_str())
+            .map_err(|e| invalid(configuration_problem(&e.to_string())))?;
         let mut target = Target::from_options(options);
         target.child_url = raw.to_string();
         target.display = redact_url(raw);
@@ -215,6 +215,18 @@ impl Target {
         )
     }
 
+    /// The URL's `sslmode` as libpq spells it.
+    pub fn sslmode(&self) -> &'static str {
+        match self.options.get_ssl_mode() {
+            PgSslMode::Disable => "disable",
+            PgSslMode::Allow => "allow",
+            PgSslMode::Prefer => "prefer",
+            PgSslMode::Require => "require",
+            PgSslMode::VerifyCa => "verify-ca",
+            PgSslMode::VerifyFull => "verify-full",
+        }
+    }
+
     /// Connect timeout: Prisma's `connect_timeout`, else 10 s.
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout.unwrap_or(Duration::from_secs(10))
@@ -229,15 +241,7 @@ impl Target {
         env.insert("PGPORT".to_string(), self.options.get_port().to_string());
         env.insert("PGUSER".to_string(), self.user().to_string());
         env.insert("PGDATABASE".to_string(), self.database().to_string());
-        let sslmode = match self.options.get_ssl_mode() {
-            PgSslMode::Disable => "disable",
-            PgSslMode::Allow => "allow",
-            PgSslMode::Prefer => "prefer",
-            PgSslMode::Require => "require",
-            PgSslMode::VerifyCa => "verify-ca",
-            PgSslMode::VerifyFull => "verify-full",
-        };
-        env.insert("PGSSLMODE".to_string(), sslmode.to_string());
+        env.insert("PGSSLMODE".to_string(), self.sslmode().to_string());
         if let Some(password) = self.password() {
             env.insert("PGPASSWORD".to_string(), password);
         }
@@ -251,6 +255,23 @@ impl Target {
             .and_then(|u| u.password().map(percent_decode))
             .or_else(|| std::env::var("PGPASSWORD").ok())
             .filter(|p| !p.is_empty())
+    }
+}
+
+/// sqlx's reason for refusing URL options, once (it nests "error with configuration"), and
+/// for `sslmode` the values it takes.
+fn configuration_problem(reason: &str) -> String {
+    let mut reason = reason;
+    while let Some(rest) = reason.strip_prefix("error with configuration: ") {
+        reason = rest;
+    }
+    if reason.contains("ssl_mode") {
+        format!(
+            "{}: sslmode takes disable, allow, prefer, require, verify-ca or verify-full",
+            reason.replace("`ssl_mode`", "sslmode")
+        )
+    } else {
+        reason.to_string()
     }
 }
 

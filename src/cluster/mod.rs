@@ -282,6 +282,12 @@ impl Cluster {
         self.port
     }
 
+    /// The server's process id (the postmaster), while it runs: fault tests freeze it.
+    pub fn server_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     /// The superuser's password, when the cluster has one.
     pub fn password(&self) -> Option<&str> {
         self.password.as_deref()

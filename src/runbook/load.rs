@@ -227,6 +227,14 @@ impl Checker<'_> {
             });
         }
 
+        if seen_steps.is_empty() && self.diagnostics.is_empty() {
+            self.report(
+                0..0,
+                "the runbook has no steps",
+                "add a [[sections]] with at least one [[sections.steps]] (see `cutover runbook export`)",
+            );
+        }
+
         Runbook {
             name: raw.name,
             description: raw.description,

@@ -322,6 +322,54 @@ impl Runbook {
         looks_secret || self.variables.get(name).is_some_and(|v| v.secret)
     }
 
+    /// Refuses a `--var` the runbook does not declare: a typo would otherwise be ignored
+    /// and the step would run with the default. The error names the close matches.
+    pub fn check_variable_names<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Result<(), String> {
+        for name in names {
+            if self.variables.contains_key(name) {
+                continue;
+            }
+            let mut close: Vec<(f64, &str)> = self
+                .variables
+                .keys()
+                .map(|known| (strsim::jaro_winkler(name, known), known.as_str()))
+                .filter(|(score, _)| *score > 0.85)
+                .collect();
+            close.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let hint = match close.as_slice() {
+                [] => format!(
+                    "it declares {}",
+                    if self.variables.is_empty() {
+                        "no variables".to_string()
+                    } else {
+                        self.variables
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+                matches => format!(
+                    "did you mean {}?",
+                    matches
+                        .iter()
+                        .take(3)
+                        .map(|(_, known)| format!("`{known}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            };
+            return Err(format!(
+                "--var {name}: the runbook `{}` has no variable `{name}`: {hint}",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
     /// Every step in order, across sections.
     pub fn steps(&self) -> impl Iterator<Item = &Step> {
         self.sections

@@ -1,0 +1,152 @@
+//! Faults injected on purpose into the real binary: bad input that must not be silently
+//! accepted, messages that must not mislead, a frozen server, signals, secrets in step output.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+fn home() -> std::path::PathBuf {
+    std::env::temp_dir().join("cutover-test-home")
+}
+
+fn cutover(args: &[&str]) -> Command {
+    cutover_in(&home(), args)
+}
+
+fn run(args: &[&str]) -> Output {
+    cutover(args).output().expect("run cutover")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_one_line_error(output: &Output, code: i32, needle: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+}
+
+fn write_runbook(dir: &Path, text: &str) -> String {
+    let path = dir.join("runbook.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_var_the_runbook_does_not_declare_is_an_error_naming_the_close_match() {
+    let output = run(&[
+        "check",
+        "--var",
+        "app_dri=/srv/app",
+        "--database-url",
+        "postgres://x@127.0.0.1:1/x",
+    ]);
+    assert_one_line_error(&output, 2, "no variable `app_dri`");
+    assert!(stderr(&output).contains("did you mean `app_dir`"));
+}
+
+#[test]
+fn a_runbook_without_steps_is_invalid_and_check_on_it_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_runbook(
+        dir.path(),
+        "name = \"empty\"\n[[sections]]\nid = \"s\"\ntitle = \"S\"\n",
+    );
+    let output = run(&["runbook", "validate", &path]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("the runbook has no steps"));
+    let output = run(&[
+        "check",
+        "--runbook",
+        &path,
+        "--database-url",
+        "postgres://x@127.0.0.1:1/x",
+    ]);
+    assert_one_line_error(&output, 2, "the runbook has no steps");
+}
+
+#[test]
+fn verify_full_against_a_server_without_tls_names_verify_full() {
+    let url = format!("{}?sslmode=verify-full", fresh_database());
+    let output = run(&["check", "--database-url", &url]);
+    assert_one_line_error(&output, 2, "(sslmode=verify-full)");
+}
+
+#[test]
+fn a_bogus_sslmode_is_named_once_with_the_values_it_takes() {
+    let output = run(&[
+        "check",
+        "--database-url",
+        "postgres://x@127.0.0.1:1/x?sslmode=bogus",
+    ]);
+    assert_one_line_error(&output, 2, "sslmode takes disable, allow, prefer");
+    assert_eq!(
+        stderr(&output).matches("error with configuration").count(),
+        0
+    );
+}
+
+#[test]
+fn an_os_error_is_printed_once() {
+    let output = run(&["check", "--runbook", "/nonexistent/runbook.toml"]);
+    assert_one_line_error(&output, 2, "cannot read runbook /nonexistent/runbook.toml");
+    assert_eq!(stderr(&output).matches("os error 2").count(), 1);
+}
+
+#[test]
+fn a_silent_line_based_server_is_named_as_not_postgres_before_the_login_times_out() {
+    // Like an HTTP server: nothing until it has read a whole line, then an answer.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut socket) = stream else { return };
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 512];
+                while let Ok(n) = socket.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    if seen.contains(&b'\n') {
+                        let _ = socket.write_all(b"HTTP/1.0 400 Bad request\r\n\r\n");
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    // With a 30 s login timeout, only the protocol probe can say this.
+    let url = format!("postgresql://app@127.0.0.1:{port}/db?connect_timeout=30");
+    let output = run(&["check", "--database-url", &url]);
+    assert_one_line_error(&output, 2, "not as a PostgreSQL server");
+    assert!(
+        stderr(&output).contains("HTTP/1.0 400"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn the_wizard_refuses_a_stdout_that_is_not_a_terminal() {
+    let output = cutover(&["run", "--database-url", "postgres://x@127.0.0.1:1/x"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_one_line_error(&output, 2, "the wizard needs a terminal");
+    assert!(output.stdout.is_empty(), "nothing drawn into the pipe");
+}
