@@ -173,7 +173,19 @@ pub async fn run_check(
     target: &Target,
     options: &CheckOptions,
 ) -> Result<CheckReport, CheckError> {
-    let ids = select_steps(&runbook, &options.only)?;
+    let selected = select_steps(&runbook, &options.only)?;
+    let measured = match &options.journal {
+        Some(journal) => journal.measurements(&target.to_string()).await?,
+        None => Default::default(),
+    };
+    // `--only` runs the named steps after what they need of their own section; what they need
+    // of another (a baseline) must already be met, or holds them back.
+    let ids = engine::plan::with_dependencies(
+        &runbook,
+        &selected,
+        &engine::plan::passed(measured.keys()),
+        engine::plan::Reach::SameSection,
+    );
     tracing::info!(runbook = %runbook.name, %target, steps = ids.len(), "check started");
     let started_at = Utc::now();
     let clock = Instant::now();
@@ -196,10 +208,7 @@ pub async fn run_check(
             .workdir
             .clone()
             .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))),
-        measured: match &options.journal {
-            Some(journal) => journal.measurements(&target.to_string()).await?,
-            None => Default::default(),
-        },
+        measured,
         ..EngineConfig::default()
     };
     let run_id = match &options.journal {

@@ -214,7 +214,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             new,
             read_only,
         } => {
-            require_terminal()?;
             let runbook = load_runbook(global.runbook.as_deref())?;
             check_variables(&runbook, &global)?;
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
@@ -248,6 +247,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 resume,
                 watch,
             };
+            require_terminal()?;
             tui::run(Arc::new(runbook), &target, options).await?;
             Ok(ExitCode::SUCCESS)
         }

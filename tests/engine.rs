@@ -251,6 +251,87 @@ async fn a_step_whose_dependency_failed_is_skipped_with_the_reason() {
     );
 }
 
+/// Sends one batch and gathers its events up to `BatchFinished`.
+async fn batch(
+    handle: &mut engine::EngineHandle,
+    ids: &[&str],
+    confirmed: Option<&str>,
+) -> Vec<Event> {
+    handle
+        .commands
+        .send(Command::RunSteps {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            confirmed_database: confirmed.map(str::to_string),
+        })
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), handle.events.recv())
+        .await
+        .expect("the engine answers")
+    {
+        let done = matches!(event, Event::BatchFinished);
+        events.push(event);
+        if done {
+            break;
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_destructive_step_never_runs_past_a_dependency_of_another_batch() {
+    // The wizard runs one step at a time: each is its own batch. The dependency rule must
+    // hold across batches, on what the run knows, not only within one.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let text = format!(
+        "{SHELL_HEAD}{}{}{}",
+        shell_step("gate", "exit 1", ""),
+        "[[sections.steps]]\nid = \"decided\"\ntitle = \"decided\"\nkind = \"manual\"\n",
+        shell_step(
+            "change",
+            &format!("touch {}", marker.display()),
+            "destructive = true\ndepends_on = [\"gate\", \"decided\"]"
+        ),
+    );
+    let url = fresh_database();
+    let target = Target::from_url(&url).unwrap();
+    let database = target.database().to_string();
+    let db = Db::connect_lazy(&target, DbSettings::default());
+    let mut handle = engine::spawn(runbook_from(&text), db, shell_config(dir.path()));
+
+    // Nothing has run: held back, and an error (it could not be run), not a silent skip.
+    let events = batch(&mut handle, &["s.change"], Some(&database)).await;
+    let change = outcome_of(&events, "s.change");
+    assert_eq!(change.status, Status::Error);
+    assert_eq!(
+        change.message,
+        "not run: it depends on s.gate, which has not run"
+    );
+
+    // The gate fails in its own batch; the person ticks the manual step.
+    let events = batch(&mut handle, &["s.gate"], None).await;
+    assert_eq!(outcome_of(&events, "s.gate").status, Status::Fail);
+    handle
+        .commands
+        .send(Command::NoteStatus {
+            id: "s.decided".into(),
+            status: Status::Pass,
+        })
+        .await
+        .unwrap();
+    let events = batch(&mut handle, &["s.change"], Some(&database)).await;
+    let change = outcome_of(&events, "s.change");
+    assert_eq!(change.status, Status::Skip);
+    assert_eq!(
+        change.message,
+        "not run: it depends on s.gate, which ended fail"
+    );
+    assert!(!marker.exists(), "the destructive command never ran");
+    handle.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_optional_step_that_fails_is_a_warning() {
     let dir = tempfile::tempdir().unwrap();

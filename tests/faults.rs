@@ -150,3 +150,35 @@ fn the_wizard_refuses_a_stdout_that_is_not_a_terminal() {
     assert_one_line_error(&output, 2, "the wizard needs a terminal");
     assert!(output.stdout.is_empty(), "nothing drawn into the pipe");
 }
+
+#[test]
+fn check_only_a_rollback_action_does_not_run_it_without_the_persons_decision() {
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("stopped");
+    let output = run(&[
+        "check",
+        "--format",
+        "json",
+        "--only",
+        "rollback.stop_app",
+        "--allow-shell",
+        "--confirm",
+        &database,
+        "--var",
+        &format!("stop_app_command=touch {}", marker.display()),
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let step = &report["steps"][0];
+    assert_eq!(step["id"], "rollback.stop_app");
+    assert_eq!(step["status"], "error");
+    assert_eq!(
+        step["message"],
+        "not run: it depends on rollback.decided, which has not run"
+    );
+    assert!(!marker.exists(), "the app was not stopped");
+}

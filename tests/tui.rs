@@ -11,7 +11,7 @@ use ratatui::backend::TestBackend;
 
 use cutover::engine::{Event, OutputStream};
 use cutover::journal::{Entry, Recorded};
-use cutover::outcome::Outcome;
+use cutover::outcome::{Outcome, Status};
 use cutover::probes::Catalog;
 use cutover::runbook;
 use cutover::tui::app::{
@@ -49,6 +49,29 @@ fn press(app: &mut App, codes: &[KeyCode]) -> Vec<Command> {
 fn type_text(app: &mut App, text: &str) -> Vec<Command> {
     let codes: Vec<KeyCode> = text.chars().map(KeyCode::Char).collect();
     press(app, &codes)
+}
+
+/// The engine reports that each of `ids` passed.
+fn passed(app: &mut App, ids: &[&str]) {
+    for id in ids {
+        update(
+            app,
+            Message::Engine(Event::StepFinished {
+                id: id.to_string(),
+                outcome: Outcome::pass("ok"),
+                duration: Duration::from_millis(1),
+            }),
+        );
+    }
+}
+
+/// Everything `id` depends on, transitively, has passed (ticked, signed or run).
+fn dependencies_passed(app: &mut App, id: &str) {
+    let depends_on = app.runbook.step(id).unwrap().depends_on.clone();
+    for dependency in depends_on {
+        dependencies_passed(app, &dependency);
+        passed(app, &[dependency.as_str()]);
+    }
 }
 
 /// Opens the section with this id and selects the step with this full id.
@@ -107,17 +130,17 @@ fn enter_opens_a_section_and_keys_move_between_steps_and_sections() {
 #[test]
 fn running_an_automated_step_asks_the_engine_and_marks_it_running() {
     let mut app = app();
-    select(&mut app, "environment.tls");
+    select(&mut app, "environment.connection");
     let commands = press(&mut app, &[KeyCode::Enter]);
     assert_eq!(
         commands,
         [Command::RunSteps {
-            ids: vec!["environment.tls".into()],
+            ids: vec!["environment.connection".into()],
             confirmed_database: None
         }]
     );
     assert!(matches!(
-        app.state("environment.tls").unwrap().status,
+        app.state("environment.connection").unwrap().status,
         StepStatus::Running { .. }
     ));
     assert!(press(&mut app, &[KeyCode::Enter]).is_empty(), "not twice");
@@ -126,6 +149,7 @@ fn running_an_automated_step_asks_the_engine_and_marks_it_running() {
 #[test]
 fn run_all_holds_back_steps_that_need_a_person() {
     let mut app = app();
+    dependencies_passed(&mut app, "apply.no_failed");
     select(&mut app, "apply.window_open");
     let commands = press(&mut app, &[KeyCode::Char('a')]);
     let [Command::RunSteps { ids, .. }] = commands.as_slice() else {
@@ -137,12 +161,19 @@ fn run_all_holds_back_steps_that_need_a_person() {
         "destructive: asks first"
     );
     assert!(!ids.contains(&"apply.window_open".to_string()), "manual");
-    assert!(app.notice.as_deref().unwrap().contains("need you first"));
+    assert!(
+        !ids.contains(&"apply.post_status".to_string()),
+        "after the deploy, which has not run"
+    );
+    let notice = app.notice.as_deref().unwrap();
+    assert!(notice.contains("need you first"), "{notice}");
+    assert!(notice.contains("held back"), "{notice}");
 }
 
 #[test]
 fn a_destructive_step_runs_only_after_the_database_name_is_typed() {
     let mut app = app();
+    dependencies_passed(&mut app, "apply.deploy");
     select(&mut app, "apply.deploy");
     assert!(press(&mut app, &[KeyCode::Enter]).is_empty());
     assert!(matches!(
@@ -176,6 +207,7 @@ fn a_destructive_step_runs_only_after_the_database_name_is_typed() {
 #[test]
 fn escape_backs_out_of_a_destructive_confirmation_without_running() {
     let mut app = app();
+    dependencies_passed(&mut app, "apply.deploy");
     select(&mut app, "apply.deploy");
     press(&mut app, &[KeyCode::Enter]);
     type_text(&mut app, "sightline");
@@ -434,6 +466,7 @@ fn snapshot_help_80x24() {
 #[test]
 fn snapshot_destructive_confirmation_80x24() {
     let mut app = app();
+    dependencies_passed(&mut app, "apply.deploy");
     select(&mut app, "apply.deploy");
     press(&mut app, &[KeyCode::Enter]);
     type_text(&mut app, "sightlin");
@@ -572,17 +605,23 @@ fn ticks_skips_and_sign_offs_are_sent_to_the_journal() {
     type_text(&mut app, "ok");
     assert_eq!(
         press(&mut app, &[KeyCode::Enter]),
-        [Command::Record {
-            step: Some("environment.database_url".into()),
-            entry: Entry::Ticked { note: "ok".into() }
-        }]
+        [
+            Command::Record {
+                step: Some("environment.database_url".into()),
+                entry: Entry::Ticked { note: "ok".into() }
+            },
+            Command::NoteStatus {
+                id: "environment.database_url".into(),
+                status: Status::Pass
+            }
+        ]
     );
     select(&mut app, "golive.signoff_engineering_lead");
     press(&mut app, &[KeyCode::Enter]);
     type_text(&mut app, "Ada");
     let commands = press(&mut app, &[KeyCode::Enter]);
     assert!(
-        matches!(&commands[..], [Command::Record { entry: Entry::Signed { name, role }, .. }] if name == "Ada" && !role.is_empty()),
+        matches!(&commands[..], [Command::Record { entry: Entry::Signed { name, role }, .. }, Command::NoteStatus { .. }] if name == "Ada" && !role.is_empty()),
         "{commands:?}"
     );
 }
@@ -670,4 +709,80 @@ fn a_secret_looking_variable_is_masked_on_screen_and_in_the_journal() {
         }),
         "{commands:?}"
     );
+}
+
+#[test]
+fn a_destructive_step_past_a_failed_dependency_cannot_be_confirmed() {
+    let mut app = app();
+    dependencies_passed(&mut app, "apply.deploy");
+    update(
+        &mut app,
+        Message::Engine(Event::StepFinished {
+            id: "apply.no_failed".into(),
+            outcome: Outcome::error("relation \"_prisma_migrations\" does not exist"),
+            duration: Duration::from_millis(1),
+        }),
+    );
+    select(&mut app, "apply.deploy");
+    assert!(press(&mut app, &[KeyCode::Enter]).is_empty());
+    let Some(Overlay::RunDependencies { blockers, ids, .. }) = &app.overlay else {
+        panic!(
+            "no confirmation: the dependency is offered first: {:?}",
+            app.overlay
+        )
+    };
+    assert_eq!(blockers.len(), 1);
+    assert_eq!(
+        blockers[0].to_string(),
+        "apply.no_failed, which ended error"
+    );
+    assert_eq!(ids, &["apply.no_failed", "apply.deploy"]);
+    // Accepting runs the dependency first, under the same typed confirmation; the engine
+    // starts the deploy only if it passes.
+    assert!(press(&mut app, &[KeyCode::Enter]).is_empty());
+    type_text(&mut app, "sightline");
+    assert_eq!(
+        press(&mut app, &[KeyCode::Enter]),
+        [Command::RunSteps {
+            ids: vec!["apply.no_failed".into(), "apply.deploy".into()],
+            confirmed_database: Some("sightline".into())
+        }]
+    );
+}
+
+#[test]
+fn a_step_waiting_for_a_persons_tick_is_held_back_with_the_reason() {
+    let mut app = app();
+    select(&mut app, "rollback.stop_app");
+    assert!(press(&mut app, &[KeyCode::Enter]).is_empty());
+    assert!(app.overlay.is_none(), "nothing to confirm");
+    let notice = app.notice.clone().unwrap();
+    assert!(
+        notice.contains(
+            "rollback.stop_app is held back: it depends on rollback.decided, which has not run"
+        ),
+        "{notice}"
+    );
+    // Ticked, the step asks for its confirmation.
+    select(&mut app, "rollback.decided");
+    press(&mut app, &[KeyCode::Enter]);
+    type_text(&mut app, "restore");
+    press(&mut app, &[KeyCode::Enter]);
+    select(&mut app, "rollback.stop_app");
+    press(&mut app, &[KeyCode::Enter]);
+    assert!(matches!(
+        app.overlay,
+        Some(Overlay::Input {
+            purpose: InputPurpose::ConfirmDestructive { .. },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn snapshot_run_dependencies_first_80x24() {
+    let mut app = app();
+    select(&mut app, "environment.tls");
+    press(&mut app, &[KeyCode::Enter]);
+    insta::assert_snapshot!(draw(&app, 80, 24));
 }

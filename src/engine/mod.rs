@@ -3,6 +3,7 @@
 //! concurrently, and sends back `Event`s. It knows nothing of the screen.
 
 mod http;
+pub mod plan;
 mod shell;
 mod sql;
 
@@ -38,6 +39,14 @@ pub enum Command {
         name: String,
         /// Its value.
         value: String,
+    },
+    /// What a step ended with outside the engine: a person's tick, signature or skip in the
+    /// wizard, or a journaled result of a resumed run. Dependencies are decided on it.
+    NoteStatus {
+        /// Full step id.
+        id: String,
+        /// What it ended with (a tick or a signature is a pass).
+        status: Status,
     },
     /// Cancel a running step (kills a shell step's process group).
     CancelStep {
@@ -178,6 +187,8 @@ struct Context {
     suspect: AtomicBool,
     /// The config's measurements, then those of this run's steps.
     measured: RwLock<HashMap<String, probes::Measured>>,
+    /// What each step of this run ended with: the decision of what may run rests on it.
+    known: RwLock<plan::Known>,
 }
 
 /// Starts the engine on `db` for `runbook`.
@@ -191,6 +202,7 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
         permits: Semaphore::new(config.concurrency.max(1)),
         variables: RwLock::new(config.variables.clone()),
         measured: RwLock::new(config.measured.clone()),
+        known: RwLock::new(plan::passed(config.measured.keys())),
         config,
         events: event_tx,
         running: Mutex::new(HashMap::new()),
@@ -211,6 +223,9 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
                 Command::SetVariable { name, value } => {
                     tracing::info!(variable = %name, "variable set");
                     write(&context.variables).insert(name, value);
+                }
+                Command::NoteStatus { id, status } => {
+                    write(&context.known).insert(id, status);
                 }
                 Command::CancelStep { id } => {
                     tracing::info!(step = %id, "cancel requested");
@@ -261,19 +276,16 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>, confirmed: Option<St
     let mut tasks = JoinSet::new();
     for step in steps {
         let (done_tx, done_rx) = watch::channel(None);
-        let destructive = is_destructive(&step);
-        let mut dependencies: Vec<Dependency> = finished
+        let destructive = plan::is_destructive(&step);
+        // What it waits for: its dependencies in this batch, and the order around
+        // destructive steps. Whether it may then start is decided on what the run knows.
+        let mut waits_for: Vec<watch::Receiver<Option<Status>>> = finished
             .iter()
-            .filter_map(|(id, rx)| {
-                if step.depends_on.contains(id) {
-                    Some(Dependency::Passed(id.clone(), rx.clone()))
-                } else {
-                    destructive.then(|| Dependency::Before(id.clone(), rx.clone()))
-                }
-            })
+            .filter(|(id, _)| destructive || step.depends_on.contains(id))
+            .map(|(_, rx)| rx.clone())
             .collect();
-        if let Some((id, rx)) = &barrier {
-            dependencies.push(Dependency::Before(id.clone(), rx.clone()));
+        if let Some((_, rx)) = &barrier {
+            waits_for.push(rx.clone());
         }
         if destructive {
             barrier = Some((step.id.clone(), done_rx.clone()));
@@ -282,7 +294,7 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>, confirmed: Option<St
         let context = context.clone();
         let confirmed = confirmed.clone();
         tasks.spawn(async move {
-            let status = run_one(&context, &step, dependencies, confirmed.as_deref()).await;
+            let status = run_one(&context, &step, waits_for, confirmed.as_deref()).await;
             let _ = done_tx.send(Some(status));
         });
     }
@@ -290,38 +302,18 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>, confirmed: Option<St
     let _ = context.events.send(Event::BatchFinished).await;
 }
 
-fn is_destructive(step: &Step) -> bool {
-    matches!(&step.action, Action::Shell(shell) if shell.destructive)
-}
-
-/// What a step waits for before it starts.
-enum Dependency {
-    /// `depends_on`: must end pass or warn, else the step is skipped.
-    Passed(String, watch::Receiver<Option<Status>>),
-    /// Ordering only (around destructive steps): must have ended, however.
-    Before(String, watch::Receiver<Option<Status>>),
-}
-
 async fn run_one(
     context: &Context,
     step: &Step,
-    dependencies: Vec<Dependency>,
+    waits_for: Vec<watch::Receiver<Option<Status>>>,
     confirmed: Option<&str>,
 ) -> Status {
-    let mut blocked_by = None;
-    for dependency in dependencies {
-        let (dep, mut rx, must_pass) = match dependency {
-            Dependency::Passed(id, rx) => (id, rx, true),
-            Dependency::Before(id, rx) => (id, rx, false),
-        };
-        let status = match rx.wait_for(Option::is_some).await {
-            Ok(status) => status.unwrap_or(Status::Error),
-            Err(_) => Status::Error,
-        };
-        if must_pass && blocked_by.is_none() && !matches!(status, Status::Pass | Status::Warn) {
-            blocked_by = Some((dep, status));
-        }
+    for mut rx in waits_for {
+        let _ = rx.wait_for(Option::is_some).await;
     }
+    let blocked_by = plan::blockers(step, &read(&context.known))
+        .into_iter()
+        .next();
     let Ok(_permit) = context.permits.acquire().await else {
         return Status::Error;
     };
@@ -335,10 +327,12 @@ async fn run_one(
         .await;
     let started = Instant::now();
     let outcome = match blocked_by {
-        Some((dep, status)) => Outcome::skip(format!(
-            "not run: it depends on {dep}, which ended {}",
-            status.as_str()
-        )),
+        // Held back by a dependency that ended otherwise: that one carries the failure. By
+        // one that never ran (not selected, or not ticked): this step could not be run.
+        Some(blocker) if blocker.ended.is_some() => {
+            Outcome::skip(format!("not run: it depends on {blocker}"))
+        }
+        Some(blocker) => Outcome::error(format!("not run: it depends on {blocker}")),
         None => execute(context, step, &token, confirmed).await,
     };
     let outcome = apply_severity(step.severity, outcome);
@@ -364,6 +358,7 @@ async fn run_one(
         );
     }
     let status = outcome.status;
+    write(&context.known).insert(step.id.clone(), status);
     let _ = context
         .events
         .send(Event::StepFinished {

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use ratatui_textarea::TextArea;
 
 use crate::engine::OutputStream;
+use crate::engine::plan::{Blocker, Known};
 use crate::monitor::{Alert, IndexStatus, MetricsSample};
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Status};
 use crate::runbook::{Kind, Runbook, Step};
 
 /// Metrics samples kept for the sparklines (5 minutes at the default 2 s).
@@ -73,6 +74,18 @@ pub enum StepStatus {
         /// When (local clock, RFC 3339).
         at: String,
     },
+}
+
+impl StepStatus {
+    /// What it ended with, for the dependency rule (a tick or a signature is a pass).
+    pub fn ended(&self) -> Option<Status> {
+        match self {
+            StepStatus::Finished(outcome) => Some(outcome.status),
+            StepStatus::Ticked { .. } | StepStatus::Signed { .. } => Some(Status::Pass),
+            StepStatus::Skipped { .. } => Some(Status::Skip),
+            StepStatus::Pending | StepStatus::Running { .. } | StepStatus::Interrupted => None,
+        }
+    }
 }
 
 /// One step's state in this run.
@@ -173,6 +186,9 @@ pub enum InputPurpose {
     ConfirmDestructive {
         /// Step id.
         step: String,
+        /// What runs on this confirmation: the step, after the dependencies the person
+        /// chose to run first.
+        ids: Vec<String>,
     },
 }
 
@@ -183,6 +199,15 @@ pub enum Overlay {
     Help,
     /// Leave while something runs?
     ConfirmQuit,
+    /// A step is held back by dependencies a machine can run: run them first?
+    RunDependencies {
+        /// The step asked for.
+        step: String,
+        /// What holds it back.
+        blockers: Vec<Blocker>,
+        /// What would run: the dependencies, then the step, in runbook order.
+        ids: Vec<String>,
+    },
     /// A line of text to type.
     Input {
         /// What it is for.
@@ -334,6 +359,16 @@ impl App {
     /// Whether `step` can be run by the engine (as opposed to ticked or signed by a person).
     pub fn is_automated(step: &Step) -> bool {
         step.kind().is_automated()
+    }
+
+    /// What each step of this run ended with, as the engine's dependency rule reads it: a
+    /// tick or a signature is a pass, a skip by hand a skip; running, interrupted and pending
+    /// steps have no status.
+    pub fn known(&self) -> Known {
+        self.steps
+            .iter()
+            .filter_map(|(id, state)| state.status.ended().map(|status| (id.clone(), status)))
+            .collect()
     }
 
     /// The first variable `step` needs that has no value yet.

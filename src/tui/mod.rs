@@ -150,6 +150,13 @@ where
             let run = journal.run(id).await?;
             if options.watch.is_none() {
                 app.restore(&journal.events(&run.id).await?);
+                // The engine decides dependencies on what the run already knows.
+                for (id, status) in app.known() {
+                    let _ = engine
+                        .commands
+                        .send(engine::Command::NoteStatus { id, status })
+                        .await;
+                }
             }
             let recorded = journal.runbook_text(&run.id).await?;
             app.notice = Some(match runbook_changes(&recorded, &runbook) {
@@ -302,6 +309,7 @@ where
                     ids,
                     confirmed_database,
                 },
+                Command::NoteStatus { id, status } => engine::Command::NoteStatus { id, status },
                 Command::CancelStep { id } => engine::Command::CancelStep { id },
                 Command::SetVariable { name, value } => {
                     engine::Command::SetVariable { name, value }

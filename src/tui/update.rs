@@ -10,8 +10,10 @@ use super::app::{
 };
 use super::keymap::{self, Action};
 use crate::engine::Event;
+use crate::engine::plan::{self, is_destructive};
 use crate::journal::Entry;
 use crate::monitor::{self, MonitorEvent};
+use crate::outcome::Status;
 use crate::runbook::{Action as StepAction, Kind, Step};
 
 /// Output lines a page key moves.
@@ -44,6 +46,14 @@ pub enum Command {
         /// The database name typed to confirm a destructive step.
         confirmed_database: Option<String>,
     },
+    /// Tell the engine what a step ended with outside it (a tick, a skip, a signature), for
+    /// the dependency rule.
+    NoteStatus {
+        /// Full step id.
+        id: String,
+        /// What it ended with.
+        status: Status,
+    },
     /// Cancel a running step.
     CancelStep {
         /// Full step id.
@@ -71,6 +81,13 @@ fn record(step: &str, entry: Entry) -> Command {
     Command::Record {
         step: Some(step.to_string()),
         entry,
+    }
+}
+
+fn note(step: &str, status: Status) -> Command {
+    Command::NoteStatus {
+        id: step.to_string(),
+        status,
     }
 }
 
@@ -317,15 +334,44 @@ fn run(app: &mut App, step: &Step) -> Vec<Command> {
             },
         );
     }
+    let known = app.known();
+    let blockers = plan::blockers(step, &known);
+    if !blockers.is_empty() {
+        let ids = plan::with_dependencies(
+            &app.runbook,
+            std::slice::from_ref(&step.id),
+            &known,
+            plan::Reach::Any,
+        );
+        let (_, held) = plan::runnable(&app.runbook, &ids, &known);
+        if let Some((_, blocker)) = held.iter().find(|(id, _)| *id == step.id) {
+            // A person's tick, a destructive step confirmed on its own, or a failed
+            // dependency of a dependency: nothing the wizard may run on the way.
+            app.notice = Some(format!("{} is held back: it depends on {blocker}", step.id));
+            return vec![];
+        }
+        app.overlay = Some(Overlay::RunDependencies {
+            step: step.id.clone(),
+            blockers,
+            ids,
+        });
+        return vec![];
+    }
+    confirm_and_start(app, step, vec![step.id.clone()])
+}
+
+/// Starts `ids` (ending with `step`), after the typed confirmation when `step` is destructive.
+fn confirm_and_start(app: &mut App, step: &Step, ids: Vec<String>) -> Vec<Command> {
     if is_destructive(step) {
         return ask(
             app,
             InputPurpose::ConfirmDestructive {
                 step: step.id.clone(),
+                ids,
             },
         );
     }
-    start(app, vec![step.id.clone()], None)
+    start(app, ids, None)
 }
 
 fn start(app: &mut App, ids: Vec<String>, confirmed_database: Option<String>) -> Vec<Command> {
@@ -344,8 +390,8 @@ fn start(app: &mut App, ids: Vec<String>, confirmed_database: Option<String>) ->
 
 fn run_section(app: &mut App) -> Vec<Command> {
     let steps: Vec<Step> = app.section_steps().to_vec();
-    let mut ids = Vec::new();
-    let mut held_back = 0;
+    let mut candidates = Vec::new();
+    let mut need_you = 0;
     for step in steps.iter().filter(|s| App::is_automated(s)) {
         let running = matches!(
             app.state(&step.id).map(|s| &s.status),
@@ -355,26 +401,32 @@ fn run_section(app: &mut App) -> Vec<Command> {
             continue;
         }
         if is_destructive(step) || app.missing_variable(step).is_some() {
-            held_back += 1;
+            need_you += 1;
         } else {
-            ids.push(step.id.clone());
+            candidates.push(step.id.clone());
         }
     }
-    app.notice = Some(match (ids.len(), held_back) {
-        (0, 0) => "nothing to run here: no automated step".to_string(),
+    // In dependency order: what depends on a step of this batch waits for it in the engine;
+    // what depends on anything else that has not passed stays here, and says why.
+    let (ids, held) = plan::runnable(&app.runbook, &candidates, &app.known());
+    let mut notice = match (ids.len(), need_you) {
+        (0, 0) if held.is_empty() => "nothing to run here: no automated step".to_string(),
         (n, 0) => format!("running {n} step(s)"),
-        (n, held) => format!(
-            "running {n} step(s); {held} need you first (a value or a confirmation): run them with Enter"
+        (n, need) => format!(
+            "running {n} step(s); {need} need you first (a value or a confirmation): run them with Enter"
         ),
-    });
+    };
+    if let Some((id, blocker)) = held.first() {
+        notice.push_str(&format!(
+            "; {} held back ({id} depends on {blocker})",
+            held.len()
+        ));
+    }
+    app.notice = Some(notice);
     if ids.is_empty() {
         return vec![];
     }
     start(app, ids, None)
-}
-
-fn is_destructive(step: &Step) -> bool {
-    matches!(&step.action, StepAction::Shell(shell) if shell.destructive)
 }
 
 fn ask(app: &mut App, purpose: InputPurpose) -> Vec<Command> {
@@ -403,6 +455,30 @@ fn overlay_key(app: &mut App, overlay: Overlay, key: KeyEvent) -> Vec<Command> {
             }
             vec![]
         }
+        Overlay::RunDependencies {
+            step,
+            blockers,
+            ids,
+        } => match key.code {
+            KeyCode::Enter | KeyCode::Char('y') | KeyCode::Char('Y') => {
+                match app.runbook.step(&step).cloned() {
+                    Some(step) => confirm_and_start(app, &step, ids),
+                    None => vec![],
+                }
+            }
+            KeyCode::Esc | KeyCode::Char('n') | KeyCode::Char('N') => {
+                app.notice = Some("cancelled".to_string());
+                vec![]
+            }
+            _ => {
+                app.overlay = Some(Overlay::RunDependencies {
+                    step,
+                    blockers,
+                    ids,
+                });
+                vec![]
+            }
+        },
         Overlay::ConfirmQuit => match key.code {
             KeyCode::Char('y') | KeyCode::Char('Y') => {
                 app.quitting = true;
@@ -461,7 +537,10 @@ fn submit(app: &mut App, purpose: &InputPurpose, text: String) -> Result<Vec<Com
         InputPurpose::TickNote { step } => {
             set(app, step, StepStatus::Ticked { note: text.clone() });
             app.notice = Some(format!("{step}: ticked"));
-            Ok(vec![record(step, Entry::Ticked { note: text })])
+            Ok(vec![
+                record(step, Entry::Ticked { note: text }),
+                note(step, Status::Pass),
+            ])
         }
         InputPurpose::SkipReason { step } => {
             if text.is_empty() {
@@ -475,7 +554,10 @@ fn submit(app: &mut App, purpose: &InputPurpose, text: String) -> Result<Vec<Com
                 },
             );
             app.notice = Some(format!("{step}: skipped"));
-            Ok(vec![record(step, Entry::Skipped { reason: text })])
+            Ok(vec![
+                record(step, Entry::Skipped { reason: text }),
+                note(step, Status::Skip),
+            ])
         }
         InputPurpose::SignOffName { step } => {
             if text.is_empty() {
@@ -495,7 +577,10 @@ fn submit(app: &mut App, purpose: &InputPurpose, text: String) -> Result<Vec<Com
                 },
             );
             app.notice = Some(format!("{step}: signed"));
-            Ok(vec![record(step, Entry::Signed { name: text, role })])
+            Ok(vec![
+                record(step, Entry::Signed { name: text, role }),
+                note(step, Status::Pass),
+            ])
         }
         InputPurpose::VariableValue { name, step } => {
             if text.is_empty() {
@@ -526,14 +611,22 @@ fn submit(app: &mut App, purpose: &InputPurpose, text: String) -> Result<Vec<Com
             }
             Ok(commands)
         }
-        InputPurpose::ConfirmDestructive { step } => {
+        InputPurpose::ConfirmDestructive { step, ids } => {
             if text != app.database {
                 return Err(format!(
                     "that is not the database name: type {} to run it, or Esc",
                     app.database
                 ));
             }
-            Ok(start(app, vec![step.clone()], Some(text)))
+            // Asked again on the state of now: a dependency may have failed while the dialog
+            // was open. The engine decides once more when the step is about to start.
+            let known = app.known();
+            let (_, held) = plan::runnable(&app.runbook, ids, &known);
+            if let Some((_, blocker)) = held.iter().find(|(id, _)| id == step) {
+                app.notice = Some(format!("{step} is held back: it depends on {blocker}"));
+                return Ok(vec![]);
+            }
+            Ok(start(app, ids.clone(), Some(text)))
         }
     }
 }

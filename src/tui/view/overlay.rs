@@ -29,6 +29,34 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 dialog,
             );
         }
+        Some(Overlay::RunDependencies {
+            step,
+            blockers,
+            ids,
+        }) => {
+            let mut text = vec![Line::from(format!("{step} depends on:"))];
+            text.extend(
+                blockers
+                    .iter()
+                    .map(|blocker| Line::from(format!("  • {blocker}"))),
+            );
+            text.push(Line::from(""));
+            text.push(Line::from(format!(
+                "Enter: run {} first, then {step} (it starts only if they pass)",
+                ids[..ids.len().saturating_sub(1)].join(", ")
+            )));
+            text.push(Line::from("Esc: cancel"));
+            let width = area.width.saturating_sub(4).min(84);
+            let height = (text.len() as u16 + 4).min(area.height);
+            let dialog = centered(area, width, height);
+            frame.render_widget(Clear, dialog);
+            frame.render_widget(
+                Paragraph::new(text)
+                    .wrap(Wrap { trim: false })
+                    .block(bordered(app, " Run what it needs first? ", Color::Yellow)),
+                dialog,
+            );
+        }
         Some(Overlay::Input {
             purpose,
             field,
@@ -117,11 +145,19 @@ fn describe(app: &App, purpose: &InputPurpose) -> (String, String) {
                 format!("{step} needs `{name}`: {description}"),
             )
         }
-        InputPurpose::ConfirmDestructive { step } => (
+        InputPurpose::ConfirmDestructive { step, ids } => (
             " Destructive step ".to_string(),
             format!(
-                "{step}: {} changes the database. Type the database name, {}, to run it:",
+                "{step}: {} changes the database.{} Type the database name, {}, to run it:",
                 title_of(step),
+                if ids.len() > 1 {
+                    format!(
+                        " It runs after {} and only if they pass.",
+                        ids[..ids.len() - 1].join(", ")
+                    )
+                } else {
+                    String::new()
+                },
                 app.database
             ),
         ),
