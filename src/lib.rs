@@ -13,6 +13,7 @@ pub mod outcome;
 pub mod output;
 pub mod prisma;
 pub mod probes;
+pub mod redact;
 pub mod runbook;
 pub mod target;
 pub mod tui;

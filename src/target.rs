@@ -248,6 +248,15 @@ impl Target {
         env
     }
 
+    /// The password exactly as the URL spells it (percent-encoded or not), for redaction.
+    pub fn password_as_typed(&self) -> Option<String> {
+        let rest = &self.child_url[self.child_url.find("://")? + 3..];
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        let userinfo = &authority[..authority.rfind('@')?];
+        let password = &userinfo[userinfo.find(':')? + 1..];
+        (!password.is_empty()).then(|| password.to_string())
+    }
+
     /// The password, from the URL or `PGPASSWORD`; only for a child's environment.
     fn password(&self) -> Option<String> {
         url::Url::parse(&self.child_url)

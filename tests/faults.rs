@@ -182,3 +182,97 @@ fn check_only_a_rollback_action_does_not_run_it_without_the_persons_decision() {
     );
     assert!(!marker.exists(), "the app was not stopped");
 }
+
+#[test]
+fn step_output_never_carries_the_password_to_the_screen_the_journal_or_the_reports() {
+    let password = "horse+battery@staple";
+    let cluster = cutover::cluster::Cluster::start(cutover::cluster::ClusterOptions {
+        password: Some(password.to_string()),
+        ..Default::default()
+    })
+    .unwrap();
+    let url = cluster.url("postgres");
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_runbook(
+        dir.path(),
+        r#"name = "leaky"
+[variables]
+deploy_token = { description = "a secret by its name" }
+[[sections]]
+id = "s"
+title = "S"
+[[sections.steps]]
+id = "leak"
+title = "Prints what it should not"
+kind = "shell"
+env = { API_SECRET = "{{deploy_token}}" }
+command = '''
+echo "url: $DATABASE_URL"
+echo "password: $PGPASSWORD"
+echo "token: $API_SECRET"
+echo "encoded: $(printf %s "$PGPASSWORD" | sed 's/+/%2B/g; s/@/%40/g')" >&2
+exit 3
+'''
+"#,
+    );
+    let output = cutover_in(
+        home.path(),
+        &[
+            "check",
+            "--format",
+            "json",
+            "--runbook",
+            &path,
+            "--allow-shell",
+            "--var",
+            "deploy_token=tok-1234-5678",
+            "--database-url",
+            &url,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let json = stdout(&output);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let details = report["steps"][0]["details"].to_string();
+    assert!(details.contains("password: ***"), "{details}");
+    assert!(details.contains("token: ***"), "{details}");
+    assert!(details.contains("encoded: ***"), "{details}");
+    assert!(
+        details.contains("url: postgresql://postgres:***@127.0.0.1"),
+        "{details}"
+    );
+    let run_id = report["run_id"].as_str().unwrap().to_string();
+
+    let mut everything = json.clone() + &stderr(&output);
+    for format in ["md", "json", "junit"] {
+        let exported = cutover_in(home.path(), &["report", &run_id, "--format", format])
+            .output()
+            .unwrap();
+        assert_eq!(exported.status.code(), Some(0), "{}", stderr(&exported));
+        everything += &stdout(&exported);
+    }
+    assert!(everything.contains("password: ***"));
+    // The journal's files, byte for byte (its write-ahead log included).
+    for entry in std::fs::read_dir(home.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            everything += &String::from_utf8_lossy(&std::fs::read(&path).unwrap());
+        }
+    }
+    for secret in [
+        "horse+battery@staple",
+        "horse%2Bbattery%40staple",
+        "tok-1234-5678",
+    ] {
+        if let Some(at) = everything.find(secret) {
+            let start = everything.floor_char_boundary(at.saturating_sub(200));
+            panic!(
+                "{secret} leaked: …{}",
+                &everything[start..at + secret.len()]
+            );
+        }
+    }
+}

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::db::Db;
 use crate::outcome::{Outcome, Status};
 use crate::probes;
+use crate::redact::Redactor;
 use crate::runbook::{Action, Runbook, Severity, Step, vars};
 
 /// A request to the engine.
@@ -189,6 +190,9 @@ struct Context {
     measured: RwLock<HashMap<String, probes::Measured>>,
     /// What each step of this run ended with: the decision of what may run rests on it.
     known: RwLock<plan::Known>,
+    /// Masks secrets in every event that leaves the engine (it learns the secret variables
+    /// as they are set).
+    redactor: RwLock<Redactor>,
 }
 
 /// Starts the engine on `db` for `runbook`.
@@ -196,7 +200,10 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
     let (command_tx, mut command_rx) = mpsc::channel::<Command>(64);
     // Bounded: when the consumer falls behind, shell steps wait on their pipes (see shell.rs).
     let (event_tx, event_rx) = mpsc::channel::<Event>(1024);
+    let mut redactor = Redactor::for_target(db.target());
+    redactor.add_secret_variables(&config.variables, |name| runbook.is_secret(name));
     let context = Arc::new(Context {
+        redactor: RwLock::new(redactor),
         runbook,
         db,
         permits: Semaphore::new(config.concurrency.max(1)),
@@ -222,6 +229,9 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
                 }
                 Command::SetVariable { name, value } => {
                     tracing::info!(variable = %name, "variable set");
+                    if context.runbook.is_secret(&name) {
+                        write(&context.redactor).add([value.clone()]);
+                    }
                     write(&context.variables).insert(name, value);
                 }
                 Command::NoteStatus { id, status } => {
@@ -335,7 +345,10 @@ async fn run_one(
         Some(blocker) => Outcome::error(format!("not run: it depends on {blocker}")),
         None => execute(context, step, &token, confirmed).await,
     };
-    let outcome = apply_severity(step.severity, outcome);
+    let outcome = redact_outcome(
+        &read(&context.redactor),
+        apply_severity(step.severity, outcome),
+    );
     tracing::info!(
         step = %step.id,
         status = outcome.status.as_str(),
@@ -368,6 +381,19 @@ async fn run_one(
         })
         .await;
     status
+}
+
+/// The outcome with every secret masked, in its message and its details.
+fn redact_outcome(redactor: &Redactor, outcome: Outcome) -> Outcome {
+    Outcome {
+        message: redactor.redact(&outcome.message).into_owned(),
+        details: outcome
+            .details
+            .iter()
+            .map(|line| redactor.redact(line).into_owned())
+            .collect(),
+        ..outcome
+    }
 }
 
 /// A failing optional step is a warning.
@@ -451,7 +477,12 @@ async fn execute(
             let mut env = context.db.target().child_env();
             for (key, value) in &shell.env {
                 match substitute(value, vars::Quoting::Verbatim) {
-                    Ok(value) => env.insert(key.clone(), value),
+                    Ok(value) => {
+                        if crate::redact::looks_secret(key) {
+                            write(&context.redactor).add([value.clone()]);
+                        }
+                        env.insert(key.clone(), value)
+                    }
                     Err(name) => return missing(name),
                 };
             }
@@ -463,7 +494,8 @@ async fn execute(
                 expect_exit: shell.expect_exit,
                 timeout: step.timeout.unwrap_or(config.shell_timeout),
             };
-            shell::run(job, &context.events, cancel).await
+            let redactor = read(&context.redactor).clone();
+            shell::run(job, &context.events, &redactor, cancel).await
         }
         Action::Http(action) => {
             if !config.allow_http {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Event, OutputStream};
 use crate::outcome::Outcome;
+use crate::redact::Redactor;
 
 /// Lines of output kept for the step's details.
 const TAIL_LINES: usize = 20;
@@ -41,10 +42,11 @@ pub struct ShellJob<'a> {
     pub timeout: Duration,
 }
 
-/// Runs the job; output lines go to `events` as they arrive.
+/// Runs the job; output lines go to `events` as they arrive, secrets masked.
 pub async fn run(
     job: ShellJob<'_>,
     events: &mpsc::Sender<Event>,
+    redactor: &Redactor,
     cancel: &CancellationToken,
 ) -> Outcome {
     let mut command = tokio::process::Command::new("/bin/sh");
@@ -114,6 +116,11 @@ pub async fn run(
     // "why" fits on the one line (e.g. "no Prisma CLI in /srv/app").
     let mut last_error: Option<String> = None;
     let mut forward = async |stream: OutputStream, line: String, tail: &mut VecDeque<String>| {
+        // Masked before anything keeps it: the screen, the journal, the reports, the tail.
+        let line = match redactor.redact(&line) {
+            std::borrow::Cow::Borrowed(_) => line,
+            std::borrow::Cow::Owned(masked) => masked,
+        };
         if tail.len() == TAIL_LINES {
             tail.pop_front();
         }

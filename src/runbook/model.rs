@@ -306,20 +306,7 @@ impl Runbook {
     /// Whether a variable's value must be masked: declared `secret`, or named like one
     /// (password, secret, token, key), whatever the runbook says.
     pub fn is_secret(&self, name: &str) -> bool {
-        let lower = name.to_ascii_lowercase();
-        let looks_secret = [
-            "password",
-            "passwd",
-            "secret",
-            "token",
-            "apikey",
-            "api_key",
-            "private_key",
-            "credential",
-        ]
-        .iter()
-        .any(|word| lower.contains(word));
-        looks_secret || self.variables.get(name).is_some_and(|v| v.secret)
+        crate::redact::looks_secret(name) || self.variables.get(name).is_some_and(|v| v.secret)
     }
 
     /// Refuses a `--var` the runbook does not declare: a typo would otherwise be ignored
