@@ -171,6 +171,23 @@ pub enum DbError {
         /// The reason.
         detail: String,
     },
+    /// A round trip got no answer in time: a stopped server process, a network partition,
+    /// a hung host. Only a client-side deadline notices.
+    #[error(
+        "no answer from {address} within {seconds}s (the server process, its host or the network does not respond)"
+    )]
+    NoAnswer {
+        /// host:port
+        address: String,
+        /// The deadline.
+        seconds: u64,
+    },
+    /// The link is known down; the step was not tried.
+    #[error("{reason}")]
+    Down {
+        /// Why, as it was found.
+        reason: String,
+    },
     /// A statement hit `statement_timeout` or `lock_timeout`.
     #[error("{0} (the check was cancelled; nothing was changed)")]
     Timeout(String),
@@ -183,6 +200,25 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// Whether this says the server cannot be reached (as opposed to a query it refused).
+    pub fn is_link_down(&self) -> bool {
+        matches!(
+            self,
+            DbError::Refused { .. }
+                | DbError::Unreachable { .. }
+                | DbError::ConnectTimeout { .. }
+                | DbError::NotPostgres { .. }
+                | DbError::ConnectionLost { .. }
+                | DbError::NoAnswer { .. }
+                | DbError::Down { .. }
+                | DbError::AuthFailed { .. }
+                | DbError::Rejected { .. }
+                | DbError::NoDatabase { .. }
+                | DbError::TlsRefused { .. }
+                | DbError::Tls { .. }
+        )
+    }
+
     /// Classifies a sqlx error into something a person can act on.
     pub fn from_sqlx(err: sqlx::Error, target: &Target) -> DbError {
         let address = target.address();
@@ -259,6 +295,43 @@ impl DbError {
     }
 }
 
+/// Whether the server answers, as the last round trip of any connection to it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Nothing tried yet.
+    Unknown,
+    /// The last round trip was answered.
+    Up,
+    /// The last round trip failed.
+    Down {
+        /// Why, in words a person can act on (refused, reset, no answer, authentication).
+        reason: String,
+        /// When it was first seen down.
+        since: std::time::Instant,
+        /// When that was last confirmed.
+        checked: std::time::Instant,
+    },
+}
+
+/// What every handle on one target shares: the link's state, and one re-check at a time.
+#[derive(Debug)]
+struct Health {
+    link: tokio::sync::watch::Sender<Link>,
+    recheck: tokio::sync::Mutex<()>,
+}
+
+/// How long a failed round trip is believed without trying again: steps started meanwhile
+/// fail at once, with its reason.
+pub const DOWN_BELIEVED_FOR: Duration = Duration::from_secs(2);
+
+/// TCP keepalives on every connection: a peer gone silent (a partition, a hung host) is
+/// found in about `idle + interval * count`, and unacknowledged data gives up after the user
+/// timeout, instead of the kernel's two hours.
+const KEEPALIVE_IDLE_SECS: u32 = 10;
+const KEEPALIVE_INTERVAL_SECS: u32 = 5;
+const KEEPALIVE_COUNT: u32 = 3;
+const TCP_USER_TIMEOUT_MS: u32 = 30_000;
+
 /// A handle on the target database: a small pool whose sessions are read-only and named
 /// `cutover`.
 #[derive(Debug, Clone)]
@@ -266,11 +339,27 @@ pub struct Db {
     pool: PgPool,
     target: Target,
     settings: DbSettings,
+    health: std::sync::Arc<Health>,
 }
 
 impl Db {
     /// Makes the pool without connecting; the first check connects.
     pub fn connect_lazy(target: &Target, settings: DbSettings) -> Db {
+        let (link, _) = tokio::sync::watch::channel(Link::Unknown);
+        let health = std::sync::Arc::new(Health {
+            link,
+            recheck: tokio::sync::Mutex::new(()),
+        });
+        Db::pool_with(target, settings, health)
+    }
+
+    /// Another pool on the same target (its own size and timeouts) that shares this one's
+    /// view of the link: a failure either sees is known to both.
+    pub fn sibling(&self, settings: DbSettings) -> Db {
+        Db::pool_with(&self.target, settings, self.health.clone())
+    }
+
+    fn pool_with(target: &Target, settings: DbSettings, health: std::sync::Arc<Health>) -> Db {
         let options = target
             .connect_options()
             .clone()
@@ -282,7 +371,17 @@ impl Db {
                 // parallel workers that the application's queries may need.
                 ("max_parallel_workers_per_gather", "0"),
             ]);
+        let port = target.connect_options().get_port();
+        let tcp = !target.host().starts_with('/');
         let pool = PgPoolOptions::new()
+            .after_connect(move |_, _| {
+                Box::pin(async move {
+                    if tcp {
+                        keepalive::enable_on_sockets_to(port);
+                    }
+                    Ok(())
+                })
+            })
             .max_connections(settings.max_connections)
             .min_connections(0)
             .acquire_timeout(target.connect_timeout())
@@ -292,7 +391,86 @@ impl Db {
             pool,
             target: target.clone(),
             settings,
+            health,
         }
+    }
+
+    /// The link as it stands, and its changes.
+    pub fn link(&self) -> tokio::sync::watch::Receiver<Link> {
+        self.health.link.subscribe()
+    }
+
+    /// Records what a round trip found: an answer, or a failure that says the link is down
+    /// (a query the server refused says nothing about the link).
+    pub fn note<T>(&self, result: &Result<T, DbError>) {
+        match result {
+            Ok(_) => self.note_up(),
+            Err(err) if err.is_link_down() => self.note_down(err),
+            Err(_) => self.note_up(),
+        }
+    }
+
+    fn note_up(&self) {
+        self.health.link.send_if_modified(|link| match link {
+            Link::Up => false,
+            _ => {
+                *link = Link::Up;
+                true
+            }
+        });
+    }
+
+    fn note_down(&self, err: &DbError) {
+        let now = std::time::Instant::now();
+        let reason = err.to_string();
+        self.health.link.send_modify(|link| {
+            let since = match link {
+                Link::Down { since, .. } => *since,
+                _ => now,
+            };
+            *link = Link::Down {
+                reason,
+                since,
+                checked: now,
+            };
+        });
+    }
+
+    /// A round trip that got no answer within `deadline`: recorded, and said in words.
+    pub fn no_answer(&self, deadline: Duration) -> DbError {
+        let err = DbError::NoAnswer {
+            address: self.target.address(),
+            seconds: deadline.as_secs().max(1),
+        };
+        self.note_down(&err);
+        err
+    }
+
+    /// `Err` with the reason when the link is known down, at once while the failure is
+    /// fresh; else one re-check at a time (a direct connection attempt) decides.
+    pub async fn ready(&self) -> Result<(), DbError> {
+        let fresh_down = |link: &Link| match link {
+            Link::Down {
+                reason, checked, ..
+            } if checked.elapsed() < DOWN_BELIEVED_FOR => Some(reason.clone()),
+            _ => None,
+        };
+        let is_down = |link: &Link| matches!(link, Link::Down { .. });
+        if !is_down(&self.health.link.borrow()) {
+            return Ok(());
+        }
+        if let Some(reason) = fresh_down(&self.health.link.borrow()) {
+            return Err(DbError::Down { reason });
+        }
+        let _one_at_a_time = self.health.recheck.lock().await;
+        // Another step may have re-checked while this one waited.
+        if let Some(reason) = fresh_down(&self.health.link.borrow()) {
+            return Err(DbError::Down { reason });
+        }
+        if !is_down(&self.health.link.borrow()) {
+            return Ok(());
+        }
+        self.reachable().await
     }
 
     /// Connects now and proves the server answers, so that a bad target fails before any step.
@@ -308,8 +486,22 @@ impl Db {
     pub async fn reachable(&self) -> Result<(), DbError> {
         let target = &self.target;
         let attempt = async {
-            let conn = target.connect_options().connect().await?;
-            conn.close().await
+            let conn =
+                target.connect_options().connect().await.map_err(
+                    |err| match DbError::from_sqlx(err, target) {
+                        // A peer whose first answer does not parse as a PostgreSQL message (an
+                        // HTTP server reads as a message of a billion bytes) is not PostgreSQL.
+                        DbError::ConnectionLost { address, detail }
+                            if detail.contains("expected to read") =>
+                        {
+                            DbError::NotPostgres { address, detail }
+                        }
+                        other => other,
+                    },
+                )?;
+            conn.close()
+                .await
+                .map_err(|e| DbError::from_sqlx(e, target))
         };
         // A login takes milliseconds; while one hangs, ask whether the peer speaks PostgreSQL
         // at all, so that a wrong port says so within a second instead of timing out.
@@ -320,43 +512,62 @@ impl Db {
                 None => std::future::pending().await,
             }
         };
-        let answer = tokio::select! {
-            answer = tokio::time::timeout(target.connect_timeout(), attempt) => answer,
-            err = wrong_protocol => return Err(err),
+        let result = tokio::select! {
+            answer = tokio::time::timeout(target.connect_timeout(), attempt) => match answer {
+                Ok(result) => result,
+                Err(_) => Err(DbError::ConnectTimeout {
+                    address: target.address(),
+                    seconds: target.connect_timeout().as_secs(),
+                }),
+            },
+            err = wrong_protocol => Err(err),
         };
-        match answer {
-            Err(_) => Err(DbError::ConnectTimeout {
-                address: target.address(),
-                seconds: target.connect_timeout().as_secs(),
-            }),
-            Ok(Err(err)) => Err(match DbError::from_sqlx(err, target) {
-                // A peer whose first answer does not parse as a PostgreSQL message (an HTTP
-                // server reads as a message of a billion bytes) is not a PostgreSQL server.
-                DbError::ConnectionLost { address, detail }
-                    if detail.contains("expected to read") =>
-                {
-                    DbError::NotPostgres { address, detail }
-                }
-                other => other,
-            }),
-            Ok(Ok(())) => Ok(()),
+        self.note(&result);
+        result
+    }
+
+    /// A pooled connection, or the true reason there is none. The pool retries a refused
+    /// connection until its acquire timeout and then blames the network: while it waits, a
+    /// direct attempt says at once whether the server refuses, resets or does not speak
+    /// PostgreSQL.
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, DbError> {
+        let pooled = self.pool.acquire();
+        tokio::pin!(pooled);
+        tokio::select! {
+            pooled = &mut pooled => return pooled.map_err(|e| self.error(e)),
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        tokio::select! {
+            pooled = &mut pooled => pooled.map_err(|e| self.error(e)),
+            direct = self.reachable() => match direct {
+                Err(err) => Err(err),
+                // The server answers: the pool is only busy; wait for it.
+                Ok(()) => pooled.await.map_err(|e| self.error(e)),
+            },
         }
     }
 
-    /// One round trip.
-    pub async fn ping(&self) -> Result<(), DbError> {
+    /// One round trip, within `deadline` (no answer is itself an answer: the link is down).
+    pub async fn ping_within(&self, deadline: Duration) -> Result<(), DbError> {
         let attempt = async {
-            let mut conn = self.pool.acquire().await?;
-            sqlx::query("SELECT 1").execute(&mut *conn).await?;
-            Ok::<(), sqlx::Error>(())
+            let mut conn = self.acquire().await?;
+            sqlx::query("SELECT 1")
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok::<(), DbError>(())
         };
-        match tokio::time::timeout(self.target.connect_timeout(), attempt).await {
-            Ok(result) => result.map_err(|e| DbError::from_sqlx(e, &self.target)),
-            Err(_) => Err(DbError::ConnectTimeout {
-                address: self.target.address(),
-                seconds: self.target.connect_timeout().as_secs(),
-            }),
-        }
+        let result = match tokio::time::timeout(deadline, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(self.no_answer(deadline)),
+        };
+        self.note(&result);
+        result
+    }
+
+    /// One round trip, within the connect timeout.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.ping_within(self.target.connect_timeout()).await
     }
 
     /// Begins a read-only transaction with this handle's statement and lock timeouts. It is
@@ -376,11 +587,14 @@ impl Db {
             statement_timeout.as_millis().max(1),
             self.settings.lock_timeout.as_millis().max(1)
         );
-        let tx = self
-            .pool
-            .begin_with(sqlx::AssertSqlSafe(begin))
+        let conn = self.acquire().await?;
+        // What `Pool::begin_with` does, on a connection taken with the true reason on failure.
+        let begin = sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin));
+        let tx = sqlx::Transaction::begin(conn, Some(begin))
             .await
-            .map_err(|e| DbError::from_sqlx(e, &self.target))?;
+            .map_err(|e| self.error(e));
+        self.note(&tx);
+        let tx = tx?;
         note_read_only_begun();
         Ok(ReadOnly { tx })
     }
@@ -397,14 +611,19 @@ impl Db {
         &self.target
     }
 
-    /// Maps a sqlx error in this handle's terms.
+    /// Maps a sqlx error in this handle's terms, and records what it says about the link.
     pub fn error(&self, err: sqlx::Error) -> DbError {
-        DbError::from_sqlx(err, &self.target)
+        let err = DbError::from_sqlx(err, &self.target);
+        if err.is_link_down() {
+            self.note_down(&err);
+        }
+        err
     }
 
-    /// Closes the pool.
+    /// Closes the pool, waiting a moment at most: a connection stuck on a server that does
+    /// not answer is abandoned (the kernel closes it when the process ends).
     pub async fn close(&self) {
-        self.pool.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.pool.close()).await;
     }
 }
 
@@ -470,5 +689,55 @@ impl Deref for ReadOnly {
 impl DerefMut for ReadOnly {
     fn deref_mut(&mut self) -> &mut PgConnection {
         &mut self.tx
+    }
+}
+
+/// Keepalives on our TCP connections to the target. sqlx opens the sockets and offers no hook
+/// for their options, so after each connect the process's own sockets whose peer is the
+/// target's port and that have no keepalive yet get one (a socket of ours to another server on
+/// that port gaining keepalives is harmless).
+mod keepalive {
+    use std::os::fd::{BorrowedFd, RawFd};
+
+    use nix::sys::socket::{SockaddrStorage, getpeername, getsockopt, setsockopt, sockopt};
+
+    use super::{
+        KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECS, KEEPALIVE_INTERVAL_SECS, TCP_USER_TIMEOUT_MS,
+    };
+
+    pub(super) fn enable_on_sockets_to(port: u16) {
+        let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<RawFd>().ok())
+            else {
+                continue;
+            };
+            let is_socket = std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+            if !is_socket {
+                continue;
+            }
+            // SAFETY: the descriptor is open in this process (listed just now) and is only
+            // borrowed for these calls; a descriptor closed meanwhile makes them fail, which
+            // is ignored.
+            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+            let to_target = getpeername::<SockaddrStorage>(fd).is_ok_and(|peer| {
+                peer.as_sockaddr_in().map(|a| a.port()) == Some(port)
+                    || peer.as_sockaddr_in6().map(|a| a.port()) == Some(port)
+            });
+            if !to_target || getsockopt(&socket, sockopt::KeepAlive).unwrap_or(true) {
+                continue;
+            }
+            let _ = setsockopt(&socket, sockopt::KeepAlive, &true);
+            let _ = setsockopt(&socket, sockopt::TcpKeepIdle, &KEEPALIVE_IDLE_SECS);
+            let _ = setsockopt(&socket, sockopt::TcpKeepInterval, &KEEPALIVE_INTERVAL_SECS);
+            let _ = setsockopt(&socket, sockopt::TcpKeepCount, &KEEPALIVE_COUNT);
+            let _ = setsockopt(&socket, sockopt::TcpUserTimeout, &TCP_USER_TIMEOUT_MS);
+        }
     }
 }

@@ -276,3 +276,139 @@ exit 3
         }
     }
 }
+
+/// Stops (SIGSTOP) a server and all its processes: what a partition or a hung host looks
+/// like to a client. Resumed on drop, so the cluster can be stopped.
+struct Frozen(Vec<i32>);
+
+impl Frozen {
+    fn server(cluster: &cutover::cluster::Cluster) -> Frozen {
+        let postmaster = cluster.server_pid().expect("the server runs");
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster.to_string()])
+            .output()
+            .unwrap();
+        let mut pids: Vec<i32> = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect();
+        pids.push(postmaster);
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_frozen_server_ends_check_with_the_steps_in_flight_as_no_answer() {
+    let cluster = cutover::cluster::Cluster::start(Default::default()).unwrap();
+    let url = cluster.url("postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let mut steps = String::new();
+    for id in ["a", "b", "c", "d", "e"] {
+        steps += &format!(
+            "[[sections.steps]]\nid = \"{id}\"\ntitle = \"{id}\"\nkind = \"sql\"\n\
+             query = \"SELECT pg_sleep(30) IS NULL\"\nexpect = \"all_true\"\ntimeout_secs = 3\n"
+        );
+    }
+    let path = write_runbook(
+        dir.path(),
+        &format!("name = \"frozen\"\n[[sections]]\nid = \"s\"\ntitle = \"S\"\n{steps}"),
+    );
+    let child = cutover(&[
+        "check",
+        "--format",
+        "json",
+        "--runbook",
+        &path,
+        "--database-url",
+        &url,
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_until("the first steps' queries run", 30, || {
+        cluster
+            .psql(
+                "postgres",
+                "SELECT count(*) >= 2 FROM pg_stat_activity \
+                 WHERE query LIKE '%pg_sleep(30)%' AND application_name = 'cutover'",
+            )
+            .unwrap()
+            == "t"
+    });
+    let frozen = Frozen::server(&cluster);
+    // Without a client-side deadline this never returns (the test would hang, not fail).
+    let output = child.wait_with_output().unwrap();
+    drop(frozen);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let address = format!("127.0.0.1:{}", cluster.port());
+    for step in report["steps"].as_array().unwrap() {
+        assert_eq!(step["status"], "error", "{step}");
+        let message = step["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("no answer from {address} within 5s")),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn every_connection_to_the_target_has_tcp_keepalives() {
+    use nix::sys::socket::{SockaddrStorage, getpeername, getsockopt, sockopt};
+    use std::os::fd::BorrowedFd;
+    let url = fresh_database();
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let target = cutover::target::Target::from_url(&url).unwrap();
+    block_on(async {
+        let db = cutover::db::Db::connect(&target, Default::default())
+            .await
+            .unwrap();
+        let _tx = db.read_only().await.unwrap();
+        let mut to_target = 0;
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let peer_port = getpeername::<SockaddrStorage>(fd)
+                .ok()
+                .and_then(|peer| peer.as_sockaddr_in().map(|a| a.port()));
+            if peer_port != Some(port) {
+                continue;
+            }
+            to_target += 1;
+            // SAFETY: open in this process while the pool holds it.
+            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+            assert!(getsockopt(&socket, sockopt::KeepAlive).unwrap(), "fd {fd}");
+            assert_eq!(getsockopt(&socket, sockopt::TcpKeepIdle).unwrap(), 10);
+        }
+        assert!(to_target >= 1, "the pool's connection is there");
+        drop(_tx);
+        db.close().await;
+    });
+}

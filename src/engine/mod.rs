@@ -9,7 +9,6 @@ mod sql;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -182,10 +181,6 @@ struct Context {
     variables: RwLock<BTreeMap<String, String>>,
     running: Mutex<HashMap<String, CancellationToken>>,
     root: CancellationToken,
-    /// A database step ended in error: before the next one, make sure the server is still
-    /// there, so that a dead server fails each remaining step at once rather than after the
-    /// pool's acquire timeout.
-    suspect: AtomicBool,
     /// The config's measurements, then those of this run's steps.
     measured: RwLock<HashMap<String, probes::Measured>>,
     /// What each step of this run ended with: the decision of what may run rests on it.
@@ -214,7 +209,6 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
         events: event_tx,
         running: Mutex::new(HashMap::new()),
         root: CancellationToken::new(),
-        suspect: AtomicBool::new(false),
     });
     let task = tokio::spawn(async move {
         let mut batches = JoinSet::new();
@@ -510,39 +504,28 @@ async fn execute(
     }
 }
 
-/// Runs a database check, first making sure the server is there if an earlier one erred.
+/// Runs a database check, unless the server is known down (then it fails at once, with the
+/// reason). The check ends when it ends, is cancelled (dropping it rolls its transaction back
+/// and lets go of the connection), or outlives its timeout plus a grace: the client-side
+/// deadline over the server-side timeouts, for a server or a network that does not answer.
 async fn database_step(
     context: &Context,
     timeout: Duration,
     cancel: &CancellationToken,
     check: impl Future<Output = Outcome>,
 ) -> Outcome {
-    if context.suspect.load(Ordering::SeqCst) {
-        match context.db.reachable().await {
-            Ok(()) => context.suspect.store(false, Ordering::SeqCst),
-            Err(err) => return Outcome::error(format!("not run: {err}")),
-        }
+    if let Err(err) = context.db.ready().await {
+        return Outcome::error(format!("not run: {err}"));
     }
-    let outcome = bounded(timeout, cancel, check).await;
-    if outcome.status == Status::Error {
-        context.suspect.store(true, Ordering::SeqCst);
-    }
-    outcome
-}
-
-/// Runs a database check until it ends, is cancelled (dropping it rolls its transaction back
-/// and lets go of the connection), or outlives its timeout: a safety net over the server-side
-/// timeouts for a dead network or a hung connect.
-async fn bounded(
-    timeout: Duration,
-    cancel: &CancellationToken,
-    check: impl Future<Output = Outcome>,
-) -> Outcome {
-    let grace = Duration::from_secs(5);
+    let deadline = timeout + DEADLINE_GRACE;
     tokio::select! {
-        outcome = tokio::time::timeout(timeout + grace, check) => outcome.unwrap_or_else(|_| {
-            Outcome::error(format!("no answer within {}s", (timeout + grace).as_secs()))
+        outcome = tokio::time::timeout(deadline, check) => outcome.unwrap_or_else(|_| {
+            Outcome::error(context.db.no_answer(deadline).to_string())
         }),
         _ = cancel.cancelled() => Outcome::error("cancelled"),
     }
 }
+
+/// How long past its timeout a database step may run before the client gives up on it: the
+/// server's own `statement_timeout` should have ended it by then.
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);

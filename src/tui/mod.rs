@@ -29,9 +29,11 @@ use update::{Command, Message, update};
 
 /// How often the screen's timers move.
 const TICK: Duration = Duration::from_secs(1);
-/// How often the connection is looked at while it answers, and retried while it does not.
-const CONNECTION_CHECK: Duration = Duration::from_secs(5);
-const CONNECTION_RETRY: Duration = Duration::from_secs(2);
+/// How often the connection is looked at while it answers (a ping, which must come back
+/// within `CONNECTION_DEADLINE`), and retried while it does not.
+const CONNECTION_CHECK: Duration = Duration::from_secs(2);
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(2);
+const CONNECTION_RETRY: Duration = Duration::from_secs(1);
 /// Engine events taken in one go before the next frame, so a flood of output costs one frame
 /// per batch rather than one per line.
 const EVENTS_PER_FRAME: usize = 4096;
@@ -105,13 +107,11 @@ where
             ..DbSettings::default()
         },
     );
-    let monitor_db = Db::connect_lazy(
-        target,
-        DbSettings {
-            max_connections: 1,
-            ..DbSettings::default()
-        },
-    );
+    // Its own pool, one view of the link: a failure the panels see is in the header at once.
+    let monitor_db = db.sibling(DbSettings {
+        max_connections: 1,
+        ..DbSettings::default()
+    });
     let config = EngineConfig {
         allow_shell: true,
         allow_http: true,
@@ -399,33 +399,44 @@ async fn forward_terminal_events(messages: mpsc::Sender<Message>) {
     }
 }
 
-/// Tells the loop whether the database answers: at once, then every few seconds; faster while
-/// it does not. The first frame never waits for this.
+/// Keeps the header true. Every change of the link that any connection notices (a step's, the
+/// live panels', this loop's own) becomes a message at once; a ping every `CONNECTION_CHECK`
+/// while the server answers, and a direct attempt every `CONNECTION_RETRY` while it does not,
+/// find the changes nobody else would. The first frame never waits for this.
 async fn watch_connection(db: Db, messages: mpsc::Sender<Message>, stop: CancellationToken) {
-    let mut connected = false;
+    let mut link = db.link();
+    let mut probe_now = true;
     loop {
-        // While not connected, a direct attempt tells why at once (the pool would retry a
-        // refused connection until its acquire timeout); once connected, a ping on the pool
-        // keeps it cheap and adds no login to the server's log every few seconds.
-        let answer = if connected {
-            db.ping().await
-        } else {
-            match db.reachable().await {
-                Ok(()) => db.ping().await,
-                Err(err) => Err(err),
+        if probe_now {
+            // Noted in the link by the calls themselves; the change arrives below.
+            let up = matches!(*link.borrow(), crate::db::Link::Up);
+            if up {
+                let _ = db.ping_within(CONNECTION_DEADLINE).await;
+            } else if db.reachable().await.is_ok() {
+                let _ = db.ping_within(CONNECTION_DEADLINE).await;
             }
-        };
-        connected = answer.is_ok();
-        let (message, wait) = match answer {
-            Ok(()) => (Message::ConnectionUp, CONNECTION_CHECK),
-            Err(err) => (Message::ConnectionDown(err.to_string()), CONNECTION_RETRY),
-        };
-        if messages.send(message).await.is_err() {
-            return;
         }
+        let wait = match *link.borrow() {
+            crate::db::Link::Up => CONNECTION_CHECK,
+            _ => CONNECTION_RETRY,
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+            changed = link.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let message = match &*link.borrow_and_update() {
+                    crate::db::Link::Up => Message::ConnectionUp,
+                    crate::db::Link::Down { reason, .. } => Message::ConnectionDown(reason.clone()),
+                    crate::db::Link::Unknown => continue,
+                };
+                if messages.send(message).await.is_err() {
+                    return;
+                }
+                probe_now = false;
+            }
+            _ = tokio::time::sleep(wait) => probe_now = true,
         }
     }
 }
