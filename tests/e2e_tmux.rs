@@ -177,6 +177,28 @@ fn the_header_shows_a_lost_connection_and_the_wizard_reconnects_by_itself() {
 }
 
 #[test]
+fn a_frozen_server_is_shown_as_not_answering_and_the_wizard_reconnects_when_it_resumes() {
+    let cluster = cutover::cluster::Cluster::start(Default::default()).unwrap();
+    let url = cluster.url("postgres");
+    let home = tempfile::tempdir().unwrap();
+    let command = format!(
+        "CUTOVER_HOME={home} {bin} run --rehearsal --refresh 0.5 --database-url '{url}'; sleep 60",
+        home = home.path().display(),
+        bin = env!("CARGO_BIN_EXE_cutover"),
+    );
+    let tmux = Tmux::start(130, 30, &command);
+    tmux.wait_for("● connected");
+    let frozen = Frozen::server(&cluster);
+    // The panels' refresh or the header's own ping gets no answer: said as such, not as a
+    // firewall or a refused port.
+    tmux.wait_for("✗ not connected, retrying");
+    tmux.wait_for(&format!("no answer from 127.0.0.1:{}", cluster.port()));
+    drop(frozen);
+    tmux.wait_for("● connected");
+    tmux.keys(&["q"]);
+}
+
+#[test]
 fn a_person_quits_in_the_middle_comes_back_and_finds_the_run_as_it_was() {
     let url = fresh_database();
     let home = tempfile::tempdir().unwrap();

@@ -277,43 +277,6 @@ exit 3
     }
 }
 
-/// Stops (SIGSTOP) a server and all its processes: what a partition or a hung host looks
-/// like to a client. Resumed on drop, so the cluster can be stopped.
-struct Frozen(Vec<i32>);
-
-impl Frozen {
-    fn server(cluster: &cutover::cluster::Cluster) -> Frozen {
-        let postmaster = cluster.server_pid().expect("the server runs");
-        let children = Command::new("pgrep")
-            .args(["-P", &postmaster.to_string()])
-            .output()
-            .unwrap();
-        let mut pids: Vec<i32> = String::from_utf8_lossy(&children.stdout)
-            .split_whitespace()
-            .filter_map(|pid| pid.parse().ok())
-            .collect();
-        pids.push(postmaster);
-        for pid in &pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGSTOP,
-            );
-        }
-        Frozen(pids)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGCONT,
-            );
-        }
-    }
-}
-
 #[test]
 fn a_frozen_server_ends_check_with_the_steps_in_flight_as_no_answer() {
     let cluster = cutover::cluster::Cluster::start(Default::default()).unwrap();

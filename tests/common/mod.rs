@@ -281,3 +281,41 @@ pub fn hold_table_lock(url: &str) -> Session {
     });
     holder
 }
+
+/// Stops (SIGSTOP) a server and all its processes: what a partition or a hung host looks
+/// like to a client. Resumed on drop, so the cluster can be stopped.
+pub struct Frozen(Vec<i32>);
+
+impl Frozen {
+    pub fn server(cluster: &Cluster) -> Frozen {
+        let postmaster = cluster.server_pid().expect("the server runs");
+        let children = std::process::Command::new("pgrep")
+            .args(["-P", &postmaster.to_string()])
+            .output()
+            .unwrap();
+        let mut pids: Vec<i32> = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect();
+        pids.push(postmaster);
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+    }
+}
+
