@@ -55,6 +55,11 @@ async fn flood(lines: u64, journal: Option<Journal>) -> (f64, u64) {
         events += 1;
         match event {
             Event::StepStarted { id } => recorder.record(Some(&id), Entry::StepStarted).await,
+            Event::StepProcess { id, pid, command } => {
+                recorder
+                    .record(Some(&id), Entry::StepProcess { pid, command })
+                    .await
+            }
             Event::StepOutput { id, stream, line } => recorder.output(&id, stream, line).await,
             Event::StepFinished {
                 id,

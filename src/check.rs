@@ -34,6 +34,10 @@ pub struct CheckOptions {
     pub journal: Option<Journal>,
     /// Whether this run is a rehearsal.
     pub rehearsal: bool,
+    /// On SIGTERM, SIGHUP or SIGINT, cancel the running steps (killing their process groups),
+    /// record why, and end with the report (the binary sets it; a library caller keeps its
+    /// own signal handling).
+    pub handle_signals: bool,
 }
 
 /// Why a headless run could not start.
@@ -238,7 +242,34 @@ pub async fn run_check(
         })
         .await;
     let mut finished: BTreeMap<String, StepReport> = BTreeMap::new();
-    while let Some(event) = handle.events.recv().await {
+    let signal = async {
+        if options.handle_signals {
+            engine::termination_signal().await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::pin!(signal);
+    let mut cancelling = false;
+    loop {
+        let event = tokio::select! {
+            event = handle.events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            signal = &mut signal, if !cancelling => {
+                // The steps end as errors, "cancelled: cutover received SIGTERM", their
+                // process groups killed; the report is made and printed as usual.
+                cancelling = true;
+                let reason = format!("cutover received {signal}");
+                let _ = handle.commands.send(engine::Command::CancelAll { reason }).await;
+                continue;
+            }
+            () = recorder.due() => {
+                recorder.flush_due().await?;
+                continue;
+            }
+        };
         match event {
             Event::StepFinished {
                 id,
@@ -267,6 +298,11 @@ pub async fn run_check(
             }
             Event::BatchFinished => break,
             Event::StepStarted { id } => recorder.record(Some(&id), Entry::StepStarted).await?,
+            Event::StepProcess { id, pid, command } => {
+                recorder
+                    .record(Some(&id), Entry::StepProcess { pid, command })
+                    .await?
+            }
             Event::StepOutput { id, stream, line } => recorder.output(&id, stream, line).await?,
         }
     }

@@ -266,6 +266,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 confirm: args.confirm,
                 variables: global.vars.into_iter().collect::<BTreeMap<_, _>>(),
                 workdir: Some(cwd),
+                handle_signals: true,
             };
             let report = check::run_check(Arc::new(runbook), &target, &options).await?;
             let printed = match args.format {

@@ -472,3 +472,145 @@ fn a_person_opens_the_demo_and_finds_the_release_pending_in_apply_verify_and_the
     tmux.keys(&["q"]);
     tmux.wait_for("DEMO-EXITED");
 }
+
+/// A runbook whose one shell step starts a grandchild and waits; its pids go to `dir`.
+fn long_step_runbook(dir: &std::path::Path) -> std::path::PathBuf {
+    let runbook = dir.join("runbook.toml");
+    std::fs::write(
+        &runbook,
+        format!(
+            r#"name = "long"
+[[sections]]
+id = "s"
+title = "S"
+[[sections.steps]]
+id = "deploy"
+title = "A long deploy"
+kind = "shell"
+command = '''
+sleep 300 &
+echo $! > {dir}/grandchild.pid
+echo $$ > {dir}/shell.pid
+echo deploy-started
+wait
+'''
+"#,
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    runbook
+}
+
+fn read_pid(path: &std::path::Path) -> i32 {
+    let mut pid = None;
+    wait_until(&format!("{} holds a pid", path.display()), 30, || {
+        pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok());
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // pid (comm) state ppid ...: the command may hold spaces, so read after its `)`.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn last_report(home: &std::path::Path) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["report", "--last", "--format", "json"])
+        .env("CUTOVER_HOME", home)
+        .output()
+        .unwrap();
+    serde_json::from_str(&String::from_utf8_lossy(&output.stdout)).unwrap()
+}
+
+#[test]
+fn closing_the_terminal_cancels_the_running_step_kills_its_group_and_records_why() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = long_step_runbook(dir.path());
+    let tmux = Tmux::start(
+        110,
+        32,
+        &format!(
+            "CUTOVER_HOME={} {} --runbook {} run --rehearsal --database-url '{url}'",
+            home.path().display(),
+            env!("CARGO_BIN_EXE_cutover"),
+            runbook.display()
+        ),
+    );
+    tmux.wait_for("● connected");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("A long deploy");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("deploy-started");
+    let grandchild = read_pid(&dir.path().join("grandchild.pid"));
+    // The pane goes away, as when the SSH session drops: the wizard gets SIGHUP.
+    drop(tmux);
+    wait_until("the step's grandchild is gone", 15, || {
+        process_gone(grandchild)
+    });
+    let mut last = serde_json::Value::Null;
+    let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until("the step's end is recorded", 15, || {
+            last = last_report(home.path());
+            last["steps"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("cancelled: cutover received SIGHUP"))
+        })
+    }));
+    assert!(recorded.is_ok(), "recorded: {last:#}");
+}
+
+#[test]
+fn a_resumed_run_names_the_processes_a_killed_session_left_and_ends_them() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = long_step_runbook(dir.path());
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let wizard = |extra: &str| {
+        format!(
+            "CUTOVER_HOME={} {bin} --runbook {} run --rehearsal {extra} --database-url '{url}'; echo ENDED; sleep 60",
+            home.path().display(),
+            runbook.display()
+        )
+    };
+    let first = Tmux::start(110, 32, &wizard(""));
+    first.wait_for("● connected");
+    first.keys(&["Enter"]);
+    first.wait_for("A long deploy");
+    first.keys(&["Enter"]);
+    first.wait_for("deploy-started");
+    let grandchild = read_pid(&dir.path().join("grandchild.pid"));
+    // The step's supervisor killed, then cutover: nothing is left to end the group.
+    let supervisor = parent_of(read_pid(&dir.path().join("shell.pid")));
+    let cutover = parent_of(supervisor);
+    for pid in [supervisor, cutover] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    first.wait_for("ENDED");
+    assert!(!process_gone(grandchild), "the grandchild survived");
+
+    let run_id = last_report(home.path())["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = Tmux::start(110, 32, &wizard(&format!("--resume {run_id}")));
+    second.wait_for("Processes left running");
+    second.wait_for(&format!("s.deploy: pid {supervisor}"));
+    second.keys(&["Enter"]);
+    wait_until("the survivors are ended", 15, || process_gone(grandchild));
+    second.wait_for("ending 1 process group(s)");
+    second.keys(&["q"]);
+}

@@ -375,3 +375,153 @@ fn every_connection_to_the_target_has_tcp_keepalives() {
         db.close().await;
     });
 }
+
+/// The output lines a run's journal holds.
+fn journaled_output(home: &Path) -> Vec<String> {
+    block_on(async {
+        let journal = cutover::journal::Journal::open(home).await.unwrap();
+        let mut lines = Vec::new();
+        for run in journal.runs().await.unwrap() {
+            for event in journal.events(&run.id).await.unwrap() {
+                if let cutover::journal::Entry::StepOutput { lines: more, .. } = event.entry {
+                    lines.extend(more);
+                }
+            }
+        }
+        journal.close().await;
+        lines
+    })
+}
+
+/// A check running one shell step that prints 65 lines, then starts a grandchild that would
+/// outlive an unsupervised run, then waits; returns the child, the home, and the folder
+/// where the step writes its pids.
+fn check_with_a_long_step(
+    url: &str,
+) -> (std::process::Child, tempfile::TempDir, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_runbook(
+        dir.path(),
+        &format!(
+            r#"name = "long"
+[[sections]]
+id = "s"
+title = "S"
+[[sections.steps]]
+id = "deploy"
+title = "A long deploy"
+kind = "shell"
+command = '''
+seq 1 65
+sleep 300 &
+echo $! > {dir}/grandchild.pid
+echo $$ > {dir}/shell.pid
+wait
+'''
+"#,
+            dir = dir.path().display()
+        ),
+    );
+    let child = cutover_in(
+        home.path(),
+        &[
+            "check",
+            "--runbook",
+            &path,
+            "--allow-shell",
+            "--database-url",
+            url,
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_until("the step runs its grandchild", 30, || {
+        dir.path().join("shell.pid").exists()
+    });
+    (child, home, dir)
+}
+
+fn pid_in(dir: &Path, name: &str) -> i32 {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn output_is_journaled_within_a_moment_even_when_the_step_goes_quiet() {
+    let url = fresh_database();
+    let (mut child, home, _dir) = check_with_a_long_step(&url);
+    // The 65 lines come, then nothing: a batch waiting for its next line would hold them
+    // until the step ends, and a kill -9 meanwhile would lose them.
+    wait_until("the quiet step's output is on disk", 10, || {
+        journaled_output(home.path()).len() == 65
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(journaled_output(home.path()).last().unwrap(), "65");
+}
+
+#[test]
+fn kill_9_of_cutover_ends_the_steps_process_group() {
+    let url = fresh_database();
+    let (mut child, _home, dir) = check_with_a_long_step(&url);
+    let grandchild = pid_in(dir.path(), "grandchild.pid");
+    child.kill().unwrap(); // SIGKILL: no handler runs
+    child.wait().unwrap();
+    wait_until("the step's grandchild is gone", 10, || {
+        process_gone(grandchild)
+    });
+}
+
+#[test]
+fn sigterm_sighup_and_sigint_cancel_the_running_step_record_why_and_exit() {
+    let url = fresh_database();
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let (child, home, dir) = check_with_a_long_step(&url);
+        let grandchild = pid_in(dir.path(), "grandchild.pid");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{signal}: {}",
+            stderr(&output)
+        );
+        assert!(
+            process_gone(grandchild),
+            "{signal}: the group was killed before exit"
+        );
+        let finished = block_on(async {
+            let journal = cutover::journal::Journal::open(home.path()).await.unwrap();
+            let run = journal.runs().await.unwrap().remove(0);
+            let events = journal.events(&run.id).await.unwrap();
+            journal.close().await;
+            events
+                .into_iter()
+                .find_map(|event| match event.entry {
+                    cutover::journal::Entry::StepFinished {
+                        status, message, ..
+                    } => Some((status, message)),
+                    _ => None,
+                })
+                .expect("the step's end is recorded")
+        });
+        assert_eq!(finished.0, cutover::outcome::Status::Error, "{signal}");
+        assert!(
+            finished
+                .1
+                .contains(&format!("cancelled: cutover received {signal}")),
+            "{signal}: {}",
+            finished.1
+        );
+    }
+}

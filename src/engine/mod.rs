@@ -5,6 +5,28 @@
 mod http;
 pub mod plan;
 mod shell;
+
+pub use shell::{SUPERVISOR_GRACE, end_group, group_alive};
+
+/// Ends with the name of the first SIGTERM, SIGHUP (the SSH session or the tmux pane went
+/// away) or SIGINT this process receives; never, when they cannot be watched. Once called,
+/// these signals no longer end the process by themselves: the caller cancels its steps
+/// (`Command::CancelAll`), records them, and exits.
+pub async fn termination_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
+        _ = int.recv() => "SIGINT",
+    }
+}
 mod sql;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +75,12 @@ pub enum Command {
         /// Full step id.
         id: String,
     },
+    /// Cancel every running and waiting step, saying why (a signal, the person quitting); the
+    /// batches end with the steps as errors, "cancelled: REASON".
+    CancelAll {
+        /// Why, for each step's message.
+        reason: String,
+    },
     /// Cancel everything and stop.
     Shutdown,
 }
@@ -74,6 +102,15 @@ pub enum Event {
     StepStarted {
         /// Full step id.
         id: String,
+    },
+    /// A shell step's process started: its pid, which is also its process group.
+    StepProcess {
+        /// Full step id.
+        id: String,
+        /// The group leader's pid (the group's id).
+        pid: u32,
+        /// The command, redacted.
+        command: String,
     },
     /// A line of a shell step's output.
     StepOutput {
@@ -188,6 +225,8 @@ struct Context {
     /// Masks secrets in every event that leaves the engine (it learns the secret variables
     /// as they are set).
     redactor: RwLock<Redactor>,
+    /// Why everything was cancelled (`CancelAll`), for the steps' messages.
+    cancelled_because: RwLock<Option<String>>,
 }
 
 /// Starts the engine on `db` for `runbook`.
@@ -199,6 +238,7 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
     redactor.add_secret_variables(&config.variables, |name| runbook.is_secret(name));
     let context = Arc::new(Context {
         redactor: RwLock::new(redactor),
+        cancelled_because: RwLock::new(None),
         runbook,
         db,
         permits: Semaphore::new(config.concurrency.max(1)),
@@ -236,6 +276,11 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
                     if let Some(token) = lock(&context.running).get(&id) {
                         token.cancel();
                     }
+                }
+                Command::CancelAll { reason } => {
+                    tracing::warn!(%reason, "cancelling every step");
+                    *write(&context.cancelled_because) = Some(reason);
+                    context.root.cancel();
                 }
                 Command::Shutdown => break,
             }
@@ -489,7 +534,10 @@ async fn execute(
                 timeout: step.timeout.unwrap_or(config.shell_timeout),
             };
             let redactor = read(&context.redactor).clone();
-            shell::run(job, &context.events, &redactor, cancel).await
+            shell::run(job, &context.events, &redactor, cancel, || {
+                context.cancel_reason()
+            })
+            .await
         }
         Action::Http(action) => {
             if !config.allow_http {
@@ -522,7 +570,17 @@ async fn database_step(
         outcome = tokio::time::timeout(deadline, check) => outcome.unwrap_or_else(|_| {
             Outcome::error(context.db.no_answer(deadline).to_string())
         }),
-        _ = cancel.cancelled() => Outcome::error("cancelled"),
+        _ = cancel.cancelled() => Outcome::error(context.cancel_reason()),
+    }
+}
+
+impl Context {
+    /// "cancelled", with the reason when everything was cancelled for one.
+    fn cancel_reason(&self) -> String {
+        match &*read(&self.cancelled_because) {
+            Some(reason) => format!("cancelled: {reason}"),
+            None => "cancelled".to_string(),
+        }
     }
 }
 

@@ -42,16 +42,36 @@ pub struct ShellJob<'a> {
     pub timeout: Duration,
 }
 
-/// Runs the job; output lines go to `events` as they arrive, secrets masked.
+/// The step's direct child: a shell that runs the step's command (itself a `sh -c`, as
+/// written) and, when cutover dies without a word (`kill -9`), learns of it from the kernel
+/// (`PR_SET_PDEATHSIG` sends it SIGUSR2) and ends the whole process group: TERM, then KILL.
+/// A TERM from cutover reaches the whole group as before.
+const SUPERVISOR: &str = r#"trap 'kill -TERM 0 2>/dev/null; sleep 2; kill -KILL 0' USR2
+/bin/sh -c "$1" &
+child=$!
+wait "$child"
+status=$?
+# wait also returns when a trapped signal arrives: wait again for the command's own status.
+while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done
+exit "$status""#;
+
+/// How long the supervisor waits between TERM and KILL (the `sleep 2` of [`SUPERVISOR`]).
+pub const SUPERVISOR_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the job; output lines go to `events` as they arrive, secrets masked. `reason` says why
+/// a cancellation happened, when one does.
 pub async fn run(
     job: ShellJob<'_>,
     events: &mpsc::Sender<Event>,
     redactor: &Redactor,
     cancel: &CancellationToken,
+    reason: impl Fn() -> String,
 ) -> Outcome {
     let mut command = tokio::process::Command::new("/bin/sh");
     command
         .arg("-c")
+        .arg(SUPERVISOR)
+        .arg("cutover-step")
         .arg(job.command)
         .current_dir(job.workdir)
         .stdin(Stdio::null())
@@ -75,6 +95,19 @@ pub async fn run(
         command.env_remove(name);
     }
     command.envs(&job.env);
+    let parent = nix::unistd::getpid();
+    // SAFETY: between fork and exec only async-signal-safe calls are made: prctl, getppid
+    // and raise.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGUSR2)?;
+            // cutover may have died between fork and prctl: then nothing would tell.
+            if nix::unistd::getppid() != parent {
+                let _ = nix::sys::signal::raise(Signal::SIGUSR2);
+            }
+            Ok(())
+        });
+    }
 
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -89,6 +122,14 @@ pub async fn run(
         return Outcome::error("the command exited before it could be watched");
     };
     let group = Pid::from_raw(pid as i32);
+    // Journaled: a run resumed after cutover itself was killed looks for survivors.
+    let _ = events
+        .send(Event::StepProcess {
+            id: job.step_id.to_string(),
+            pid,
+            command: redactor.redact(job.command).into_owned(),
+        })
+        .await;
     // However this future ends (finished, or dropped because the engine shut down) the
     // step's processes do not outlive it.
     let _group_guard = GroupGuard(group);
@@ -175,7 +216,7 @@ pub async fn run(
             "timed out after {}s; its process group was killed",
             job.timeout.as_secs_f64()
         )),
-        Ended::Cancelled => Outcome::error("cancelled; its process group was killed"),
+        Ended::Cancelled => Outcome::error(format!("{}; its process group was killed", reason())),
         Ended::Exited(Err(err)) => Outcome::error(format!("lost track of the command: {err}")),
         Ended::Exited(Ok(status)) => match status.code() {
             Some(code) if code == job.expect_exit => Outcome::pass(format!("exited with {code}")),
@@ -198,6 +239,23 @@ pub async fn run(
         ])
     };
     outcome.with_details(details)
+}
+
+/// Whether anything still runs in process group `pid`.
+pub fn group_alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|raw| killpg(Pid::from_raw(raw), None).is_ok())
+}
+
+/// Ends process group `pid`: TERM, then KILL after the grace period if anything is left.
+pub async fn end_group(pid: u32) {
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let group = Pid::from_raw(raw);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + KILL_GRACE;
+    while killpg(group, None).is_ok() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = killpg(group, Signal::SIGKILL);
 }
 
 struct GroupGuard(Pid);

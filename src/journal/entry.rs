@@ -11,6 +11,14 @@ use crate::outcome::Status;
 pub enum Entry {
     /// A step began.
     StepStarted,
+    /// A shell step's process started; its pid is its process group's id. A run resumed after
+    /// cutover was killed looks for survivors of it.
+    StepProcess {
+        /// The group leader's pid.
+        pid: u32,
+        /// The command, redacted.
+        command: String,
+    },
     /// Lines of a step's output, in order (kept in full, written in batches).
     StepOutput {
         /// Which pipe.
@@ -63,6 +71,7 @@ impl Entry {
     pub fn kind(&self) -> &'static str {
         match self {
             Entry::StepStarted => "step_started",
+            Entry::StepProcess { .. } => "step_process",
             Entry::StepOutput { .. } => "step_output",
             Entry::StepFinished { .. } => "step_finished",
             Entry::Ticked { .. } => "ticked",

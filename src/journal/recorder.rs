@@ -8,10 +8,13 @@ use crate::engine::OutputStream;
 use crate::outcome::Outcome;
 
 /// Output is gathered and written as one event (one fsync) when it reaches this many lines, this
-/// many bytes, or this age: a flood of output costs a few writes a second, not one per line.
+/// many bytes, or this age: a flood of output costs a few writes a second, not one per line,
+/// and a `kill -9` loses at most `OUTPUT_BATCH_AGE` of it. The age is kept by the event loops,
+/// which call [`Recorder::flush_due`] at [`Recorder::next_due`] even when no line comes.
 const OUTPUT_BATCH_LINES: usize = 4096;
 const OUTPUT_BATCH_BYTES: usize = 512 * 1024;
-const OUTPUT_BATCH_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The output at risk on `kill -9`.
+pub const OUTPUT_BATCH_AGE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A run being recorded (or not, without a journal).
 #[derive(Debug)]
@@ -105,6 +108,37 @@ impl Recorder {
             self.flush(step).await?;
         }
         Ok(())
+    }
+
+    /// When the oldest pending output is due (none pending: `None`).
+    pub fn next_due(&self) -> Option<tokio::time::Instant> {
+        self.pending
+            .values()
+            .map(|pending| tokio::time::Instant::from_std(pending.since + OUTPUT_BATCH_AGE))
+            .min()
+    }
+
+    /// Writes the pending output that has waited `OUTPUT_BATCH_AGE`.
+    pub async fn flush_due(&mut self) -> Result<(), JournalError> {
+        let due: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, pending)| pending.is_due())
+            .map(|(step, _)| step.clone())
+            .collect();
+        for step in due {
+            self.flush(&step).await?;
+        }
+        Ok(())
+    }
+
+    /// Sleeps until some pending output is due (forever when none is): for the event loops'
+    /// `select!`.
+    pub async fn due(&self) {
+        match self.next_due() {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
     }
 
     /// A step's outcome (its pending output first).

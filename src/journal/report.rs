@@ -120,7 +120,7 @@ fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
                     ..StepRecord::default()
                 };
             }
-            Entry::StepOutput { .. } => {}
+            Entry::StepOutput { .. } | Entry::StepProcess { .. } => {}
             Entry::StepFinished {
                 status,
                 message,

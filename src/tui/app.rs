@@ -99,6 +99,8 @@ pub struct StepState {
     pub output: VecDeque<(OutputStream, String)>,
     /// Output lines dropped from the front to keep memory bounded.
     pub output_dropped: usize,
+    /// Its shell process (pid, which is its group's id, and command) while it runs.
+    pub process: Option<(u32, String)>,
 }
 
 impl StepState {
@@ -108,6 +110,7 @@ impl StepState {
             duration: None,
             output: VecDeque::new(),
             output_dropped: 0,
+            process: None,
         }
     }
 
@@ -192,6 +195,17 @@ pub enum InputPurpose {
     },
 }
 
+/// A step's process group that outlived the session that started it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Survivor {
+    /// The step.
+    pub step: String,
+    /// The group's id (its leader's pid).
+    pub pid: u32,
+    /// What runs there now (from /proc), else the journaled command.
+    pub command: String,
+}
+
 /// A small window over the screen.
 #[derive(Debug)]
 pub enum Overlay {
@@ -199,6 +213,12 @@ pub enum Overlay {
     Help,
     /// Leave while something runs?
     ConfirmQuit,
+    /// Processes of steps that were running when an earlier session of this run ended,
+    /// still alive: end them?
+    Survivors {
+        /// Each one found.
+        survivors: Vec<Survivor>,
+    },
     /// A step is held back by dependencies a machine can run: run them first?
     RunDependencies {
         /// The step asked for.
@@ -254,6 +274,8 @@ pub struct App {
     pub notice: Option<String>,
     /// Set when the wizard should end.
     pub quitting: bool,
+    /// Why it ends with steps running (a signal), for their records.
+    pub stop_reason: Option<String>,
     /// Colours on screen (off with `NO_COLOR`; glyphs carry every status without them).
     pub color: bool,
     /// The latest metrics sample.
@@ -302,6 +324,7 @@ impl App {
             variables,
             notice: None,
             quitting: false,
+            stop_reason: None,
             color: true,
             metrics: None,
             metrics_history: VecDeque::new(),
@@ -423,6 +446,9 @@ impl App {
                         state.push_output(*stream, line.clone());
                     }
                 }
+                Entry::StepProcess { pid, command } => {
+                    state.process = Some((*pid, command.clone()));
+                }
                 Entry::StepFinished {
                     status,
                     message,
@@ -430,6 +456,7 @@ impl App {
                     duration_ms,
                     data,
                 } => {
+                    state.process = None;
                     state.status = StepStatus::Finished(Outcome {
                         status: *status,
                         message: message.clone(),

@@ -80,8 +80,14 @@ pub async fn run(
     let mut terminal = ratatui::try_init()?;
     let (input_tx, input_rx) = mpsc::channel(256);
     let keys = tokio::spawn(forward_terminal_events(input_tx.clone()));
+    let signals = input_tx.clone();
+    let watch_signals = tokio::spawn(async move {
+        let signal = engine::termination_signal().await;
+        let _ = signals.send(Message::Terminate(signal.to_string())).await;
+    });
     let result = run_with(&mut terminal, runbook, target, options, input_tx, input_rx).await;
     keys.abort();
+    watch_signals.abort();
     ratatui::restore();
     result
 }
@@ -157,6 +163,7 @@ where
                         .send(engine::Command::NoteStatus { id, status })
                         .await;
                 }
+                offer_to_end_survivors(&mut app).await;
             }
             let recorded = journal.runbook_text(&run.id).await?;
             app.notice = Some(match runbook_changes(&recorded, &runbook) {
@@ -226,6 +233,46 @@ where
         watching,
     )
     .await;
+    // Leaving with steps still running (quit anyway, a signal, a terminal gone): they are
+    // cancelled, their process groups killed, and how they ended recorded, before we go.
+    if app.anything_running() {
+        if app.stop_reason.is_none()
+            && let Err(err) = &result
+        {
+            // The terminal failed: when the SSH session or the pane went away, SIGHUP is
+            // on its way; name it if it comes in a moment, else the terminal's error.
+            let hangup = tokio::time::timeout(Duration::from_millis(500), async {
+                while let Some(message) = inputs.recv().await {
+                    if let Message::Terminate(signal) = message {
+                        return Some(signal);
+                    }
+                }
+                None
+            });
+            app.stop_reason = Some(match hangup.await {
+                Ok(Some(signal)) => format!("cutover received {signal}"),
+                _ => format!("the terminal failed: {err}"),
+            });
+        }
+        let reason = app
+            .stop_reason
+            .clone()
+            .unwrap_or_else(|| "the wizard was closed".to_string());
+        let _ = engine
+            .commands
+            .send(engine::Command::CancelAll { reason })
+            .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while app.anything_running() {
+            match tokio::time::timeout_at(deadline, engine.events.recv()).await {
+                Ok(Some(event)) => {
+                    journal_event(&mut app, &mut recorder, &event).await;
+                    update(&mut app, Message::Engine(event));
+                }
+                _ => break,
+            }
+        }
+    }
     let all_done = app.steps.values().all(|state| state.is_done());
     if let Err(err) = recorder.close(all_done).await {
         tracing::warn!(%err, "could not close the run in the journal");
@@ -277,6 +324,12 @@ where
             _ = tick.tick() => Message::Tick,
             Some(event) = engine.events.recv() => Message::Engine(event),
             Some(event) = samples.recv() => Message::Monitor(event),
+            () = recorder.due() => {
+                if let Err(err) = recorder.flush_due().await {
+                    app.notice = Some(format!("NOT RECORDED: {err}"));
+                }
+                continue;
+            }
         };
         // Engine events reach the journal before the screen.
         if let Message::Engine(event) = &message {
@@ -310,6 +363,12 @@ where
                     confirmed_database,
                 },
                 Command::NoteStatus { id, status } => engine::Command::NoteStatus { id, status },
+                Command::EndProcessGroups { pids } => {
+                    for pid in pids {
+                        engine::end_group(pid).await;
+                    }
+                    continue;
+                }
                 Command::CancelStep { id } => engine::Command::CancelStep { id },
                 Command::SetVariable { name, value } => {
                     engine::Command::SetVariable { name, value }
@@ -327,6 +386,17 @@ where
 async fn journal_event(app: &mut App, recorder: &mut Recorder, event: &engine::Event) {
     let written = match event {
         engine::Event::StepStarted { id } => recorder.record(Some(id), Entry::StepStarted).await,
+        engine::Event::StepProcess { id, pid, command } => {
+            recorder
+                .record(
+                    Some(id),
+                    Entry::StepProcess {
+                        pid: *pid,
+                        command: command.clone(),
+                    },
+                )
+                .await
+        }
         engine::Event::StepOutput { id, stream, line } => {
             recorder.output(id, *stream, line.clone()).await
         }
@@ -343,6 +413,39 @@ async fn journal_event(app: &mut App, recorder: &mut Recorder, event: &engine::E
     };
     if let Err(err) = written {
         app.notice = Some(format!("NOT RECORDED: {err}"));
+    }
+}
+
+/// Steps that were running when the earlier session ended may have left processes (cutover
+/// killed hard, or a process that escaped its group's end): name each by pid and command,
+/// and offer to end them.
+async fn offer_to_end_survivors(app: &mut App) {
+    let find = |app: &App| -> Vec<app::Survivor> {
+        app.steps
+            .iter()
+            .filter(|(_, state)| matches!(state.status, app::StepStatus::Interrupted))
+            .filter_map(|(step, state)| {
+                // The journaled command, redacted; what /proc shows is not.
+                let (pid, command) = state.process.clone()?;
+                engine::group_alive(pid).then(|| app::Survivor {
+                    step: step.clone(),
+                    pid,
+                    command,
+                })
+            })
+            .collect()
+    };
+    // A group whose supervisor learned of the crash is ending itself (TERM, then KILL after
+    // its grace): give it that long before calling it a survivor.
+    let deadline = tokio::time::Instant::now() + engine::SUPERVISOR_GRACE + Duration::from_secs(1);
+    let mut survivors = find(app);
+    while !survivors.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        survivors = find(app);
+    }
+    survivors.sort_by(|a, b| a.step.cmp(&b.step));
+    if !survivors.is_empty() {
+        app.overlay = Some(app::Overlay::Survivors { survivors });
     }
 }
 
@@ -410,9 +513,8 @@ async fn watch_connection(db: Db, messages: mpsc::Sender<Message>, stop: Cancell
         if probe_now {
             // Noted in the link by the calls themselves; the change arrives below.
             let up = matches!(*link.borrow(), crate::db::Link::Up);
-            if up {
-                let _ = db.ping_within(CONNECTION_DEADLINE).await;
-            } else if db.reachable().await.is_ok() {
+            // While down, a direct attempt first: it names the reason at once.
+            if up || db.reachable().await.is_ok() {
                 let _ = db.ping_within(CONNECTION_DEADLINE).await;
             }
         }

@@ -34,6 +34,9 @@ pub enum Message {
     ConnectionDown(String),
     /// The live panels' sampler reports.
     Monitor(MonitorEvent),
+    /// The process was told to end (SIGTERM, SIGHUP, SIGINT): running steps are cancelled
+    /// with this reason, recorded, and the wizard ends.
+    Terminate(String),
 }
 
 /// A request for the event loop to carry out.
@@ -73,6 +76,11 @@ pub enum Command {
         /// What happened.
         entry: Entry,
     },
+    /// End these process groups (survivors of an earlier session): TERM, then KILL.
+    EndProcessGroups {
+        /// Group ids.
+        pids: Vec<u32>,
+    },
     /// Leave the wizard.
     Quit,
 }
@@ -103,6 +111,11 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
             },
         },
         Message::Tick => vec![],
+        Message::Terminate(signal) => {
+            app.stop_reason = Some(format!("cutover received {signal}"));
+            app.quitting = true;
+            vec![Command::Quit]
+        }
         Message::Engine(event) => {
             engine_event(app, event);
             vec![]
@@ -152,6 +165,11 @@ fn engine_event(app: &mut App, event: Event) {
                 state.output_dropped = 0;
             }
         }
+        Event::StepProcess { id, pid, command } => {
+            if let Some(state) = app.steps.get_mut(&id) {
+                state.process = Some((pid, command));
+            }
+        }
         Event::StepOutput { id, stream, line } => {
             if let Some(state) = app.steps.get_mut(&id) {
                 state.push_output(stream, line);
@@ -170,6 +188,7 @@ fn engine_event(app: &mut App, event: Event) {
                 ));
                 state.status = StepStatus::Finished(outcome);
                 state.duration = Some(duration);
+                state.process = None;
             }
         }
         Event::BatchFinished => {}
@@ -476,6 +495,32 @@ fn overlay_key(app: &mut App, overlay: Overlay, key: KeyEvent) -> Vec<Command> {
                     blockers,
                     ids,
                 });
+                vec![]
+            }
+        },
+        Overlay::Survivors { survivors } => match key.code {
+            KeyCode::Enter | KeyCode::Char('y') | KeyCode::Char('Y') => {
+                app.notice = Some(format!(
+                    "ending {} process group(s) left by the earlier session",
+                    survivors.len()
+                ));
+                vec![Command::EndProcessGroups {
+                    pids: survivors.iter().map(|s| s.pid).collect(),
+                }]
+            }
+            KeyCode::Esc | KeyCode::Char('n') | KeyCode::Char('N') => {
+                app.notice = Some(format!(
+                    "left running: {}",
+                    survivors
+                        .iter()
+                        .map(|s| format!("pid {} ({})", s.pid, s.step))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                vec![]
+            }
+            _ => {
+                app.overlay = Some(Overlay::Survivors { survivors });
                 vec![]
             }
         },

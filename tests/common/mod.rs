@@ -318,4 +318,3 @@ impl Drop for Frozen {
         }
     }
 }
-

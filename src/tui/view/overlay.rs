@@ -29,6 +29,31 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 dialog,
             );
         }
+        Some(Overlay::Survivors { survivors }) => {
+            let mut text = vec![Line::from(
+                "Still running from the earlier session of this run (cutover was killed):",
+            )];
+            text.extend(survivors.iter().map(|survivor| {
+                Line::from(format!(
+                    "  • {}: pid {} `{}`",
+                    survivor.step, survivor.pid, survivor.command
+                ))
+            }));
+            text.push(Line::from(""));
+            text.push(Line::from(
+                "Enter: end them (TERM, then KILL)   Esc: leave them running",
+            ));
+            let width = area.width.saturating_sub(4).min(96);
+            let height = (text.len() as u16 + 4).min(area.height);
+            let dialog = centered(area, width, height);
+            frame.render_widget(Clear, dialog);
+            frame.render_widget(
+                Paragraph::new(text)
+                    .wrap(Wrap { trim: false })
+                    .block(bordered(app, " Processes left running ", Color::Red)),
+                dialog,
+            );
+        }
         Some(Overlay::RunDependencies {
             step,
             blockers,
