@@ -623,6 +623,10 @@ impl Db {
     /// Closes the pool, waiting a moment at most: a connection stuck on a server that does
     /// not answer is abandoned (the kernel closes it when the process ends).
     pub async fn close(&self) {
+        if matches!(*self.health.link.borrow(), Link::Down { .. }) {
+            // Nothing to say goodbye to: closing would wait on connections that never answer.
+            return;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.pool.close()).await;
     }
 }

@@ -14,7 +14,8 @@ use crate::outcome::Outcome;
 const OUTPUT_BATCH_LINES: usize = 4096;
 const OUTPUT_BATCH_BYTES: usize = 512 * 1024;
 /// The output at risk on `kill -9`.
-pub const OUTPUT_BATCH_AGE: std::time::Duration = std::time::Duration::from_millis(100);
+/// Half the 100 ms promised: the pipe, the engine and the write itself take some too.
+pub const OUTPUT_BATCH_AGE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A run being recorded (or not, without a journal).
 #[derive(Debug)]
