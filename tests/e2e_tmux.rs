@@ -491,7 +491,7 @@ command = '''
 sleep 300 &
 echo $! > {dir}/grandchild.pid
 echo $$ > {dir}/shell.pid
-echo deploy-started
+echo deploy-$((1 + 1))-started
 wait
 '''
 "#,
@@ -549,7 +549,7 @@ fn closing_the_terminal_cancels_the_running_step_kills_its_group_and_records_why
     tmux.keys(&["Enter"]);
     tmux.wait_for("A long deploy");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("deploy-started");
+    tmux.wait_for("deploy-2-started");
     let grandchild = read_pid(&dir.path().join("grandchild.pid"));
     // The pane goes away, as when the SSH session drops: the wizard gets SIGHUP.
     drop(tmux);
@@ -587,7 +587,9 @@ fn a_resumed_run_names_the_processes_a_killed_session_left_and_ends_them() {
     first.keys(&["Enter"]);
     first.wait_for("A long deploy");
     first.keys(&["Enter"]);
-    first.wait_for("deploy-started");
+    // The line as output, not the command's text in the help pane: once it is on screen, the
+    // step's process group (sent before any output) is journaled.
+    first.wait_for("deploy-2-started");
     let grandchild = read_pid(&dir.path().join("grandchild.pid"));
     // The step's supervisor killed, then cutover: nothing is left to end the group.
     let supervisor = parent_of(read_pid(&dir.path().join("shell.pid")));
@@ -607,7 +609,30 @@ fn a_resumed_run_names_the_processes_a_killed_session_left_and_ends_them() {
         .unwrap()
         .to_string();
     let second = Tmux::start(110, 32, &wizard(&format!("--resume {run_id}")));
-    second.wait_for("Processes left running");
+    let shown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        second.wait_for("Processes left running")
+    }));
+    if shown.is_err() {
+        let ps = Command::new("ps")
+            .args(["-eo", "pid,pgid,ppid,stat,cmd"])
+            .output()
+            .unwrap();
+        let journal = Command::new(bin)
+            .args(["report", "--last", "--format", "md"])
+            .env("CUTOVER_HOME", home.path())
+            .output()
+            .unwrap();
+        panic!(
+            "no survivors offered; supervisor {supervisor}, grandchild {grandchild} (gone: {})\n{}\n{}",
+            process_gone(grandchild),
+            String::from_utf8_lossy(&ps.stdout)
+                .lines()
+                .filter(|l| l.contains("sleep 300") || l.contains("cutover"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            String::from_utf8_lossy(&journal.stdout)
+        );
+    }
     second.wait_for(&format!("s.deploy: pid {supervisor}"));
     second.keys(&["Enter"]);
     wait_until("the survivors are ended", 15, || process_gone(grandchild));
