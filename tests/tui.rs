@@ -759,7 +759,7 @@ fn a_step_waiting_for_a_persons_tick_is_held_back_with_the_reason() {
     let notice = app.notice.clone().unwrap();
     assert!(
         notice.contains(
-            "rollback.stop_app is held back: it depends on rollback.decided, which has not run"
+            "rollback.stop_app is held back: it depends on rollback.decided, which has not run: tick it first"
         ),
         "{notice}"
     );

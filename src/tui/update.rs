@@ -366,7 +366,17 @@ fn run(app: &mut App, step: &Step) -> Vec<Command> {
         if let Some((_, blocker)) = held.iter().find(|(id, _)| *id == step.id) {
             // A person's tick, a destructive step confirmed on its own, or a failed
             // dependency of a dependency: nothing the wizard may run on the way.
-            app.notice = Some(format!("{} is held back: it depends on {blocker}", step.id));
+            let hint = match app.runbook.step(&blocker.dependency) {
+                Some(dependency) if !plan::is_automated(dependency) => ": tick it first",
+                Some(dependency) if is_destructive(dependency) => {
+                    ": run it first (it asks for its own confirmation)"
+                }
+                _ => "",
+            };
+            app.notice = Some(format!(
+                "{} is held back: it depends on {blocker}{hint}",
+                step.id
+            ));
             return vec![];
         }
         app.overlay = Some(Overlay::RunDependencies {
