@@ -306,9 +306,7 @@ pub enum Link {
     Down {
         /// Why, in words a person can act on (refused, reset, no answer, authentication).
         reason: String,
-        /// When it was first seen down.
-        since: std::time::Instant,
-        /// When that was last confirmed.
+        /// When that was last found.
         checked: std::time::Instant,
     },
 }
@@ -424,13 +422,8 @@ impl Db {
         let now = std::time::Instant::now();
         let reason = err.to_string();
         self.health.link.send_modify(|link| {
-            let since = match link {
-                Link::Down { since, .. } => *since,
-                _ => now,
-            };
             *link = Link::Down {
                 reason,
-                since,
                 checked: now,
             };
         });

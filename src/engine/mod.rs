@@ -318,33 +318,32 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>, confirmed: Option<St
         .filter(|step| ids.contains(&step.id))
         .cloned()
         .collect();
-    let mut finished: Vec<(String, watch::Receiver<Option<Status>>)> = Vec::new();
+    // Each step's "it has ended" signal; what it ended with is in `context.known`.
+    let mut finished: Vec<(String, watch::Receiver<bool>)> = Vec::new();
     // A destructive step changes the database: it waits for every earlier step, and every
     // later step waits for it, so no check runs against a schema that is being changed.
-    let mut barrier: Option<(String, watch::Receiver<Option<Status>>)> = None;
+    let mut barrier: Option<watch::Receiver<bool>> = None;
     let mut tasks = JoinSet::new();
     for step in steps {
-        let (done_tx, done_rx) = watch::channel(None);
+        let (done_tx, done_rx) = watch::channel(false);
         let destructive = plan::is_destructive(&step);
         // What it waits for: its dependencies in this batch, and the order around
         // destructive steps. Whether it may then start is decided on what the run knows.
-        let mut waits_for: Vec<watch::Receiver<Option<Status>>> = finished
+        let mut waits_for: Vec<watch::Receiver<bool>> = finished
             .iter()
             .filter(|(id, _)| destructive || step.depends_on.contains(id))
             .map(|(_, rx)| rx.clone())
             .collect();
-        if let Some((_, rx)) = &barrier {
-            waits_for.push(rx.clone());
-        }
+        waits_for.extend(barrier.clone());
         if destructive {
-            barrier = Some((step.id.clone(), done_rx.clone()));
+            barrier = Some(done_rx.clone());
         }
         finished.push((step.id.clone(), done_rx));
         let context = context.clone();
         let confirmed = confirmed.clone();
         tasks.spawn(async move {
-            let status = run_one(&context, &step, waits_for, confirmed.as_deref()).await;
-            let _ = done_tx.send(Some(status));
+            run_one(&context, &step, waits_for, confirmed.as_deref()).await;
+            let _ = done_tx.send(true);
         });
     }
     while tasks.join_next().await.is_some() {}
@@ -354,17 +353,19 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>, confirmed: Option<St
 async fn run_one(
     context: &Context,
     step: &Step,
-    waits_for: Vec<watch::Receiver<Option<Status>>>,
+    waits_for: Vec<watch::Receiver<bool>>,
     confirmed: Option<&str>,
-) -> Status {
+) {
     for mut rx in waits_for {
-        let _ = rx.wait_for(Option::is_some).await;
+        let _ = rx.wait_for(|done| *done).await;
     }
     let blocked_by = plan::blockers(step, &read(&context.known))
         .into_iter()
         .next();
+    // The semaphore is never closed; were it, the step would stay "not run" for its
+    // dependents.
     let Ok(_permit) = context.permits.acquire().await else {
-        return Status::Error;
+        return;
     };
     let token = context.root.child_token();
     lock(&context.running).insert(step.id.clone(), token.clone());
@@ -409,8 +410,7 @@ async fn run_one(
             },
         );
     }
-    let status = outcome.status;
-    write(&context.known).insert(step.id.clone(), status);
+    write(&context.known).insert(step.id.clone(), outcome.status);
     let _ = context
         .events
         .send(Event::StepFinished {
@@ -419,7 +419,6 @@ async fn run_one(
             duration: started.elapsed(),
         })
         .await;
-    status
 }
 
 /// The outcome with every secret masked, in its message and its details.

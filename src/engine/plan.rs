@@ -57,11 +57,6 @@ pub fn blockers(step: &Step, known: &Known) -> Vec<Blocker> {
         .collect()
 }
 
-/// Whether a machine can run this step (a person ticks manual steps and signs sign-offs).
-pub fn is_automated(step: &Step) -> bool {
-    step.kind().is_automated()
-}
-
 /// Whether the step changes the target, and so asks for the database name to be typed.
 pub fn is_destructive(step: &Step) -> bool {
     matches!(&step.action, Action::Shell(shell) if shell.destructive)
@@ -97,7 +92,7 @@ pub fn with_dependencies(
         };
         for blocker in blockers(step, known) {
             let automated = runbook.step(&blocker.dependency).is_some_and(|dependency| {
-                is_automated(dependency)
+                dependency.kind().is_automated()
                     && !is_destructive(dependency)
                     && (reach == Reach::Any || dependency.section == step.section)
             });

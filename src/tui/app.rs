@@ -202,7 +202,7 @@ pub struct Survivor {
     pub step: String,
     /// The group's id (its leader's pid).
     pub pid: u32,
-    /// What runs there now (from /proc), else the journaled command.
+    /// The command as journaled (redacted).
     pub command: String,
 }
 

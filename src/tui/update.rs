@@ -367,7 +367,7 @@ fn run(app: &mut App, step: &Step) -> Vec<Command> {
             // A person's tick, a destructive step confirmed on its own, or a failed
             // dependency of a dependency: nothing the wizard may run on the way.
             let hint = match app.runbook.step(&blocker.dependency) {
-                Some(dependency) if !plan::is_automated(dependency) => ": tick it first",
+                Some(dependency) if !App::is_automated(dependency) => ": tick it first",
                 Some(dependency) if is_destructive(dependency) => {
                     ": run it first (it asks for its own confirmation)"
                 }

@@ -43,16 +43,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             text.push(Line::from(
                 "Enter: end them (TERM, then KILL)   Esc: leave them running",
             ));
-            let width = area.width.saturating_sub(4).min(96);
-            let height = (text.len() as u16 + 4).min(area.height);
-            let dialog = centered(area, width, height);
-            frame.render_widget(Clear, dialog);
-            frame.render_widget(
-                Paragraph::new(text)
-                    .wrap(Wrap { trim: false })
-                    .block(bordered(app, " Processes left running ", Color::Red)),
-                dialog,
-            );
+            let block = bordered(app, " Processes left running ", Color::Red);
+            lines_dialog(frame, area, 96, block, text);
         }
         Some(Overlay::RunDependencies {
             step,
@@ -71,16 +63,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 ids[..ids.len().saturating_sub(1)].join(", ")
             )));
             text.push(Line::from("Esc: cancel"));
-            let width = area.width.saturating_sub(4).min(84);
-            let height = (text.len() as u16 + 4).min(area.height);
-            let dialog = centered(area, width, height);
-            frame.render_widget(Clear, dialog);
-            frame.render_widget(
-                Paragraph::new(text)
-                    .wrap(Wrap { trim: false })
-                    .block(bordered(app, " Run what it needs first? ", Color::Yellow)),
-                dialog,
-            );
+            let block = bordered(app, " Run what it needs first? ", Color::Yellow);
+            lines_dialog(frame, area, 84, block, text);
         }
         Some(Overlay::Input {
             purpose,
@@ -215,6 +199,19 @@ fn help(app: &App, frame: &mut Frame, area: Rect) {
         Paragraph::new(lines)
             .block(bordered(app, " Keys ", Color::Cyan))
             .wrap(Wrap { trim: false }),
+        dialog,
+    );
+}
+
+/// A dialog of wrapped lines, at most `max_width` wide, with two spare rows for the lines
+/// that wrap.
+fn lines_dialog(frame: &mut Frame, area: Rect, max_width: u16, block: Block, text: Vec<Line>) {
+    let width = area.width.saturating_sub(4).min(max_width);
+    let height = (text.len() as u16 + 4).min(area.height);
+    let dialog = centered(area, width, height);
+    frame.render_widget(Clear, dialog);
+    frame.render_widget(
+        Paragraph::new(text).wrap(Wrap { trim: false }).block(block),
         dialog,
     );
 }
