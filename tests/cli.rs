@@ -5,44 +5,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use cutover::cluster::ClusterOptions;
-
-/// The real binary, with the tests' data directory and no target in the environment.
-fn cutover(args: &[&str]) -> Command {
-    cutover_in(&std::env::temp_dir().join("cutover-test-home"), args)
-}
-
-fn run(args: &[&str]) -> Output {
-    cutover(args).output().expect("run cutover")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_one_line_error(output: &Output, code: i32, needle: &str) {
-    let err = stderr(output);
-    assert_eq!(output.status.code(), Some(code), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "expected `{needle}` in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-fn write_runbook(dir: &Path, text: &str) -> String {
-    let path = dir.join("runbook.toml");
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
 
 #[test]
 fn json_output_follows_the_contract() {

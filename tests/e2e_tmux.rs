@@ -502,17 +502,6 @@ wait
     runbook
 }
 
-fn read_pid(path: &std::path::Path) -> i32 {
-    let mut pid = None;
-    wait_until(&format!("{} holds a pid", path.display()), 30, || {
-        pid = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| text.trim().parse().ok());
-        pid.is_some()
-    });
-    pid.unwrap()
-}
-
 fn parent_of(pid: i32) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // pid (comm) state ppid ...: the command may hold spaces, so read after its `)`.

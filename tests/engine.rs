@@ -14,17 +14,17 @@ use cutover::engine::{self, Command, EngineConfig, Event, OutputStream};
 use cutover::outcome::{Outcome, Status};
 use cutover::target::Target;
 
-/// Runs `ids` of `runbook_text` through a fresh engine and returns every event in order.
-async fn events_of(runbook_text: &str, ids: &[&str], config: EngineConfig) -> Vec<Event> {
-    let url = fresh_database();
-    let target = Target::from_url(&url).unwrap();
-    let db = Db::connect_lazy(&target, DbSettings::default());
-    let mut handle = engine::spawn(runbook_from(runbook_text), db, config);
+/// Sends one batch and gathers its events up to `BatchFinished`.
+async fn batch(
+    handle: &mut engine::EngineHandle,
+    ids: &[&str],
+    confirmed: Option<&str>,
+) -> Vec<Event> {
     handle
         .commands
         .send(Command::RunSteps {
             ids: ids.iter().map(|s| s.to_string()).collect(),
-            confirmed_database: None,
+            confirmed_database: confirmed.map(str::to_string),
         })
         .await
         .unwrap();
@@ -39,6 +39,16 @@ async fn events_of(runbook_text: &str, ids: &[&str], config: EngineConfig) -> Ve
             break;
         }
     }
+    events
+}
+
+/// Runs `ids` of `runbook_text` through a fresh engine and returns every event in order.
+async fn events_of(runbook_text: &str, ids: &[&str], config: EngineConfig) -> Vec<Event> {
+    let url = fresh_database();
+    let target = Target::from_url(&url).unwrap();
+    let db = Db::connect_lazy(&target, DbSettings::default());
+    let mut handle = engine::spawn(runbook_from(runbook_text), db, config);
+    let events = batch(&mut handle, ids, None).await;
     handle.shutdown().await;
     events
 }
@@ -249,34 +259,6 @@ async fn a_step_whose_dependency_failed_is_skipped_with_the_reason() {
         second.message,
         "not run: it depends on s.first, which ended fail"
     );
-}
-
-/// Sends one batch and gathers its events up to `BatchFinished`.
-async fn batch(
-    handle: &mut engine::EngineHandle,
-    ids: &[&str],
-    confirmed: Option<&str>,
-) -> Vec<Event> {
-    handle
-        .commands
-        .send(Command::RunSteps {
-            ids: ids.iter().map(|s| s.to_string()).collect(),
-            confirmed_database: confirmed.map(str::to_string),
-        })
-        .await
-        .unwrap();
-    let mut events = Vec::new();
-    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), handle.events.recv())
-        .await
-        .expect("the engine answers")
-    {
-        let done = matches!(event, Event::BatchFinished);
-        events.push(event);
-        if done {
-            break;
-        }
-    }
-    events
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,44 +6,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 use common::*;
-
-fn home() -> std::path::PathBuf {
-    std::env::temp_dir().join("cutover-test-home")
-}
-
-fn cutover(args: &[&str]) -> Command {
-    cutover_in(&home(), args)
-}
-
-fn run(args: &[&str]) -> Output {
-    cutover(args).output().expect("run cutover")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_one_line_error(output: &Output, code: i32, needle: &str) {
-    let err = stderr(output);
-    assert_eq!(output.status.code(), Some(code), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "expected `{needle}` in: {err}");
-}
-
-fn write_runbook(dir: &Path, text: &str) -> String {
-    let path = dir.join("runbook.toml");
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
 
 #[test]
 fn a_var_the_runbook_does_not_declare_is_an_error_naming_the_close_match() {
@@ -444,14 +409,6 @@ wait
     (child, home, dir)
 }
 
-fn pid_in(dir: &Path, name: &str) -> i32 {
-    std::fs::read_to_string(dir.join(name))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn output_is_journaled_within_a_moment_even_when_the_step_goes_quiet() {
     let url = fresh_database();
@@ -470,7 +427,7 @@ fn output_is_journaled_within_a_moment_even_when_the_step_goes_quiet() {
 fn kill_9_of_cutover_ends_the_steps_process_group() {
     let url = fresh_database();
     let (mut child, _home, dir) = check_with_a_long_step(&url);
-    let grandchild = pid_in(dir.path(), "grandchild.pid");
+    let grandchild = read_pid(&dir.path().join("grandchild.pid"));
     child.kill().unwrap(); // SIGKILL: no handler runs
     child.wait().unwrap();
     wait_until("the step's grandchild is gone", 10, || {
@@ -487,7 +444,7 @@ fn sigterm_sighup_and_sigint_cancel_the_running_step_record_why_and_exit() {
         nix::sys::signal::Signal::SIGINT,
     ] {
         let (child, home, dir) = check_with_a_long_step(&url);
-        let grandchild = pid_in(dir.path(), "grandchild.pid");
+        let grandchild = read_pid(&dir.path().join("grandchild.pid"));
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let output = child.wait_with_output().unwrap();
         assert_eq!(

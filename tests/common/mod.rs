@@ -318,3 +318,55 @@ impl Drop for Frozen {
         }
     }
 }
+
+// The command line as a user meets it (cli.rs, faults.rs).
+
+/// The real binary, with the tests' data directory and no target in the environment.
+pub fn cutover(args: &[&str]) -> std::process::Command {
+    cutover_in(&std::env::temp_dir().join("cutover-test-home"), args)
+}
+
+/// Runs the binary (see [`cutover`]) to its end.
+pub fn run(args: &[&str]) -> std::process::Output {
+    cutover(args).output().expect("run cutover")
+}
+
+/// What it printed on stdout.
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What it printed on stderr.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Exit `code` and one line on stderr, `error: ...` holding `needle`, no panic.
+#[track_caller]
+pub fn assert_one_line_error(output: &std::process::Output, code: i32, needle: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Writes `text` as `runbook.toml` in `dir`; returns its path.
+pub fn write_runbook(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("runbook.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// The pid a test's shell step wrote to `path`, once it is there.
+pub fn read_pid(path: &std::path::Path) -> i32 {
+    let mut pid = None;
+    wait_until(&format!("{} holds a pid", path.display()), 30, || {
+        pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse().ok());
+        pid.is_some()
+    });
+    pid.unwrap()
+}
