@@ -50,10 +50,10 @@ def shell_step(command):
 def journaled_lines(home):
     db = sqlite3.connect(os.path.join(home, "journal.sqlite3"))
     last = 0
-    for (data,) in db.execute("SELECT data FROM events"):
-        entry = json.loads(data)
-        if entry.get("kind") == "step_output" and entry["lines"]:
-            last = max(last, int(entry["lines"][-1]))
+    for (output,) in db.execute("SELECT output FROM events WHERE kind = 'step_output'"):
+        lines = output.split("\n")[:-1] if output else []
+        if lines:
+            last = max(last, int(lines[-1]))
     db.close()
     return last
 

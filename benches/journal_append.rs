@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use cutover::db::{Db, DbSettings};
 use cutover::engine::{self, Command, EngineConfig, Event};
-use cutover::journal::{Entry, Journal, Mode, NewRun, Recorder};
+use cutover::journal::{Journal, Mode, NewRun, Recorder};
 use cutover::probes::Catalog;
 use cutover::runbook;
 use cutover::target::Target;
@@ -53,26 +53,10 @@ async fn flood(lines: u64, journal: Option<Journal>) -> (f64, u64) {
     let mut events = 0u64;
     while let Some(event) = engine.events.recv().await {
         events += 1;
-        match event {
-            Event::StepStarted { id } => recorder.record(Some(&id), Entry::StepStarted).await,
-            Event::StepProcess { id, pid, command } => {
-                recorder
-                    .record(Some(&id), Entry::StepProcess { pid, command })
-                    .await
-            }
-            Event::StepOutput { id, stream, line } => recorder.output(&id, stream, line).await,
-            Event::StepFinished {
-                id,
-                outcome,
-                duration,
-            } => {
-                recorder
-                    .finished(&id, &outcome, duration.as_millis() as u64)
-                    .await
-            }
-            Event::BatchFinished => break,
+        if matches!(event, Event::BatchFinished) {
+            break;
         }
-        .expect("journal write");
+        recorder.event(&event).await.expect("journal write");
     }
     recorder.finish().await.expect("finish");
     let elapsed = start.elapsed().as_secs_f64();

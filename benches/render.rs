@@ -46,7 +46,7 @@ fn busy_app() -> App {
             Message::Engine(Event::StepOutput {
                 id: "backup.dump".to_string(),
                 stream: OutputStream::Stdout,
-                line: format!("pg_dump: dumping contents of table \"public.Summary\" part {n}"),
+                text: format!("pg_dump: dumping contents of table \"public.Summary\" part {n}\n"),
             }),
         );
     }

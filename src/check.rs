@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::db::{Db, DbError, DbSettings};
 use crate::engine::{self, EngineConfig, Event};
-use crate::journal::{Entry, Journal, JournalError, Mode, NewRun, Recorder};
+use crate::journal::{Journal, JournalError, Mode, NewRun, Recorder};
 use crate::outcome::Status;
 use crate::runbook::{Action, Runbook};
 use crate::target::Target;
@@ -270,6 +270,7 @@ pub async fn run_check(
                 continue;
             }
         };
+        recorder.event(&event).await?;
         match event {
             Event::StepFinished {
                 id,
@@ -279,9 +280,6 @@ pub async fn run_check(
                 let Some(step) = runbook.step(&id) else {
                     continue;
                 };
-                recorder
-                    .finished(&id, &outcome, duration.as_millis() as u64)
-                    .await?;
                 finished.insert(
                     id.clone(),
                     StepReport {
@@ -297,13 +295,7 @@ pub async fn run_check(
                 );
             }
             Event::BatchFinished => break,
-            Event::StepStarted { id } => recorder.record(Some(&id), Entry::StepStarted).await?,
-            Event::StepProcess { id, pid, command } => {
-                recorder
-                    .record(Some(&id), Entry::StepProcess { pid, command })
-                    .await?
-            }
-            Event::StepOutput { id, stream, line } => recorder.output(&id, stream, line).await?,
+            _ => {}
         }
     }
     recorder.finish().await?;

@@ -101,11 +101,46 @@ impl Redactor {
                 out = Cow::Owned(out.replace(secret.as_str(), MASK));
             }
         }
-        if out.contains("://") || out.to_ascii_lowercase().contains("password=") {
+        if may_hold_url_password(&out) {
             out = Cow::Owned(redact_urls(&out));
         }
         out
     }
+
+    /// [`Redactor::redact`] on each line of `text` (lines end with `\n`): a chunk of output.
+    /// A chunk with nothing to mask, the usual case, is looked at once and not copied.
+    pub fn redact_lines<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let clean = !may_hold_url_password(text)
+            && !self
+                .secrets
+                .iter()
+                .any(|secret| memchr::memmem::find(text.as_bytes(), secret.as_bytes()).is_some());
+        if clean {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len());
+        for line in text.split_inclusive('\n') {
+            let (body, end) = match line.strip_suffix('\n') {
+                Some(body) => (body, "\n"),
+                None => (line, ""),
+            };
+            out.push_str(&self.redact(body));
+            out.push_str(end);
+        }
+        Cow::Owned(out)
+    }
+}
+
+/// Whether `text` has a URL or a `password=` parameter (any case) in it, without copying it.
+fn may_hold_url_password(text: &str) -> bool {
+    const PARAM: &[u8] = b"password=";
+    let bytes = text.as_bytes();
+    memchr::memmem::find(bytes, b"://").is_some()
+        || memchr::memchr2_iter(b'p', b'P', bytes).any(|at| {
+            bytes
+                .get(at..at + PARAM.len())
+                .is_some_and(|word| word.eq_ignore_ascii_case(PARAM))
+        })
 }
 
 /// A password as it may appear in output: decoded, form-encoded (`+` for a space) and
@@ -170,6 +205,21 @@ mod tests {
             "host=h password=*** user=u"
         );
         assert_eq!(redactor.redact("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn a_chunk_is_masked_line_by_line_and_left_alone_when_clean() {
+        let redactor = Redactor::new(["hunter22".to_string()]);
+        let clean = "one\ntwo\n";
+        assert!(matches!(redactor.redact_lines(clean), Cow::Borrowed(_)));
+        assert_eq!(
+            redactor.redact_lines("a hunter22\nb x y\nc postgres://u:p@h/d\n"),
+            "a ***\nb x y\nc postgres://u:***@h/d\n"
+        );
+        assert_eq!(
+            redactor.redact_lines("host=h password=hunter2 user=u\nnext\n"),
+            "host=h password=*** user=u\nnext\n"
+        );
     }
 
     #[test]

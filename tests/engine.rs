@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use cutover::db::{Db, DbSettings};
-use cutover::engine::{self, Command, EngineConfig, Event, OutputStream};
+use cutover::engine::{self, Command, EngineConfig, Event, OutputStream, output_lines};
 use cutover::outcome::{Outcome, Status};
 use cutover::target::Target;
 
@@ -91,9 +91,11 @@ async fn shell_output_streams_line_by_line_before_the_step_finishes() {
     let events = events_of(&text, &["s.talk"], shell_config(dir.path())).await;
     let lines: Vec<(OutputStream, &str)> = events
         .iter()
-        .filter_map(|e| match e {
-            Event::StepOutput { stream, line, .. } => Some((*stream, line.as_str())),
-            _ => None,
+        .flat_map(|e| match e {
+            Event::StepOutput { stream, text, .. } => output_lines(text)
+                .map(|line| (*stream, line))
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
         })
         .collect();
     assert!(lines.contains(&(OutputStream::Stdout, "one")), "{lines:?}");
@@ -162,7 +164,7 @@ async fn cancelling_a_step_kills_its_process_group() {
         .unwrap();
     loop {
         match handle.events.recv().await.unwrap() {
-            Event::StepOutput { line, .. } if line == "ready" => break,
+            Event::StepOutput { text, .. } if output_lines(&text).any(|l| l == "ready") => break,
             _ => {}
         }
     }

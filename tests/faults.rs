@@ -348,8 +348,8 @@ fn journaled_output(home: &Path) -> Vec<String> {
         let mut lines = Vec::new();
         for run in journal.runs().await.unwrap() {
             for event in journal.events(&run.id).await.unwrap() {
-                if let cutover::journal::Entry::StepOutput { lines: more, .. } = event.entry {
-                    lines.extend(more);
+                if let cutover::journal::Entry::StepOutput { text, .. } = event.entry {
+                    lines.extend(cutover::engine::output_lines(&text).map(str::to_string));
                 }
             }
         }

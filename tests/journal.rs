@@ -289,3 +289,89 @@ fn a_production_report_shows_how_long_each_step_took_in_the_rehearsal_before_it(
         "the Rehearsal column: {row}"
     );
 }
+
+#[test]
+fn output_is_kept_as_it_is_the_journal_is_no_bigger_and_its_log_is_emptied_when_the_run_ends() {
+    use cutover::engine::OutputStream;
+    use cutover::journal::{Entry, Journal, Mode, NewRun, Recorder};
+    let home = tempfile::tempdir().unwrap();
+    let lines = 400_000;
+    let output: String = (1..=lines).map(|n| format!("{n}\n")).collect();
+    block_on(async {
+        let journal = Journal::open(home.path()).await.unwrap();
+        let run = journal
+            .create_run(NewRun {
+                runbook_name: "flood".into(),
+                runbook_text: "name = \"flood\"".into(),
+                target: "postgresql://u@h/db".into(),
+                mode: Mode::Rehearsal,
+                origin: "check",
+            })
+            .await
+            .unwrap();
+        let mut recorder = Recorder::new(Some(journal.clone()), run.id.clone());
+        // In chunks of whole lines, as the engine delivers them.
+        let mut rest = output.as_str();
+        while !rest.is_empty() {
+            let cut = rest[..rest.len().min(65_536)].rfind('\n').unwrap() + 1;
+            recorder
+                .output("s.print", OutputStream::Stdout, &rest[..cut])
+                .await
+                .unwrap();
+            rest = &rest[cut..];
+        }
+        recorder.finish().await.unwrap();
+
+        let wal = home.path().join("journal.sqlite3-wal");
+        let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(
+            wal_bytes, 0,
+            "the write-ahead log is emptied when the run ends"
+        );
+        let file_bytes = std::fs::metadata(home.path().join("journal.sqlite3"))
+            .unwrap()
+            .len();
+        // Beside the output: a page or two of each table and index (64 KiB each).
+        let schema_pages = 1024 * 1024;
+        assert!(
+            (file_bytes as f64) < output.len() as f64 * 1.1 + schema_pages as f64,
+            "journal {file_bytes} bytes for {} bytes of output",
+            output.len()
+        );
+
+        let mut read = String::new();
+        for event in journal.events(&run.id).await.unwrap() {
+            if let Entry::StepOutput { text, .. } = event.entry {
+                read.push_str(&text);
+            }
+        }
+        assert_eq!(read, output, "every byte read back, in order");
+
+        // An event written before output had its own column still reads.
+        let pool = sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            home.path().join("journal.sqlite3").display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO events (run_id, seq, at, step_id, kind, data)
+             VALUES ($1, 99999, '2026-11-30T00:00:00.000Z', 's.old', 'step_output',
+                     '{\"kind\":\"step_output\",\"stream\":\"stderr\",\"lines\":[\"x\",\"y\"]}')",
+        )
+        .bind(&run.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let last = journal.events(&run.id).await.unwrap().pop().unwrap();
+        assert_eq!(
+            last.entry,
+            Entry::StepOutput {
+                stream: OutputStream::Stderr,
+                text: "x\ny\n".into()
+            }
+        );
+        journal.close().await;
+    });
+}

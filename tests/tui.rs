@@ -339,7 +339,7 @@ fn output_is_kept_bounded_and_the_pane_scrolls() {
             Message::Engine(Event::StepOutput {
                 id: "backup.dump".into(),
                 stream: OutputStream::Stdout,
-                line: format!("line {n}"),
+                text: format!("line {n}\n"),
             }),
         );
     }
@@ -347,6 +347,19 @@ fn output_is_kept_bounded_and_the_pane_scrolls() {
     assert_eq!(state.output.len(), OUTPUT_LINES_KEPT);
     assert_eq!(state.output_dropped, 10);
     assert_eq!(state.output.front().unwrap().1, "line 10");
+    // One chunk with more lines than are kept: only its newest are, and the rest are counted.
+    let mut flood = app.state("backup.dump").unwrap().clone();
+    let chunk: String = (0..OUTPUT_LINES_KEPT + 5)
+        .map(|n| format!("chunk {n}\r\n"))
+        .collect();
+    flood.push_output(OutputStream::Stdout, &chunk);
+    assert_eq!(flood.output.len(), OUTPUT_LINES_KEPT);
+    assert_eq!(flood.output_dropped, 10 + OUTPUT_LINES_KEPT + 5);
+    assert_eq!(flood.output.front().unwrap().1, "chunk 5");
+    assert_eq!(
+        flood.output.back().unwrap().1,
+        format!("chunk {}", OUTPUT_LINES_KEPT + 4)
+    );
     press(&mut app, &[KeyCode::Tab]);
     assert_eq!(app.pane, Pane::Output);
     press(&mut app, &[KeyCode::Up, KeyCode::Up, KeyCode::PageUp]);
@@ -443,7 +456,7 @@ fn snapshot_shell_output_80x24() {
             Message::Engine(Event::StepOutput {
                 id: "backup.dump".into(),
                 stream: OutputStream::Stderr,
-                line: line.into(),
+                text: format!("{line}\n"),
             }),
         );
     }
@@ -662,7 +675,7 @@ fn a_resumed_run_shows_what_was_recorded_and_running_steps_as_interrupted() {
             "backup.dump",
             Entry::StepOutput {
                 stream: OutputStream::Stdout,
-                lines: vec!["half way".into()],
+                text: "half way\n".into(),
             },
         ),
     ]);

@@ -6,7 +6,7 @@ mod http;
 pub mod plan;
 mod shell;
 
-pub use shell::{SUPERVISOR_GRACE, end_group, group_alive};
+pub use shell::{SUPERVISOR_GRACE, end_group, group_alive, output_lines};
 
 /// Ends with the name of the first SIGTERM, SIGHUP (the SSH session or the tmux pane went
 /// away) or SIGINT this process receives; never, when they cannot be watched. Once called,
@@ -112,14 +112,15 @@ pub enum Event {
         /// The command, redacted.
         command: String,
     },
-    /// A line of a shell step's output.
+    /// Output of a shell step, as the pipe delivered it: whole lines, each ending with `\n`
+    /// ([`output_lines`] splits them), secrets masked.
     StepOutput {
         /// Full step id.
         id: String,
         /// stdout or stderr.
         stream: OutputStream,
-        /// The line, without its newline.
-        line: String,
+        /// One or more lines.
+        text: String,
     },
     /// A step ended.
     StepFinished {

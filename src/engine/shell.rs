@@ -1,4 +1,5 @@
-//! Shell steps: a real process in its own process group, its output streamed line by line,
+//! Shell steps: a real process in its own process group, its output streamed in chunks of whole
+//! lines,
 //! the whole group killed on timeout or cancel.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -18,6 +19,13 @@ use crate::redact::Redactor;
 
 /// Lines of output kept for the step's details.
 const TAIL_LINES: usize = 20;
+/// How much is read from a pipe at once (as much as a Linux pipe holds).
+const READ_BYTES: usize = 64 * 1024;
+/// Chunks between the pipes' readers and the step: with `READ_BYTES`, the memory a step's
+/// output can take on its way, whatever it prints.
+const CHUNKS_IN_FLIGHT: usize = 8;
+/// At most this many events in the engine's queue when a step's output is added to it.
+const OUTPUT_QUEUED: usize = 16;
 /// A line longer than this is cut into pieces, so a child that never prints a newline cannot
 /// grow our memory.
 const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -134,63 +142,59 @@ pub async fn run(
     // step's processes do not outlive it.
     let _group_guard = GroupGuard(group);
 
-    let (line_tx, mut line_rx) = mpsc::channel::<(OutputStream, String)>(256);
+    let (chunk_tx, mut chunk_rx) = mpsc::channel::<(OutputStream, String)>(CHUNKS_IN_FLIGHT);
     let mut readers = Vec::new();
     if let Some(stdout) = child.stdout.take() {
-        readers.push(tokio::spawn(read_lines(
+        readers.push(tokio::spawn(read_chunks(
             stdout,
             OutputStream::Stdout,
-            line_tx.clone(),
+            chunk_tx.clone(),
         )));
     }
     if let Some(stderr) = child.stderr.take() {
-        readers.push(tokio::spawn(read_lines(
+        readers.push(tokio::spawn(read_chunks(
             stderr,
             OutputStream::Stderr,
-            line_tx.clone(),
+            chunk_tx.clone(),
         )));
     }
-    drop(line_tx);
+    drop(chunk_tx);
 
-    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-    // The last thing the command said on stderr: a failing step's message names it, so that
-    // "why" fits on the one line (e.g. "no Prisma CLI in /srv/app").
-    let mut last_error: Option<String> = None;
-    let mut forward = async |stream: OutputStream, line: String, tail: &mut VecDeque<String>| {
+    let mut tail = Tail::default();
+    let forward = async |stream: OutputStream, text: String, tail: &mut Tail| {
         // Masked before anything keeps it: the screen, the journal, the reports, the tail.
-        let line = match redactor.redact(&line) {
-            std::borrow::Cow::Borrowed(_) => line,
+        let text = match redactor.redact_lines(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
             std::borrow::Cow::Owned(masked) => masked,
         };
-        if tail.len() == TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line.clone());
-        if stream == OutputStream::Stderr && !line.trim().is_empty() {
-            last_error = Some(line.trim().to_string());
-        }
+        tail.keep(stream, &text);
         // Backpressure: when the consumer is slow the child waits on its pipe, rather than
-        // our memory growing with its output.
-        let _ = events
-            .send(Event::StepOutput {
+        // our memory growing with its output. Output waits until the events queue has no more
+        // than `OUTPUT_QUEUED` events in it, so that what is queued stays small whatever the
+        // queue's length.
+        let headroom = events.max_capacity().saturating_sub(OUTPUT_QUEUED).max(1);
+        if let Ok(mut permits) = events.reserve_many(headroom).await
+            && let Some(permit) = permits.next()
+        {
+            permit.send(Event::StepOutput {
                 id: job.step_id.to_string(),
                 stream,
-                line,
-            })
-            .await;
+                text,
+            });
+        }
     };
 
     let deadline = tokio::time::sleep(job.timeout);
     tokio::pin!(deadline);
-    let mut lines_open = true;
+    let mut pipes_open = true;
     let ended = loop {
         tokio::select! {
             status = child.wait() => break Ended::Exited(status),
             _ = &mut deadline => break Ended::TimedOut,
             _ = cancel.cancelled() => break Ended::Cancelled,
-            line = line_rx.recv(), if lines_open => match line {
-                Some((stream, line)) => forward(stream, line, &mut tail).await,
-                None => lines_open = false,
+            chunk = chunk_rx.recv(), if pipes_open => match chunk {
+                Some((stream, text)) => forward(stream, text, &mut tail).await,
+                None => pipes_open = false,
             },
         }
     };
@@ -201,16 +205,17 @@ pub async fn run(
     // Take what is left in the pipes, within a bound: a grandchild that keeps them open must
     // not hold the step forever.
     let drain = async {
-        while let Some((stream, line)) = line_rx.recv().await {
-            forward(stream, line, &mut tail).await;
+        while let Some((stream, text)) = chunk_rx.recv().await {
+            forward(stream, text, &mut tail).await;
         }
     };
     let drained = tokio::time::timeout(DRAIN_GRACE, drain).await.is_ok();
     for reader in readers {
         reader.abort();
     }
+    let last_error = tail.last_error.take();
 
-    let details: Vec<String> = tail.into_iter().collect();
+    let details: Vec<String> = tail.lines.into_iter().collect();
     let outcome = match ended {
         Ended::TimedOut => Outcome::error(format!(
             "timed out after {}s; its process group was killed",
@@ -284,40 +289,91 @@ async fn terminate_group(group: Pid, child: &mut tokio::process::Child) {
     }
 }
 
-/// Splits a pipe into lines (cut at `MAX_LINE_BYTES`), lossily decoded.
-async fn read_lines(
-    mut pipe: impl AsyncRead + Unpin,
-    stream: OutputStream,
-    lines: mpsc::Sender<(OutputStream, String)>,
-) {
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 8192];
-    loop {
-        let read = match pipe.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&chunk[..read]);
-        while let Some(newline) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=newline).collect();
-            if lines.send((stream, decode(&line))).await.is_err() {
-                return;
+/// The last lines of a step's output, for its details, and the last thing it said on stderr:
+/// a failing step's message names it, so that "why" fits on the one line (e.g. "no Prisma CLI
+/// in /srv/app").
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    last_error: Option<String>,
+}
+
+impl Tail {
+    /// Keeps the last lines of a chunk (only those: a chunk may hold thousands).
+    fn keep(&mut self, stream: OutputStream, text: &str) {
+        let last: Vec<&str> = output_lines(text).rev().take(TAIL_LINES).collect();
+        for line in last.iter().rev() {
+            if self.lines.len() == TAIL_LINES {
+                self.lines.pop_front();
             }
+            self.lines.push_back((*line).to_string());
         }
-        if pending.len() >= MAX_LINE_BYTES {
-            let line: Vec<u8> = std::mem::take(&mut pending);
-            if lines.send((stream, decode(&line))).await.is_err() {
-                return;
-            }
+        if stream == OutputStream::Stderr
+            && let Some(said) = output_lines(text)
+                .rev()
+                .find(|line| !line.trim().is_empty())
+        {
+            self.last_error = Some(said.trim().to_string());
         }
-    }
-    if !pending.is_empty() {
-        let _ = lines.send((stream, decode(&pending))).await;
     }
 }
 
-fn decode(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .trim_end_matches(['\n', '\r'])
-        .to_string()
+/// The lines of a chunk of output, without their line ends.
+pub fn output_lines(text: &str) -> impl DoubleEndedIterator<Item = &str> + Clone {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    (!text.is_empty())
+        .then(|| body.split('\n'))
+        .into_iter()
+        .flatten()
+        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+}
+
+/// Reads a pipe in chunks as the pipe delivers them, cut after the last complete line (so that
+/// redaction, which works line by line, always sees whole lines), lossily decoded. Every line of
+/// a chunk ends with `\n`: a line longer than `MAX_LINE_BYTES`, or left without one at the end,
+/// is cut and given one.
+async fn read_chunks(
+    mut pipe: impl AsyncRead + Unpin,
+    stream: OutputStream,
+    chunks: mpsc::Sender<(OutputStream, String)>,
+) {
+    let mut buffer: Vec<u8> = Vec::with_capacity(READ_BYTES);
+    loop {
+        let start = buffer.len();
+        buffer.resize(start + READ_BYTES, 0);
+        let read = match pipe.read(&mut buffer[start..]).await {
+            Ok(0) | Err(_) => {
+                buffer.truncate(start);
+                break;
+            }
+            Ok(n) => n,
+        };
+        buffer.truncate(start + read);
+        let cut = match memchr::memrchr(b'\n', &buffer) {
+            Some(newline) => newline + 1,
+            None if buffer.len() >= MAX_LINE_BYTES => buffer.len(),
+            None => continue,
+        };
+        let rest = buffer.split_off(cut);
+        let whole = std::mem::replace(&mut buffer, rest);
+        if chunks.send((stream, decode(whole))).await.is_err() {
+            return;
+        }
+        buffer.reserve(READ_BYTES);
+    }
+    if !buffer.is_empty() {
+        let _ = chunks.send((stream, decode(buffer))).await;
+    }
+}
+
+/// Lossy UTF-8, ending with a newline.
+fn decode(bytes: Vec<u8>) -> String {
+    let mut text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }

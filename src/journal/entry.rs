@@ -19,12 +19,15 @@ pub enum Entry {
         /// The command, redacted.
         command: String,
     },
-    /// Lines of a step's output, in order (kept in full, written in batches).
+    /// A step's output, in order (kept in full, written in batches).
     StepOutput {
         /// Which pipe.
         stream: OutputStream,
-        /// The lines.
-        lines: Vec<String>,
+        /// Whole lines, each ending with `\n` (`engine::output_lines` splits them). Stored as
+        /// it is in the event's own column, not inside its JSON, so that the journal is no
+        /// bigger than the output.
+        #[serde(skip)]
+        text: String,
     },
     /// A step ended.
     StepFinished {

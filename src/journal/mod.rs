@@ -22,6 +22,12 @@ pub use recorder::Recorder;
 /// The journal's file name inside the data directory.
 pub const FILE_NAME: &str = "journal.sqlite3";
 
+/// A new journal's page size, in bytes (SQLite's largest).
+const PAGE_SIZE: u32 = 65536;
+
+/// The size the write-ahead log is cut back to after each checkpoint, in bytes.
+const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Why the journal cannot be used. Every variant leaves an existing file untouched.
@@ -203,7 +209,14 @@ impl Journal {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // After a checkpoint the write-ahead log is cut back to this, rather than staying
+            // as big as the largest burst of output it ever held.
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
+            // A new journal gets big pages: output is most of what it holds, and a batch of it
+            // is then written with a few dozen writes rather than hundreds (an existing journal
+            // keeps the size it was made with).
+            .page_size(PAGE_SIZE);
         // One connection: writes are serialised in the order they are made.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -363,9 +376,13 @@ impl Journal {
             path: self.path.display().to_string(),
             detail: e.to_string(),
         })?;
+        let output = match entry {
+            Entry::StepOutput { text, .. } => Some(text.as_str()),
+            _ => None,
+        };
         let row = sqlx::query(
-            "INSERT INTO events (run_id, seq, at, step_id, kind, data)
-             VALUES ($1, (SELECT coalesce(max(seq), 0) + 1 FROM events WHERE run_id = $1), $2, $3, $4, $5)
+            "INSERT INTO events (run_id, seq, at, step_id, kind, data, output)
+             VALUES ($1, (SELECT coalesce(max(seq), 0) + 1 FROM events WHERE run_id = $1), $2, $3, $4, $5, $6)
              RETURNING seq",
         )
         .bind(run_id)
@@ -373,6 +390,7 @@ impl Journal {
         .bind(step_id)
         .bind(entry.kind())
         .bind(data)
+        .bind(output)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| self.write_error(e))?;
@@ -431,19 +449,28 @@ impl Journal {
 
     /// A run's events in order.
     pub async fn events(&self, run_id: &str) -> Result<Vec<Recorded>, JournalError> {
-        let rows =
-            sqlx::query("SELECT seq, at, step_id, data FROM events WHERE run_id = $1 ORDER BY seq")
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.write_error(e))?;
+        let rows = sqlx::query(
+            "SELECT seq, at, step_id, data, output FROM events WHERE run_id = $1 ORDER BY seq",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             let data: String = row.get(3);
-            let entry: Entry = serde_json::from_str(&data).map_err(|e| JournalError::Corrupt {
+            let corrupt = |e: serde_json::Error| JournalError::Corrupt {
                 path: self.path.display().to_string(),
                 detail: format!("event {}: {e}", row.get::<i64, _>(0)),
-            })?;
+            };
+            let mut entry: Entry = serde_json::from_str(&data).map_err(corrupt)?;
+            if let Entry::StepOutput { text, .. } = &mut entry {
+                *text = match row.get::<Option<String>, _>(4) {
+                    Some(output) => output,
+                    // Written before output had its own column: a JSON array of lines.
+                    None => legacy_output(&data).map_err(corrupt)?,
+                };
+            }
             let at: String = row.get(1);
             events.push(Recorded {
                 seq: row.get(0),
@@ -477,12 +504,17 @@ impl Journal {
         let Some((run_id,)) = run else {
             return Ok(durations);
         };
-        for event in self.events(&run_id).await? {
-            if let (Some(step), Entry::StepFinished { duration_ms, .. }) =
-                (event.step_id, event.entry)
-            {
-                durations.insert(step, duration_ms);
-            }
+        // Outcomes only: a run's output can be large, and is not needed here.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT step_id, json_extract(data, '$.duration_ms') FROM events
+              WHERE run_id = $1 AND kind = 'step_finished' AND step_id IS NOT NULL ORDER BY seq",
+        )
+        .bind(&run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        for (step, duration_ms) in rows {
+            durations.insert(step, duration_ms.max(0) as u64);
         }
         Ok(durations)
     }
@@ -532,10 +564,37 @@ impl Journal {
         Ok(measured)
     }
 
+    /// Moves everything in the write-ahead log into the journal file and empties the log, so
+    /// that a run leaves one file no bigger than what it recorded. Another process reading the
+    /// journal at that moment can keep the log from being emptied: that is not an error.
+    pub async fn checkpoint(&self) -> Result<(), JournalError> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
+    }
+
     /// Closes the journal (waits for the last write).
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The text of a `step_output` event written as `{"lines": [...]}` (before schema version
+/// 20261202000000).
+fn legacy_output(data: &str) -> Result<String, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Legacy {
+        #[serde(default)]
+        lines: Vec<String>,
+    }
+    let legacy: Legacy = serde_json::from_str(data)?;
+    Ok(legacy
+        .lines
+        .iter()
+        .map(|line| format!("{line}\n"))
+        .collect())
 }
 
 fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Run {

@@ -4,15 +4,15 @@
 use std::collections::HashMap;
 
 use super::{Entry, Journal, JournalError};
-use crate::engine::OutputStream;
+use crate::engine::{Event, OutputStream};
 use crate::outcome::Outcome;
 
-/// Output is gathered and written as one event (one fsync) when it reaches this many lines, this
-/// many bytes, or this age: a flood of output costs a few writes a second, not one per line,
-/// and a `kill -9` loses at most `OUTPUT_BATCH_AGE` of it. The age is kept by the event loops,
-/// which call [`Recorder::flush_due`] at [`Recorder::next_due`] even when no line comes.
-const OUTPUT_BATCH_LINES: usize = 4096;
-const OUTPUT_BATCH_BYTES: usize = 512 * 1024;
+/// Output is gathered and written as one event (one fsync) when it reaches this many bytes or
+/// this age: a flood of output costs a few writes a second, not one per line, and a `kill -9`
+/// loses at most `OUTPUT_BATCH_AGE` of it. The age is kept by the event loops, which call
+/// [`Recorder::flush_due`] at [`Recorder::next_due`] even when no output comes. The size bounds
+/// the memory a step's unwritten output takes.
+const OUTPUT_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// The output at risk on `kill -9`.
 /// Half the 100 ms promised: the pipe, the engine and the write itself take some too.
 pub const OUTPUT_BATCH_AGE: std::time::Duration = std::time::Duration::from_millis(50);
@@ -29,25 +29,23 @@ pub struct Recorder {
 #[derive(Debug)]
 struct Pending {
     stream: OutputStream,
-    lines: Vec<String>,
-    bytes: usize,
+    text: String,
     since: std::time::Instant,
 }
 
 impl Pending {
-    fn new(stream: OutputStream, line: String) -> Pending {
+    fn new(stream: OutputStream, first: &str) -> Pending {
+        let mut text = String::with_capacity(first.len().max(64 * 1024));
+        text.push_str(first);
         Pending {
             stream,
-            bytes: line.len(),
-            lines: vec![line],
+            text,
             since: std::time::Instant::now(),
         }
     }
 
     fn is_due(&self) -> bool {
-        self.lines.len() >= OUTPUT_BATCH_LINES
-            || self.bytes >= OUTPUT_BATCH_BYTES
-            || self.since.elapsed() >= OUTPUT_BATCH_AGE
+        self.text.len() >= OUTPUT_BATCH_BYTES || self.since.elapsed() >= OUTPUT_BATCH_AGE
     }
 }
 
@@ -77,31 +75,54 @@ impl Recorder {
         }
     }
 
-    /// A line of output; written with the next batch.
+    /// Records what the engine reported (output goes with the next batch).
+    pub async fn event(&mut self, event: &Event) -> Result<(), JournalError> {
+        match event {
+            Event::StepStarted { id } => self.record(Some(id), Entry::StepStarted).await,
+            Event::StepProcess { id, pid, command } => {
+                let entry = Entry::StepProcess {
+                    pid: *pid,
+                    command: command.clone(),
+                };
+                self.record(Some(id), entry).await
+            }
+            Event::StepOutput { id, stream, text } => self.output(id, *stream, text).await,
+            Event::StepFinished {
+                id,
+                outcome,
+                duration,
+            } => {
+                self.finished(id, outcome, duration.as_millis() as u64)
+                    .await
+            }
+            Event::BatchFinished => Ok(()),
+        }
+    }
+
+    /// Output (whole lines); written with the next batch.
     pub async fn output(
         &mut self,
         step: &str,
         stream: OutputStream,
-        line: String,
+        text: &str,
     ) -> Result<(), JournalError> {
         if self.journal.is_none() {
             return Ok(());
         }
         let due = match self.pending.get_mut(step) {
             Some(pending) if pending.stream == stream => {
-                pending.bytes += line.len();
-                pending.lines.push(line);
+                pending.text.push_str(text);
                 pending.is_due()
             }
             Some(_) => {
                 self.flush(step).await?;
                 self.pending
-                    .insert(step.to_string(), Pending::new(stream, line));
+                    .insert(step.to_string(), Pending::new(stream, text));
                 false
             }
             None => {
                 self.pending
-                    .insert(step.to_string(), Pending::new(stream, line));
+                    .insert(step.to_string(), Pending::new(stream, text));
                 false
             }
         };
@@ -165,7 +186,7 @@ impl Recorder {
         };
         let entry = Entry::StepOutput {
             stream: pending.stream,
-            lines: pending.lines,
+            text: pending.text,
         };
         journal
             .append(&self.run_id, Some(step), &entry)
@@ -185,8 +206,11 @@ impl Recorder {
         for step in steps {
             self.flush(&step).await?;
         }
-        if finished && let Some(journal) = &self.journal {
-            journal.finish_run(&self.run_id).await?;
+        if let Some(journal) = &self.journal {
+            if finished {
+                journal.finish_run(&self.run_id).await?;
+            }
+            journal.checkpoint().await?;
         }
         Ok(())
     }

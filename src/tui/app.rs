@@ -114,13 +114,20 @@ impl StepState {
         }
     }
 
-    /// Keeps a line of output, dropping the oldest beyond [`OUTPUT_LINES_KEPT`].
-    pub fn push_output(&mut self, stream: OutputStream, line: String) {
-        if self.output.len() == OUTPUT_LINES_KEPT {
-            self.output.pop_front();
-            self.output_dropped += 1;
+    /// Keeps the lines of a chunk of output, dropping the oldest beyond [`OUTPUT_LINES_KEPT`]
+    /// (a chunk's own lines too, without copying those it would drop at once).
+    pub fn push_output(&mut self, stream: OutputStream, text: &str) {
+        let lines = crate::engine::output_lines(text);
+        let count = lines.clone().count();
+        let skipped = count.saturating_sub(OUTPUT_LINES_KEPT);
+        self.output_dropped += skipped;
+        for line in lines.skip(skipped) {
+            if self.output.len() == OUTPUT_LINES_KEPT {
+                self.output.pop_front();
+                self.output_dropped += 1;
+            }
+            self.output.push_back((stream, line.to_string()));
         }
-        self.output.push_back((stream, line));
     }
 
     /// Whether the step counts as done for progress (passed, warned, ticked, skipped, signed).
@@ -441,11 +448,7 @@ impl App {
                     state.output.clear();
                     state.output_dropped = 0;
                 }
-                Entry::StepOutput { stream, lines } => {
-                    for line in lines {
-                        state.push_output(*stream, line.clone());
-                    }
-                }
+                Entry::StepOutput { stream, text } => state.push_output(*stream, text),
                 Entry::StepProcess { pid, command } => {
                     state.process = Some((*pid, command.clone()));
                 }

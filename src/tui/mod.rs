@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::{Db, DbSettings};
 use crate::engine::{self, EngineConfig, EngineHandle};
-use crate::journal::{Entry, Journal, JournalError, Mode, NewRun, Recorder};
+use crate::journal::{Journal, JournalError, Mode, NewRun, Recorder};
 use crate::monitor;
 use crate::runbook::Runbook;
 use crate::target::Target;
@@ -384,33 +384,7 @@ where
 
 /// Writes an engine event to the journal; a failure is shown, and the run goes on.
 async fn journal_event(app: &mut App, recorder: &mut Recorder, event: &engine::Event) {
-    let written = match event {
-        engine::Event::StepStarted { id } => recorder.record(Some(id), Entry::StepStarted).await,
-        engine::Event::StepProcess { id, pid, command } => {
-            recorder
-                .record(
-                    Some(id),
-                    Entry::StepProcess {
-                        pid: *pid,
-                        command: command.clone(),
-                    },
-                )
-                .await
-        }
-        engine::Event::StepOutput { id, stream, line } => {
-            recorder.output(id, *stream, line.clone()).await
-        }
-        engine::Event::StepFinished {
-            id,
-            outcome,
-            duration,
-        } => {
-            recorder
-                .finished(id, outcome, duration.as_millis() as u64)
-                .await
-        }
-        engine::Event::BatchFinished => Ok(()),
-    };
+    let written = recorder.event(event).await;
     if let Err(err) = written {
         app.notice = Some(format!("NOT RECORDED: {err}"));
     }

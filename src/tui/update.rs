@@ -170,9 +170,9 @@ fn engine_event(app: &mut App, event: Event) {
                 state.process = Some((pid, command));
             }
         }
-        Event::StepOutput { id, stream, line } => {
+        Event::StepOutput { id, stream, text } => {
             if let Some(state) = app.steps.get_mut(&id) {
-                state.push_output(stream, line);
+                state.push_output(stream, &text);
             }
         }
         Event::StepFinished {
