@@ -13,6 +13,9 @@ use crate::target::{Target, redact_url};
 /// The name our sessions carry, so that monitors and probes can leave them out.
 pub const APPLICATION_NAME: &str = "cutover";
 
+/// The name the live panels' sessions carry (left out of the figures like the checks').
+pub const MONITOR_APPLICATION_NAME: &str = "cutover-monitor";
+
 /// Read-only transactions this process has begun (each ends in a rollback). The monitor takes
 /// them out of the server's rollback count, so the wizard's own checks never look like the
 /// application's errors. One process works on one target, so one counter serves.
@@ -58,7 +61,7 @@ pub fn read_only_transactions_begun_since(since: std::time::Instant) -> u64 {
 }
 
 /// Limits that every check runs under.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct DbSettings {
     /// Pool size (the design asks for 2–3).
     pub max_connections: u32,
@@ -66,6 +69,9 @@ pub struct DbSettings {
     pub statement_timeout: Duration,
     /// `lock_timeout` of each check.
     pub lock_timeout: Duration,
+    /// The sessions' `application_name`, which tells them apart in `pg_stat_activity` and in
+    /// the server's logs.
+    pub application_name: &'static str,
 }
 
 impl Default for DbSettings {
@@ -74,6 +80,7 @@ impl Default for DbSettings {
             max_connections: 3,
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(2),
+            application_name: APPLICATION_NAME,
         }
     }
 }
@@ -357,11 +364,22 @@ impl Db {
         Db::pool_with(&self.target, settings, self.health.clone())
     }
 
+    /// The live panels' own pool: one connection, named [`MONITOR_APPLICATION_NAME`], so that
+    /// a busy engine never starves the panels and the panels' sessions are told apart from
+    /// the checks'.
+    pub fn for_panels(&self) -> Db {
+        self.sibling(DbSettings {
+            max_connections: 1,
+            application_name: MONITOR_APPLICATION_NAME,
+            ..self.settings
+        })
+    }
+
     fn pool_with(target: &Target, settings: DbSettings, health: std::sync::Arc<Health>) -> Db {
         let options = target
             .connect_options()
             .clone()
-            .application_name(APPLICATION_NAME)
+            .application_name(settings.application_name)
             .options([
                 ("default_transaction_read_only", "on"),
                 ("idle_in_transaction_session_timeout", "60000"),

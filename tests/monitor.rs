@@ -140,6 +140,47 @@ fn connections_used_counts_other_sessions_but_not_cutovers_own() {
 }
 
 #[test]
+fn the_panels_sessions_are_named_apart_and_left_out_of_the_connections() {
+    let (cluster, url) = own_cluster(ClusterOptions::default());
+    let target = monitored(&url);
+    let panels = {
+        let _inside = target.runtime.enter();
+        target.db.for_panels()
+    };
+    let mut sampler = Sampler::new();
+    let sample = target.runtime.block_on(sampler.sample(&panels)).unwrap();
+    assert_eq!(sample.connections_used, 0, "{sample:#?}");
+    let named = cluster
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cutover-monitor'",
+        )
+        .unwrap();
+    assert_eq!(named.trim(), "1");
+    target.runtime.block_on(panels.close());
+}
+
+#[test]
+fn the_database_size_is_sampled_apart_once_a_minute_not_with_every_round_trip() {
+    let url = fresh_database();
+    let target = monitored(&url);
+    let mut sampler = Sampler::new();
+    let before = target.sample(&mut sampler).database_bytes;
+    psql(
+        &url,
+        "CREATE TABLE grown AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 50000) g",
+    );
+    assert_eq!(
+        target.sample(&mut sampler).database_bytes,
+        before,
+        "not read again within the minute"
+    );
+    sampler.refresh_size();
+    let after = target.sample(&mut sampler).database_bytes;
+    assert!(after > before + (5 << 20), "{before} then {after}");
+}
+
+#[test]
 fn commits_per_s_rises_after_writes_between_two_samples() {
     let url = fresh_database();
     let target = monitored(&url);

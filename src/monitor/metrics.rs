@@ -1,17 +1,18 @@
-//! The metrics panel: one query per refresh for the server's load, its round trip as the
-//! latency sample, and rates from counter deltas.
+//! The metrics panel: the round trip of an empty query as the latency sample, one query per
+//! refresh for the server's load, the database's size once a minute, and rates from counter
+//! deltas.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use sqlx::FromRow;
+use sqlx::{FromRow, Row};
 
 use crate::db::{Db, DbError};
 use crate::probes::error_rates::DATABASE_COUNTERS;
 
-/// The load on the server and on this database, other than cutover's own sessions, in one
-/// row. Connections count client sessions server-wide, as `max_connections` does. A blocked
+/// The load on the server and on this database, other than cutover's own sessions (the
+/// checks' and the panels', by their `application_name`), in one row. Connections count client sessions server-wide, as `max_connections` does. A blocked
 /// session is one waiting for a lock (row locks included: they wait on the holder's
 /// transaction id); one snapshot of pg_locks costs the lock manager less than
 /// pg_blocking_pids for every session, and unlike wait_event_type in pg_stat_activity it is
@@ -26,10 +27,10 @@ static METRICS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     SELECT (SELECT count(*)
               FROM pg_stat_activity
              WHERE backend_type = 'client backend'
-               AND application_name IS DISTINCT FROM 'cutover')::int8 AS connections_used,
+               AND coalesce(application_name, '') NOT IN ('{own}', '{panels}'))::int8
+               AS connections_used,
            current_setting('max_connections')::int8 AS max_connections,
            {DATABASE_COUNTERS},
-           pg_database_size(current_database())::int8 AS database_bytes,
            w.blocked_sessions,
            w.longest_wait_ms
       FROM (SELECT 1) AS always_one_row
@@ -43,9 +44,19 @@ static METRICS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
               FROM pg_locks l
               JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE NOT l.granted
-               AND a.datname = current_database()) AS w"
+               AND a.datname = current_database()) AS w",
+        own = crate::db::APPLICATION_NAME,
+        panels = crate::db::MONITOR_APPLICATION_NAME,
     )
 });
+
+/// The database's size: `pg_database_size` stats every file of the database, which takes tens
+/// of milliseconds with thousands of relations, so it is sampled apart from the rest, once
+/// every [`SIZE_INTERVAL`], and never inside the latency measurement.
+const DATABASE_SIZE: &str = "SELECT pg_database_size(current_database())::int8";
+
+/// How often the database's size is sampled.
+pub const SIZE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How far back the latency percentiles and the error rates look.
 const LATENCY_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -61,7 +72,8 @@ pub struct MetricsSample {
     pub connections_used: i64,
     /// The server's `max_connections`.
     pub max_connections: i64,
-    /// Wall-clock round trip of this sample's query.
+    /// Wall-clock round trip of an empty query on the panels' connection: the network and
+    /// the server's front end, nothing of the metrics query's own work.
     pub round_trip: Duration,
     /// Median round trip over the last 5 minutes.
     pub latency_p50: Duration,
@@ -73,7 +85,7 @@ pub struct MetricsSample {
     pub commits_per_s: f64,
     /// Rolled-back transactions per second on this database, cutover's own left out.
     pub rollbacks_per_s: f64,
-    /// Size of this database on disk.
+    /// Size of this database on disk, as last sampled (every [`SIZE_INTERVAL`]).
     pub database_bytes: i64,
     /// Sessions on this database waiting on a lock that another session holds.
     pub blocked_sessions: i64,
@@ -116,7 +128,6 @@ struct ServerCounters {
     rollbacks: i64,
     sessions: Option<i64>,
     session_errors: Option<i64>,
-    database_bytes: i64,
     blocked_sessions: i64,
     longest_wait_ms: f64,
 }
@@ -155,6 +166,8 @@ pub struct Sampler {
     latency: LatencyWindow,
     /// The intervals of the last [`LATENCY_WINDOW`], for the error rates.
     intervals: VecDeque<Interval>,
+    /// The database's size and when it was read.
+    size: Option<(Instant, i64)>,
 }
 
 impl Default for Sampler {
@@ -172,7 +185,19 @@ impl Sampler {
             own_transactions_seen: crate::db::read_only_transactions_begun(),
             latency: LatencyWindow::new(),
             intervals: VecDeque::new(),
+            size: None,
         }
+    }
+
+    /// Whether the database's size is due to be read again at `now`.
+    fn size_due(&self, now: Instant) -> bool {
+        self.size
+            .is_none_or(|(read, _)| now.saturating_duration_since(read) >= SIZE_INTERVAL)
+    }
+
+    /// Reads the database's size again with the next sample, whatever its age.
+    pub fn refresh_size(&mut self) {
+        self.size = None;
     }
 
     /// Runs the metrics query once, in a read-only transaction with `db`'s timeouts, and
@@ -184,16 +209,28 @@ impl Sampler {
         let begun = crate::db::read_only_transactions_begun();
         self.note_own_transactions(begun.saturating_sub(self.own_transactions_seen) as i64);
         self.own_transactions_seen = begun;
+        // The round trip: an empty query, which the server answers without parsing,
+        // planning or reading anything, in the simple protocol (one message each way).
         let started = Instant::now();
-        // The simple protocol: one round trip every time, where a prepared statement would
-        // add one on each new connection and skew the latency it measures.
+        sqlx::raw_sql("")
+            .execute(&mut *transaction)
+            .await
+            .map_err(|e| db.error(e))?;
+        let round_trip = started.elapsed();
         // Built from constants of this crate only.
         let row = sqlx::raw_sql(sqlx::AssertSqlSafe(METRICS.as_str()))
             .fetch_one(&mut *transaction)
             .await
             .map_err(|e| db.error(e))?;
-        let round_trip = started.elapsed();
         let counters = ServerCounters::from_row(&row).map_err(|e| db.error(e))?;
+        if self.size_due(started) {
+            let bytes: i64 = sqlx::raw_sql(DATABASE_SIZE)
+                .fetch_one(&mut *transaction)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(|e| db.error(e))?;
+            self.size = Some((started, bytes));
+        }
         Ok(self.record(started, counters, round_trip))
     }
 
@@ -229,7 +266,7 @@ impl Sampler {
             latency_p99,
             commits_per_s,
             rollbacks_per_s,
-            database_bytes: counters.database_bytes,
+            database_bytes: self.size.map_or(0, |(_, bytes)| bytes),
             blocked_sessions: counters.blocked_sessions,
             longest_wait_ms: counters.longest_wait_ms,
             query_error_pct,

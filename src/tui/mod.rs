@@ -114,10 +114,7 @@ where
         },
     );
     // Its own pool, one view of the link: a failure the panels see is in the header at once.
-    let monitor_db = db.sibling(DbSettings {
-        max_connections: 1,
-        ..DbSettings::default()
-    });
+    let monitor_db = db.for_panels();
     let config = EngineConfig {
         allow_shell: true,
         allow_http: true,

@@ -10,7 +10,6 @@ fn counters(commits: i64, rollbacks: i64) -> ServerCounters {
         rollbacks,
         sessions: Some(commits / 10),
         session_errors: Some(rollbacks / 10),
-        database_bytes: 8 << 20,
         blocked_sessions: 0,
         longest_wait_ms: 0.0,
     }
@@ -25,6 +24,19 @@ const MS: Duration = Duration::from_millis(1);
 #[test]
 fn the_metrics_query_leaves_out_sessions_named_as_cutovers_own() {
     assert!(METRICS.contains(&format!("'{}'", crate::db::APPLICATION_NAME)));
+    assert!(METRICS.contains(&format!("'{}'", crate::db::MONITOR_APPLICATION_NAME)));
+}
+
+#[test]
+fn the_database_size_is_read_once_a_minute_or_when_asked() {
+    let mut sampler = Sampler::new();
+    let start = Instant::now();
+    assert!(sampler.size_due(start), "never read");
+    sampler.size = Some((start, 1 << 20));
+    assert!(!sampler.size_due(start + SIZE_INTERVAL - MS));
+    assert!(sampler.size_due(start + SIZE_INTERVAL));
+    sampler.refresh_size();
+    assert!(sampler.size_due(start), "asked for");
 }
 
 #[test]
