@@ -178,8 +178,11 @@ pub async fn run_check(
     options: &CheckOptions,
 ) -> Result<CheckReport, CheckError> {
     let selected = select_steps(&runbook, &options.only)?;
-    let measured = match &options.journal {
-        Some(journal) => journal.measurements(&target.to_string()).await?,
+    let (measured, durations) = match &options.journal {
+        Some(journal) => (
+            journal.measurements(&target.to_string()).await?,
+            journal.durations(&target.to_string()).await?,
+        ),
         None => Default::default(),
     };
     // `--only` runs the named steps after what they need of their own section; what they need
@@ -199,7 +202,9 @@ pub async fn run_check(
             .is_some_and(|s| matches!(s.action, Action::Sql { .. } | Action::Probe { .. }))
     });
     let db = if needs_database {
-        Db::connect(target, DbSettings::default()).await?
+        let db = Db::connect(target, DbSettings::default()).await?;
+        db.warm().await;
+        db
     } else {
         Db::connect_lazy(target, DbSettings::default())
     };
@@ -213,6 +218,7 @@ pub async fn run_check(
             .clone()
             .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))),
         measured,
+        durations,
         ..EngineConfig::default()
     };
     let run_id = match &options.journal {

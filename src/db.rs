@@ -13,6 +13,18 @@ use crate::target::{Target, redact_url};
 /// The name our sessions carry, so that monitors and probes can leave them out.
 pub const APPLICATION_NAME: &str = "cutover";
 
+/// Planned, not run: loads a new session's caches of the catalogs that the checks read.
+const WARM_UP: &str = "EXPLAIN SELECT 1
+      FROM pg_index x
+      JOIN pg_class i ON i.oid = x.indexrelid
+      JOIN pg_class t ON t.oid = x.indrelid
+      JOIN pg_namespace n ON n.oid = t.relnamespace
+      JOIN pg_attribute a ON a.attrelid = t.oid
+      JOIN pg_constraint c ON c.conrelid = t.oid
+      JOIN pg_type ty ON ty.oid = a.atttypid
+      LEFT JOIN pg_stat_progress_create_index p ON p.index_relid = x.indexrelid
+     WHERE n.nspname = current_schema()";
+
 /// The name the live panels' sessions carry (left out of the figures like the checks').
 pub const MONITOR_APPLICATION_NAME: &str = "cutover-monitor";
 
@@ -589,6 +601,23 @@ impl Db {
 
     /// Like [`Db::read_only`] with another statement timeout.
     pub async fn read_only_with(&self, statement_timeout: Duration) -> Result<ReadOnly, DbError> {
+        let conn = self.acquire().await?;
+        self.begin_read_only(conn, statement_timeout).await
+    }
+
+    /// Like [`Db::read_only_with`] on a connection that is idle in the pool right now, if
+    /// there is one and no one is waiting for it: for work that can use another connection
+    /// but must not hold up a step that needs one.
+    pub async fn try_read_only_with(&self, statement_timeout: Duration) -> Option<ReadOnly> {
+        let conn = self.pool.try_acquire()?;
+        self.begin_read_only(conn, statement_timeout).await.ok()
+    }
+
+    async fn begin_read_only(
+        &self,
+        conn: sqlx::pool::PoolConnection<Postgres>,
+        statement_timeout: Duration,
+    ) -> Result<ReadOnly, DbError> {
         // One round trip: the timeouts travel with BEGIN (simple protocol, several statements).
         // The ROLLBACK is queued when the transaction drops and goes out with the next use of
         // the connection, so it costs no wait either; over a WAN each round trip counts.
@@ -598,7 +627,6 @@ impl Db {
             statement_timeout.as_millis().max(1),
             self.settings.lock_timeout.as_millis().max(1)
         );
-        let conn = self.acquire().await?;
         // What `Pool::begin_with` does, on a connection taken with the true reason on failure.
         let begin = sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin));
         let tx = sqlx::Transaction::begin(conn, Some(begin))
@@ -615,6 +643,24 @@ impl Db {
         let mut db = self.clone();
         db.settings.statement_timeout = statement_timeout;
         db
+    }
+
+    /// Opens every connection of the pool at once, before the steps need them, and has each
+    /// plan a query over the catalogs the checks read: a new server process loads its caches
+    /// of the catalogs on first use, which costs milliseconds with thousands of relations, and
+    /// those belong to no step. Failures are left to the steps to report.
+    pub async fn warm(&self) {
+        let one = async || {
+            if let Ok(mut tx) = self.read_only().await {
+                let _ = sqlx::raw_sql(WARM_UP).execute(&mut *tx).await;
+            }
+        };
+        futures_util::future::join_all((0..self.pool_size()).map(|_| one())).await;
+    }
+
+    /// How many connections the pool may open.
+    pub fn pool_size(&self) -> usize {
+        self.settings.max_connections.max(1) as usize
     }
 
     /// The target this handle works on.

@@ -404,3 +404,56 @@ async fn http_steps_error_when_nothing_listens_and_skip_without_permission() {
     assert_eq!(outcome.status, Status::Skip);
     assert!(outcome.message.contains("--allow-http"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_steps_start_first_by_their_journaled_durations() {
+    let step = |id: &str| {
+        format!(
+            "[[sections.steps]]\nid = \"{id}\"\ntitle = \"{id}\"\nkind = \"sql\"\nquery = \"SELECT true FROM pg_sleep(0.05)\"\nexpect = \"all_true\"\n"
+        )
+    };
+    let text = format!(
+        "{SHELL_HEAD}{}{}{}{}",
+        step("short"),
+        step("long"),
+        step("unknown"),
+        step("middle")
+    );
+    let url = fresh_database();
+    let target = Target::from_url(&url).unwrap();
+    // One connection: the steps run one at a time, in the order they get it.
+    let db = Db::connect_lazy(
+        &target,
+        DbSettings {
+            max_connections: 1,
+            ..DbSettings::default()
+        },
+    );
+    let config = EngineConfig {
+        durations: [("s.short", 5), ("s.long", 9_000), ("s.middle", 400)]
+            .into_iter()
+            .map(|(id, ms)| (id.to_string(), ms))
+            .collect(),
+        ..EngineConfig::default()
+    };
+    let mut handle = engine::spawn(runbook_from(&text), db, config);
+    let events = batch(
+        &mut handle,
+        &["s.short", "s.long", "s.unknown", "s.middle"],
+        None,
+    )
+    .await;
+    handle.shutdown().await;
+    let started: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStarted { id } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Never run before, an SQL step is guessed at 100 ms.
+    assert_eq!(started, ["s.long", "s.middle", "s.unknown", "s.short"]);
+    for id in ["s.short", "s.long", "s.unknown", "s.middle"] {
+        assert_eq!(outcome_of(&events, id).status, Status::Pass, "{events:#?}");
+    }
+}

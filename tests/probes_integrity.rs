@@ -96,6 +96,44 @@ fn orphans_report_a_key_they_could_not_count_while_its_table_is_locked() {
     );
 }
 
+#[test]
+fn orphans_spread_over_the_pool_still_find_a_key_in_the_last_batch() {
+    let url = fresh_database();
+    // 120 more keys: three batches of counts, shared among the pool's connections.
+    let mut sql = String::new();
+    for i in 0..120 {
+        sql += &format!(
+            "CREATE TABLE zz_child_{i:03} (id int PRIMARY KEY, user_id text REFERENCES \"User\"(id));"
+        );
+    }
+    sql += "SET session_replication_role = replica;
+            INSERT INTO zz_child_119 (id, user_id) VALUES (1, 'no-such-user'), (2, 'nor-this-one');";
+    psql(&url, &sql);
+    let step = block_on(bundled_step(&url, "validation.orphans"));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.message.contains("behind 1 of 128 foreign key(s)"),
+        "{}",
+        step.message
+    );
+    assert!(
+        has_detail(
+            &step,
+            "2 orphaned row(s): zz_child_119(user_id) -> \"User\""
+        ),
+        "{:#?}",
+        step.details
+    );
+    assert_eq!(
+        step.details
+            .iter()
+            .filter(|d| d.starts_with("ok: "))
+            .count(),
+        127,
+        "every other key counted"
+    );
+}
+
 // ── validation.unique ───────────────────────────────────────────────────────────────────────
 
 #[test]
@@ -238,6 +276,78 @@ fn row_counts_match_when_nothing_changed_between_capture_and_compare() {
         compare.message.contains("against the baseline from run "),
         "{}",
         compare.message
+    );
+}
+
+/// A capture, a destructive step (or none) that adds rows, and a compare, in one run.
+fn counted_in_one_run(url: &str, with_a_change: bool) -> cutover::check::StepReport {
+    let change = if with_a_change {
+        r#"
+[[sections.steps]]
+id = "change"
+title = "Adds tags"
+kind = "shell"
+destructive = true
+depends_on = ["capture"]
+command = '''psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "SET default_transaction_read_only = off; INSERT INTO \"Tag\" (id, name, type) SELECT 'new' || i, 'new' || i, 'TOPIC' FROM generate_series(1, 4) i"'''
+"#
+    } else {
+        ""
+    };
+    let compare_after = if with_a_change { "change" } else { "capture" };
+    let runbook = runbook_from(&format!(
+        r#"name = "counts"
+[[sections]]
+id = "s"
+title = "S"
+
+[[sections.steps]]
+id = "capture"
+title = "Capture"
+kind = "probe"
+probe = "row_counts"
+params = {{ mode = "capture" }}
+{change}
+[[sections.steps]]
+id = "compare"
+title = "Compare"
+kind = "probe"
+probe = "row_counts"
+depends_on = ["{compare_after}"]
+params = {{ mode = "compare", baseline = "s.capture" }}
+"#
+    ));
+    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let options = cutover::check::CheckOptions {
+        allow_shell: true,
+        confirm: Some(database.to_string()),
+        ..Default::default()
+    };
+    let report = block_on(check_with(runbook, url, options));
+    report
+        .steps
+        .into_iter()
+        .find(|step| step.id == "s.compare")
+        .expect("the compare step")
+}
+
+#[test]
+fn row_counts_count_once_in_a_run_until_a_destructive_step_has_run() {
+    let url = fresh_database();
+    let unchanged = counted_in_one_run(&url, false);
+    assert_status(&unchanged, Status::Pass);
+    assert!(
+        unchanged.message.contains("counted once in this run"),
+        "{}",
+        unchanged.message
+    );
+    let changed = counted_in_one_run(&url, true);
+    assert_status(&changed, Status::Fail);
+    assert!(
+        !changed.message.contains("counted once") && has_detail(&changed, "Tag"),
+        "{}: {:#?}",
+        changed.message,
+        changed.details
     );
 }
 

@@ -27,6 +27,7 @@ pub async fn termination_signal() -> &'static str {
         _ = int.recv() => "SIGINT",
     }
 }
+mod slots;
 mod sql;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,7 +35,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -158,6 +159,9 @@ pub struct EngineConfig {
     pub workdir: PathBuf,
     /// What steps measured before, by step id (from the journal): the row-count baseline.
     pub measured: HashMap<String, probes::Measured>,
+    /// How long steps took when they last ran against this target, in milliseconds (from the
+    /// journal): the longest start first.
+    pub durations: HashMap<String, u64>,
 }
 
 impl Default for EngineConfig {
@@ -173,6 +177,7 @@ impl Default for EngineConfig {
             variables: BTreeMap::new(),
             workdir: PathBuf::from("."),
             measured: HashMap::new(),
+            durations: HashMap::new(),
         }
     }
 }
@@ -214,7 +219,12 @@ struct Context {
     db: Db,
     config: EngineConfig,
     events: mpsc::Sender<Event>,
-    permits: Semaphore,
+    /// Steps that hold no connection (shell, HTTP, a held-back step) running at once
+    /// (`config.concurrency`).
+    slots: slots::Slots,
+    /// Steps holding a connection at once: the pool's size, so that a step's time does not
+    /// include waiting for a connection.
+    connections: slots::Slots,
     /// Variable values: the config's, then `SetVariable`s.
     variables: RwLock<BTreeMap<String, String>>,
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -237,12 +247,14 @@ pub fn spawn(runbook: Arc<Runbook>, db: Db, config: EngineConfig) -> EngineHandl
     let (event_tx, event_rx) = mpsc::channel::<Event>(1024);
     let mut redactor = Redactor::for_target(db.target());
     redactor.add_secret_variables(&config.variables, |name| runbook.is_secret(name));
+    let pool_size = db.pool_size();
     let context = Arc::new(Context {
         redactor: RwLock::new(redactor),
         cancelled_because: RwLock::new(None),
         runbook,
         db,
-        permits: Semaphore::new(config.concurrency.max(1)),
+        slots: slots::Slots::new(config.concurrency),
+        connections: slots::Slots::new(pool_size),
         variables: RwLock::new(config.variables.clone()),
         measured: RwLock::new(config.measured.clone()),
         known: RwLock::new(plan::passed(config.measured.keys())),
@@ -324,7 +336,7 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>, confirmed: Option<St
     // A destructive step changes the database: it waits for every earlier step, and every
     // later step waits for it, so no check runs against a schema that is being changed.
     let mut barrier: Option<watch::Receiver<bool>> = None;
-    let mut tasks = JoinSet::new();
+    let mut ready = Vec::new();
     for step in steps {
         let (done_tx, done_rx) = watch::channel(false);
         let destructive = plan::is_destructive(&step);
@@ -340,6 +352,22 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>, confirmed: Option<St
             barrier = Some(done_rx.clone());
         }
         finished.push((step.id.clone(), done_rx));
+        ready.push((step, waits_for, done_tx));
+    }
+    // The longest first: they ask for their slots first (and when slots are short, the
+    // slots themselves go to the longest waiting).
+    ready.sort_by_key(|(step, _, _)| {
+        std::cmp::Reverse(plan::expected_ms(step, &context.config.durations))
+    });
+    // Every step that can ask for a slot at once does before any is given one, so that the
+    // slots go by priority rather than by which task the runtime happened to poll first.
+    let holds = (context.slots.hold(), context.connections.hold());
+    let asking_at_once = ready
+        .iter()
+        .filter(|(_, waits, _)| waits.is_empty())
+        .count();
+    let mut tasks = JoinSet::new();
+    for (step, waits_for, done_tx) in ready {
         let context = context.clone();
         let confirmed = confirmed.clone();
         tasks.spawn(async move {
@@ -347,6 +375,14 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>, confirmed: Option<St
             let _ = done_tx.send(true);
         });
     }
+    let all_asked = async {
+        while context.slots.waiting() + context.connections.waiting() < asking_at_once {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    // Bounded: other batches' steps may be asking too (the wizard's).
+    let _ = tokio::time::timeout(Duration::from_millis(200), all_asked).await;
+    drop(holds);
     while tasks.join_next().await.is_some() {}
     let _ = context.events.send(Event::BatchFinished).await;
 }
@@ -363,10 +399,15 @@ async fn run_one(
     let blocked_by = plan::blockers(step, &read(&context.known))
         .into_iter()
         .next();
-    // The semaphore is never closed; were it, the step would stay "not run" for its
-    // dependents.
-    let Ok(_permit) = context.permits.acquire().await else {
-        return;
+    // Longest first: among the steps waiting for a slot, the one expected to take longest
+    // gets it (a held-back step takes no time, and goes first to say so).
+    let priority = match blocked_by {
+        Some(_) => u64::MAX,
+        None => plan::expected_ms(step, &context.config.durations),
+    };
+    let _slot = match blocked_by {
+        None if plan::holds_a_connection(step) => context.connections.acquire(priority).await,
+        _ => context.slots.acquire(priority).await,
     };
     let token = context.root.child_token();
     lock(&context.running).insert(step.id.clone(), token.clone());
@@ -398,6 +439,13 @@ async fn run_one(
         "step finished"
     );
     lock(&context.running).remove(&step.id);
+    if plan::is_destructive(step) && outcome.status != Status::Skip {
+        // It may have changed the database: what was measured before it must be measured
+        // again.
+        for measured in write(&context.measured).values_mut() {
+            measured.fresh = false;
+        }
+    }
     if let Some(data) = &outcome.data {
         let source = format!(
             "earlier in this run ({})",
@@ -408,6 +456,7 @@ async fn run_one(
             probes::Measured {
                 data: data.clone(),
                 source,
+                fresh: true,
             },
         );
     }

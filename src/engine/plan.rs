@@ -129,3 +129,42 @@ pub fn runnable(
     }
     (run, held)
 }
+
+/// Probes that read the tables' data (their time grows with the rows), as opposed to the
+/// catalog probes, which answer in milliseconds.
+const DATA_PROBES: &[&str] = &["orphans", "row_counts", "unique", "query_latency"];
+
+/// Probes that wait out a window between two short reads, and hold no connection meanwhile.
+const WINDOW_PROBES: &[&str] = &["error_rates"];
+
+/// How long `step` is expected to take, in milliseconds: what it took when it last ran
+/// against this target (`journaled`), else a guess from its kind (a shell step longest, then a
+/// probe that waits out a window or reads the data, then the catalog checks). Longest first is
+/// the order in which waiting steps get a slot.
+pub fn expected_ms(step: &Step, journaled: &HashMap<String, u64>) -> u64 {
+    if let Some(ms) = journaled.get(&step.id) {
+        return *ms;
+    }
+    match &step.action {
+        Action::Shell(_) => 60_000,
+        Action::Probe { probe, params } if WINDOW_PROBES.contains(&probe.as_str()) => params
+            .get("window_secs")
+            .and_then(|secs| secs.as_f64())
+            .map_or(30_000, |secs| (secs * 1000.0) as u64),
+        Action::Probe { probe, .. } if DATA_PROBES.contains(&probe.as_str()) => 10_000,
+        Action::Http(_) => 1_000,
+        Action::Sql { .. } | Action::Probe { .. } => 100,
+        Action::Manual | Action::Signoff { .. } => 0,
+    }
+}
+
+/// Whether `step` holds one of the pool's connections while it runs (and so waits for one
+/// before it starts): SQL steps and probes, but not a probe that waits out a window between
+/// two short reads.
+pub fn holds_a_connection(step: &Step) -> bool {
+    match &step.action {
+        Action::Sql { .. } => true,
+        Action::Probe { probe, .. } => !WINDOW_PROBES.contains(&probe.as_str()),
+        _ => false,
+    }
+}

@@ -519,6 +519,30 @@ impl Journal {
         Ok(durations)
     }
 
+    /// How long each step took when it last ran to an answer (pass, warn or fail) against
+    /// `target` (the redacted URL), in milliseconds: the engine starts the longest first.
+    pub async fn durations(
+        &self,
+        target: &str,
+    ) -> Result<std::collections::HashMap<String, u64>, JournalError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT e.step_id, json_extract(e.data, '$.duration_ms')
+               FROM events e JOIN runs r ON r.id = e.run_id
+              WHERE r.target = $1 AND e.kind = 'step_finished' AND e.step_id IS NOT NULL
+                AND json_extract(e.data, '$.status') IN ('pass', 'warn', 'fail')
+              ORDER BY e.at DESC, e.seq DESC",
+        )
+        .bind(target)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        let mut durations = std::collections::HashMap::new();
+        for (step, ms) in rows {
+            durations.entry(step).or_insert(ms.max(0) as u64);
+        }
+        Ok(durations)
+    }
+
     /// The newest measurement of each step (an outcome's `data`, such as the row-count
     /// baseline) recorded by any run against `target` (the redacted URL), with where it came
     /// from, for the steps that compare with it.
@@ -558,6 +582,7 @@ impl Journal {
                 crate::probes::Measured {
                     data,
                     source: format!("run {short} at {at}"),
+                    fresh: false,
                 },
             );
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sqlx::Row;
 
-use super::{ProbeResult, bounded_counts};
+use super::{ProbeResult, spread_counts};
 use crate::db::Db;
 use crate::outcome::Outcome;
 
@@ -163,7 +163,7 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
             )
         })
         .collect();
-    let counts = bounded_counts(&mut tx, &queries).await?;
+    let counts = spread_counts(db, &mut tx, timeout, &queries).await?;
     for (key, count) in keys.iter().zip(counts) {
         match count {
             Some(0) => clean.push(format!("ok: {}", key.describe())),

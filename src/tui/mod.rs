@@ -115,6 +115,11 @@ where
     );
     // Its own pool, one view of the link: a failure the panels see is in the header at once.
     let monitor_db = db.for_panels();
+    // The steps' connections open now, not when the first step needs one.
+    tokio::spawn({
+        let db = db.clone();
+        async move { db.warm().await }
+    });
     let config = EngineConfig {
         allow_shell: true,
         allow_http: true,
@@ -122,6 +127,10 @@ where
         workdir: options.workdir.clone(),
         measured: match &options.journal {
             Some(journal) => journal.measurements(&target.to_string()).await?,
+            None => Default::default(),
+        },
+        durations: match &options.journal {
+            Some(journal) => journal.durations(&target.to_string()).await?,
             None => Default::default(),
         },
         ..EngineConfig::default()
