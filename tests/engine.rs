@@ -247,6 +247,27 @@ async fn a_destructive_step_waits_for_earlier_steps_and_holds_back_later_ones() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destructive_step_that_will_be_skipped_holds_nothing_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{SHELL_HEAD}{}{}{}",
+        shell_step("before", "sleep 0.5; echo before >> order", ""),
+        shell_step("change", "echo change >> order", "destructive = true"),
+        shell_step("after", "echo after >> order", "")
+    );
+    // Not confirmed: the change is skipped, and the step after it need not wait.
+    let events = events_of(
+        &text,
+        &["s.before", "s.change", "s.after"],
+        shell_config(dir.path()),
+    )
+    .await;
+    assert_eq!(outcome_of(&events, "s.change").status, Status::Skip);
+    let order = std::fs::read_to_string(dir.path().join("order")).unwrap();
+    assert_eq!(order, "after\nbefore\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_whose_dependency_failed_is_skipped_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(

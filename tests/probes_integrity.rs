@@ -134,6 +134,36 @@ fn orphans_spread_over_the_pool_still_find_a_key_in_the_last_batch() {
     );
 }
 
+#[test]
+fn orphans_over_many_keys_let_go_of_each_batchs_locks() {
+    // A small shared lock table: holding every key's locks to the end of one transaction
+    // ("out of shared memory") would not fit in it; one batch's locks at a time do.
+    let (cluster, url) = own_cluster(
+        cutover::cluster::ClusterOptions::default()
+            .setting("max_locks_per_transaction", "10")
+            .setting("max_connections", "10"),
+    );
+    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    // Made 20 at a time: the lock table is small for the test's own DDL too.
+    for group in 0..50 {
+        let sql: String = (group * 20..group * 20 + 20)
+            .map(|i| {
+                format!(
+                    "CREATE TABLE zz_child_{i:03} (id int PRIMARY KEY, user_id text REFERENCES \"User\"(id));"
+                )
+            })
+            .collect();
+        cluster.psql(database, &sql).unwrap();
+    }
+    let step = block_on(bundled_step(&url, "validation.orphans"));
+    assert_status(&step, Status::Pass);
+    assert!(
+        step.message.contains("of 1008 foreign key(s)"),
+        "{}",
+        step.message
+    );
+}
+
 // ── validation.unique ───────────────────────────────────────────────────────────────────────
 
 #[test]

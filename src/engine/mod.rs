@@ -339,7 +339,9 @@ async fn run_batch(context: Arc<Context>, ids: Vec<String>, confirmed: Option<St
     let mut ready = Vec::new();
     for step in steps {
         let (done_tx, done_rx) = watch::channel(false);
-        let destructive = plan::is_destructive(&step);
+        // Only one that will run: a destructive step that is only going to be skipped (not
+        // confirmed) holds nothing back.
+        let destructive = context.will_change(&step, confirmed.as_deref());
         // What it waits for: its dependencies in this batch, and the order around
         // destructive steps. Whether it may then start is decided on what the run knows.
         let mut waits_for: Vec<watch::Receiver<bool>> = finished
@@ -439,7 +441,7 @@ async fn run_one(
         "step finished"
     );
     lock(&context.running).remove(&step.id);
-    if plan::is_destructive(step) && outcome.status != Status::Skip {
+    if context.will_change(step, confirmed) && outcome.status != Status::Skip {
         // It may have changed the database: what was measured before it must be measured
         // again.
         for measured in write(&context.measured).values_mut() {
@@ -544,11 +546,10 @@ async fn execute(
             if !config.allow_shell {
                 return Outcome::skip("shell step: not run without --allow-shell");
             }
-            let database = context.db.target().database().to_string();
-            let confirmation = confirmed.or(config.confirmed_database.as_deref());
-            if shell.destructive && confirmation != Some(database.as_str()) {
+            if shell.destructive && !context.confirmed(confirmed) {
                 return Outcome::skip(format!(
-                    "destructive step: not run without --confirm {database}"
+                    "destructive step: not run without --confirm {}",
+                    context.db.target().database()
                 ));
             }
             let command = match substitute(&shell.command, vars::Quoting::Shell) {
@@ -624,6 +625,18 @@ async fn database_step(
 }
 
 impl Context {
+    /// Whether the database's name was typed to confirm destructive steps (for this batch, or
+    /// for the run with `--confirm`).
+    fn confirmed(&self, confirmed: Option<&str>) -> bool {
+        confirmed.or(self.config.confirmed_database.as_deref()) == Some(self.db.target().database())
+    }
+
+    /// Whether `step` will change the database if it runs: a destructive step that may run
+    /// (shell allowed, confirmed). One that will only be skipped changes nothing.
+    fn will_change(&self, step: &Step, confirmed: Option<&str>) -> bool {
+        plan::is_destructive(step) && self.config.allow_shell && self.confirmed(confirmed)
+    }
+
     /// "cancelled", with the reason when everything was cancelled for one.
     fn cancel_reason(&self) -> String {
         match &*read(&self.cancelled_because) {

@@ -196,21 +196,23 @@ pub(crate) async fn bounded_counts(
     Ok(found)
 }
 
-/// [`bounded_counts`] spread over the pool: the step's own transaction takes batches of 50 one
+/// [`bounded_counts`] spread over the pool: the step's own connection takes batches of 50 one
 /// after another, and so does each connection that is idle in the pool while batches remain
-/// (its own read-only transaction with `statement_timeout`, given back after each batch, so a
-/// step that starts meanwhile waits one batch at most). On a server with cores to spare, a
+/// (given back after each batch, so a step that starts meanwhile waits one batch at most).
+/// Each batch runs in a read-only transaction of its own, with `statement_timeout`: a batch's
+/// locks (every table and index its counts touch) are let go before the next, so that
+/// thousands of tables never fill the server's shared lock table. On a server with cores to spare, a
 /// probe that counts over thousands of tables finishes in a fraction of the time.
 pub(crate) async fn spread_counts(
     db: &Db,
-    conn: &mut sqlx::PgConnection,
+    tx: &mut crate::db::ReadOnly,
     statement_timeout: std::time::Duration,
     counts: &[String],
 ) -> Result<Vec<Option<i64>>, sqlx::Error> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let batches: Vec<&[String]> = counts.chunks(COUNT_BATCH).collect();
     if batches.len() <= 1 {
-        return bounded_counts(conn, counts).await;
+        return bounded_counts(tx, counts).await;
     }
     let next = AtomicUsize::new(0);
     let found: std::sync::Mutex<Vec<Option<Vec<Option<i64>>>>> =
@@ -224,7 +226,9 @@ pub(crate) async fn spread_counts(
     };
     let own = async {
         while let Some(i) = take() {
-            keep(i, bounded_counts(&mut *conn, batches[i]).await?);
+            keep(i, bounded_counts(&mut *tx, batches[i]).await?);
+            // A transaction per batch: the locks of one batch are let go before the next.
+            tx.renew().await?;
         }
         Ok::<(), sqlx::Error>(())
     };
