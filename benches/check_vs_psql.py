@@ -23,6 +23,10 @@ Usage:  python3 benches/check_vs_psql.py [--summaries 1000000] [--runs 5] [--rtt
    connection (`psql -c ''`): no schedule on any number of cores ends sooner. Prints
    cutover / floor.
 
+With --error-window SECS, `monitoring.error_rates` watches for SECS instead of the bundled 5 s
+(both sides wait as long; 0 shows how the rest of the suite is scheduled, without the window
+that is its floor otherwise).
+
 With --rtt-ms N both run again through a loopback TCP proxy that delays every chunk by N/2 ms
 each way, as a database in another zone or region would.
 
@@ -43,8 +47,10 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The bundled runbook's monitoring.error_rates window (window_secs).
+# The bundled runbook's monitoring.error_rates window (window_secs); --error-window changes it.
 ERROR_RATES_WINDOW_SECS = 5
+# `--runbook FILE` when the window is changed.
+RUNBOOK_ARGS = []
 BINARY = os.path.join(ROOT, "target", "release", "cutover")
 # The session settings cutover's pool gives every connection (src/db.rs).
 PGOPTIONS = ("-c default_transaction_read_only=on -c idle_in_transaction_session_timeout=60000 "
@@ -121,8 +127,8 @@ def capture_sql(url, env):
     time.sleep(0.5)
     offset = os.path.getsize(log_path)
     home = tempfile.mkdtemp(prefix="cutover-bench-capture-")
-    subprocess.run([BINARY, "check", "--database-url", url], env=dict(env, CUTOVER_HOME=home),
-                   capture_output=True)
+    subprocess.run([BINARY, "check", "--database-url", url, *RUNBOOK_ARGS],
+                   env=dict(env, CUTOVER_HOME=home), capture_output=True)
     shutil.rmtree(home, ignore_errors=True)
     time.sleep(0.5)
     psql(url, "ALTER SYSTEM RESET log_statement")
@@ -241,7 +247,8 @@ def compare(label, url, script, runs, env, floor):
     penv = dict(env, PGOPTIONS=PGOPTIONS)
     for _ in range(runs):
         home = tempfile.mkdtemp(prefix="cutover-bench-run-")
-        check_times.append(timed([BINARY, "check", "--database-url", url], dict(env, CUTOVER_HOME=home)))
+        check_times.append(timed([BINARY, "check", "--database-url", url, *RUNBOOK_ARGS],
+                                 dict(env, CUTOVER_HOME=home)))
         shutil.rmtree(home, ignore_errors=True)
         psql_times.append(timed(["psql", "-X", "-q", "-o", "/dev/null", "-f", script, url], penv))
     check_median = statistics.median(check_times)
@@ -286,12 +293,24 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--summaries", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--error-window", type=float, default=5.0,
+                        help="seconds monitoring.error_rates watches (the bundled runbook: 5)")
     parser.add_argument("--rtt-ms", type=float, default=0.0,
                         help="round trip added by the proxy for a second comparison (0: none)")
     args = parser.parse_args()
 
     sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
     home = tempfile.mkdtemp(prefix="cutover-bench-")
+    global ERROR_RATES_WINDOW_SECS
+    if args.error_window != ERROR_RATES_WINDOW_SECS:
+        text = sh([BINARY, "runbook", "export"]).stdout
+        text, changed = re.subn(r"(?m)^window_secs = 5$", f"window_secs = {args.error_window:g}", text)
+        assert changed == 1, "the bundled runbook's error_rates window"
+        path = os.path.join(home, "runbook.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        RUNBOOK_ARGS.extend(["--runbook", path])
+        ERROR_RATES_WINDOW_SECS = args.error_window
     env = dict(os.environ, CUTOVER_HOME=home)
     demo = subprocess.Popen([BINARY, "demo", "--print-url"], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -314,8 +333,8 @@ def main():
                     # monitoring.error_rates reads the counters, waits its window, reads them
                     # again: the replay waits as long after the first read, as a person
                     # checking by hand.
-                    if "sessions_abandoned" in sql and not waited:
-                        out.write(f"SELECT pg_sleep({ERROR_RATES_WINDOW_SECS});\n")
+                    if "sessions_abandoned" in sql and not waited and ERROR_RATES_WINDOW_SECS > 0:
+                        out.write(f"SELECT pg_sleep({ERROR_RATES_WINDOW_SECS:g});\n")
                         waited = True
         print(f"captured {count} statements in {len(transactions_)} transactions of one check "
               f"into {script}", file=sys.stderr)

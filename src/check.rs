@@ -203,7 +203,9 @@ pub async fn run_check(
     });
     let db = if needs_database {
         let db = Db::connect(target, DbSettings::default()).await?;
+        tracing::info!("connected");
         db.warm().await;
+        tracing::info!(connections = db.pool_size(), "connections warmed");
         db
     } else {
         Db::connect_lazy(target, DbSettings::default())

@@ -240,6 +240,20 @@ impl DbError {
 
     /// Classifies a sqlx error into something a person can act on.
     pub fn from_sqlx(err: sqlx::Error, target: &Target) -> DbError {
+        match DbError::from_sqlx_as_is(err, target) {
+            // A peer whose answer does not parse as a PostgreSQL message (an HTTP server reads
+            // as a message of a billion bytes, cut short) is not PostgreSQL; one that only
+            // closed the connection ("got 0 bytes") is a lost connection.
+            DbError::ConnectionLost { address, detail }
+                if detail.contains("expected to read") && !detail.contains("got 0 bytes") =>
+            {
+                DbError::NotPostgres { address, detail }
+            }
+            other => other,
+        }
+    }
+
+    fn from_sqlx_as_is(err: sqlx::Error, target: &Target) -> DbError {
         let address = target.address();
         match err {
             sqlx::Error::Io(io) => match io.kind() {
@@ -497,9 +511,11 @@ impl Db {
     }
 
     /// Connects now and proves the server answers, so that a bad target fails before any step.
+    /// The pool's own first connection does it (a connection costs a TLS handshake): when it
+    /// has not answered within a moment, a direct attempt gives the true reason (see
+    /// [`Db::acquire`]).
     pub async fn connect(target: &Target, settings: DbSettings) -> Result<Db, DbError> {
         let db = Db::connect_lazy(target, settings);
-        db.reachable().await?;
         db.ping().await?;
         Ok(db)
     }
@@ -770,8 +786,8 @@ impl DerefMut for ReadOnly {
     }
 }
 
-/// Keepalives on our TCP connections to the target. sqlx opens the sockets and offers no hook
-/// for their options, so after each connect the process's own sockets whose peer is the
+/// Keepalives (and `TCP_NODELAY`) on our TCP connections to the target. sqlx opens the sockets
+/// and offers no hook for their options, so after each connect the process's own sockets whose peer is the
 /// target's port and that have no keepalive yet get one (a socket of ours to another server on
 /// that port gaining keepalives is harmless).
 mod keepalive {
@@ -816,6 +832,10 @@ mod keepalive {
             let _ = setsockopt(&socket, sockopt::TcpKeepInterval, &KEEPALIVE_INTERVAL_SECS);
             let _ = setsockopt(&socket, sockopt::TcpKeepCount, &KEEPALIVE_COUNT);
             let _ = setsockopt(&socket, sockopt::TcpUserTimeout, &TCP_USER_TIMEOUT_MS);
+            // A message written in two pieces (TLS records) waits for the server's delayed
+            // acknowledgement of the first (40 ms on Linux) unless Nagle's algorithm is off,
+            // as libpq turns it off.
+            let _ = setsockopt(&socket, sockopt::TcpNoDelay, &true);
         }
     }
 }

@@ -362,7 +362,7 @@ query = "SELECT pg_sleep(20) IS NULL"
 expect = "all_true"
 [[sections.steps]]
 id = "barrier"
-title = "A destructive step: what follows starts after the slow queries end"
+title = "A destructive step (confirmed): what follows starts after the slow queries end"
 kind = "shell"
 command = "true"
 destructive = true
@@ -373,6 +373,7 @@ kind = "probe"
 probe = "pool"
 "#,
     );
+    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap();
     let child = cutover(&[
         "check",
         "--format",
@@ -381,6 +382,9 @@ probe = "pool"
         &path,
         "--database-url",
         &url,
+        "--allow-shell",
+        "--confirm",
+        database,
     ])
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
@@ -413,7 +417,7 @@ probe = "pool"
             ("s.slow", "error"),
             ("s.later", "skip"),
             ("s.also", "error"),
-            ("s.barrier", "skip"),
+            ("s.barrier", "pass"),
             ("s.after", "error")
         ]
     );

@@ -196,8 +196,8 @@ pub(crate) async fn bounded_counts(
     Ok(found)
 }
 
-/// [`bounded_counts`] spread over the pool: the step's own connection takes batches of 50 one
-/// after another, and so does each connection that is idle in the pool while batches remain
+/// [`bounded_counts`] spread over the pool: the step's own connection takes batches of up to 50
+/// one after another, and so does each connection that is idle in the pool while batches remain
 /// (given back after each batch, so a step that starts meanwhile waits one batch at most).
 /// Each batch runs in a read-only transaction of its own, with `statement_timeout`: a batch's
 /// locks (every table and index its counts touch) are let go before the next, so that
@@ -210,7 +210,10 @@ pub(crate) async fn spread_counts(
     counts: &[String],
 ) -> Result<Vec<Option<i64>>, sqlx::Error> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let batches: Vec<&[String]> = counts.chunks(COUNT_BATCH).collect();
+    // Batches of 50, or smaller so that every connection gets one: eight keys on a pool of
+    // three are counted as 3 + 3 + 2 at once, not as one statement on one connection.
+    let size = counts.len().div_ceil(db.pool_size()).clamp(1, COUNT_BATCH);
+    let batches: Vec<&[String]> = counts.chunks(size).collect();
     if batches.len() <= 1 {
         return bounded_counts(tx, counts).await;
     }
