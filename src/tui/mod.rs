@@ -488,6 +488,10 @@ async fn forward_terminal_events(messages: mpsc::Sender<Message>) {
 /// find the changes nobody else would. The first frame never waits for this.
 async fn watch_connection(db: Db, messages: mpsc::Sender<Message>, stop: CancellationToken) {
     let mut link = db.link();
+    // Another connection (the warm-up, the live panels) may have found the link up before
+    // this subscribed: the state as it stands is news too, or the header would wait for a
+    // change that already happened.
+    link.mark_changed();
     let mut probe_now = true;
     loop {
         if probe_now {
@@ -520,5 +524,33 @@ async fn watch_connection(db: Db, messages: mpsc::Sender<Message>, stop: Cancell
             }
             _ = tokio::time::sleep(wait) => probe_now = true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Cluster, ClusterOptions};
+
+    /// The warm-up (or the live panels) may find the link up before the watcher subscribes:
+    /// the header must still hear of it, not stay "connecting" for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_header_hears_of_a_link_found_up_before_the_watcher_started() {
+        let cluster = Cluster::start(ClusterOptions::default()).expect("cluster");
+        let target = Target::from_url(&cluster.url("postgres")).expect("url");
+        let db = Db::connect_lazy(&target, DbSettings::default());
+        db.ping().await.expect("the server answers");
+        assert_eq!(*db.link().borrow(), crate::db::Link::Up);
+        let (tx, mut rx) = mpsc::channel(8);
+        let stop = CancellationToken::new();
+        let watcher = tokio::spawn(watch_connection(db.clone(), tx, stop.clone()));
+        let heard = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        stop.cancel();
+        let _ = watcher.await;
+        db.close().await;
+        assert!(
+            matches!(heard, Ok(Some(Message::ConnectionUp))),
+            "{heard:?}"
+        );
     }
 }
