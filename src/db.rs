@@ -787,9 +787,9 @@ impl DerefMut for ReadOnly {
 }
 
 /// Keepalives (and `TCP_NODELAY`) on our TCP connections to the target. sqlx opens the sockets
-/// and offers no hook for their options, so after each connect the process's own sockets whose peer is the
-/// target's port and that have no keepalive yet get one (a socket of ours to another server on
-/// that port gaining keepalives is harmless).
+/// and offers no hook for their options, so after each connect the process's own sockets whose
+/// peer is the target's port and that have no keepalive yet get one (a socket of ours to
+/// another server on that port gaining keepalives is harmless).
 mod keepalive {
     use std::os::fd::{BorrowedFd, RawFd};
 

@@ -133,14 +133,18 @@ impl Redactor {
 
 /// Whether `text` has a URL or a `password=` parameter (any case) in it, without copying it.
 fn may_hold_url_password(text: &str) -> bool {
+    memchr::memmem::find(text.as_bytes(), b"://").is_some() || has_password_param(text)
+}
+
+/// Whether `text` has `password=` in it, in any case, without copying it.
+fn has_password_param(text: &str) -> bool {
     const PARAM: &[u8] = b"password=";
     let bytes = text.as_bytes();
-    memchr::memmem::find(bytes, b"://").is_some()
-        || memchr::memchr2_iter(b'p', b'P', bytes).any(|at| {
-            bytes
-                .get(at..at + PARAM.len())
-                .is_some_and(|word| word.eq_ignore_ascii_case(PARAM))
-        })
+    memchr::memchr2_iter(b'p', b'P', bytes).any(|at| {
+        bytes
+            .get(at..at + PARAM.len())
+            .is_some_and(|word| word.eq_ignore_ascii_case(PARAM))
+    })
 }
 
 /// A password as it may appear in output: decoded, form-encoded (`+` for a space) and
@@ -179,7 +183,7 @@ fn redact_urls(text: &str) -> String {
         rest = &rest[end..];
     }
     out.push_str(rest);
-    if out.to_ascii_lowercase().contains("password=") {
+    if has_password_param(&out) {
         redact_url(&out)
     } else {
         out

@@ -339,16 +339,11 @@ async fn read_chunks(
 ) {
     let mut buffer: Vec<u8> = Vec::with_capacity(READ_BYTES);
     loop {
-        let start = buffer.len();
-        buffer.resize(start + READ_BYTES, 0);
-        let read = match pipe.read(&mut buffer[start..]).await {
-            Ok(0) | Err(_) => {
-                buffer.truncate(start);
-                break;
-            }
-            Ok(n) => n,
-        };
-        buffer.truncate(start + read);
+        // Appends what the pipe holds (up to the room reserved) after what is left over.
+        buffer.reserve(READ_BYTES);
+        if matches!(pipe.read_buf(&mut buffer).await, Ok(0) | Err(_)) {
+            break;
+        }
         let cut = match memchr::memrchr(b'\n', &buffer) {
             Some(newline) => newline + 1,
             None if buffer.len() >= MAX_LINE_BYTES => buffer.len(),
@@ -359,7 +354,6 @@ async fn read_chunks(
         if chunks.send((stream, decode(whole))).await.is_err() {
             return;
         }
-        buffer.reserve(READ_BYTES);
     }
     if !buffer.is_empty() {
         let _ = chunks.send((stream, decode(buffer))).await;

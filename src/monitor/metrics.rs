@@ -12,15 +12,16 @@ use crate::db::{Db, DbError};
 use crate::probes::error_rates::DATABASE_COUNTERS;
 
 /// The load on the server and on this database, other than cutover's own sessions (the
-/// checks' and the panels', by their `application_name`), in one row. Connections count client sessions server-wide, as `max_connections` does. A blocked
-/// session is one waiting for a lock (row locks included: they wait on the holder's
-/// transaction id); one snapshot of pg_locks costs the lock manager less than
-/// pg_blocking_pids for every session, and unlike wait_event_type in pg_stat_activity it is
-/// visible to a role without pg_read_all_stats; the longest wait comes from pg_locks'
-/// waitstart (PostgreSQL 14+, read through to_jsonb), or the waiting query's start on older
-/// servers. Rollbacks and sessions that ended in an error (fatal, killed, abandoned by their
-/// client) are counted as the `error_rates` probe counts them ([`DATABASE_COUNTERS`]). Every
-/// number is cast to int8 or float8 so that it decodes the same on every server version.
+/// checks' and the panels', by their `application_name`), in one row. Connections count
+/// client sessions server-wide, as `max_connections` does. A blocked session is one waiting
+/// for a lock (row locks included: they wait on the holder's transaction id); one snapshot of
+/// pg_locks costs the lock manager less than pg_blocking_pids for every session, and unlike
+/// wait_event_type in pg_stat_activity it is visible to a role without pg_read_all_stats; the
+/// longest wait comes from pg_locks' waitstart (PostgreSQL 14+, read through to_jsonb), or the
+/// waiting query's start on older servers. Rollbacks and sessions that ended in an error
+/// (fatal, killed, abandoned by their client) are counted as the `error_rates` probe counts
+/// them ([`DATABASE_COUNTERS`]). Every number is cast to int8 or float8 so that it decodes the
+/// same on every server version.
 static METRICS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "

@@ -201,8 +201,8 @@ pub(crate) async fn bounded_counts(
 /// (given back after each batch, so a step that starts meanwhile waits one batch at most).
 /// Each batch runs in a read-only transaction of its own, with `statement_timeout`: a batch's
 /// locks (every table and index its counts touch) are let go before the next, so that
-/// thousands of tables never fill the server's shared lock table. On a server with cores to spare, a
-/// probe that counts over thousands of tables finishes in a fraction of the time.
+/// thousands of tables never fill the server's shared lock table. On a server with cores to
+/// spare, a probe that counts over thousands of tables finishes in a fraction of the time.
 pub(crate) async fn spread_counts(
     db: &Db,
     tx: &mut crate::db::ReadOnly,
