@@ -116,9 +116,9 @@ def seed(url, summaries):
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \w+ \[(\d+)\] (\S*): (\w+):  (.*)$")
 
 
-def capture_sql(url, env):
-    """Runs cutover check once with statement logging; returns its transactions (lists of SQL
-    lines), each whole, in the order they began."""
+def logged(url, env, args):
+    """Runs cutover with `args` once with statement logging; returns the server log's entries
+    of that run as [pid, application, level, text], continuation lines joined."""
     data_dir = psql(url, "SHOW data_directory")
     log_path = os.path.join(os.path.dirname(data_dir), "server.log")
     psql(url, "ALTER SYSTEM SET log_statement = 'all'")
@@ -127,8 +127,7 @@ def capture_sql(url, env):
     time.sleep(0.5)
     offset = os.path.getsize(log_path)
     home = tempfile.mkdtemp(prefix="cutover-bench-capture-")
-    subprocess.run([BINARY, "check", "--database-url", url, *RUNBOOK_ARGS],
-                   env=dict(env, CUTOVER_HOME=home), capture_output=True)
+    subprocess.run([BINARY, *args], env=dict(env, CUTOVER_HOME=home), capture_output=True)
     shutil.rmtree(home, ignore_errors=True)
     time.sleep(0.5)
     psql(url, "ALTER SYSTEM RESET log_statement")
@@ -146,6 +145,13 @@ def capture_sql(url, env):
             entries.append(list(match.groups()))
         elif entries:
             entries[-1][3] += "\n" + line.lstrip("\t")
+    return entries
+
+
+def capture_sql(url, env):
+    """Runs cutover check once with statement logging; returns its transactions (lists of SQL
+    lines), each whole, in the order they began."""
+    entries = logged(url, env, ["check", "--database-url", url, *RUNBOOK_ARGS])
 
     # [pid, sql, sent in the simple protocol] in log order.
     statements = []

@@ -204,7 +204,7 @@ pub async fn run_check(
     let db = if needs_database {
         let db = Db::connect(target, DbSettings::default()).await?;
         tracing::info!("connected");
-        db.warm().await;
+        db.warm(&crate::probes::warm_up()).await;
         tracing::info!(connections = db.pool_size(), "connections warmed");
         db
     } else {

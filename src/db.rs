@@ -10,20 +10,11 @@ use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 
 use crate::target::{Target, redact_url};
 
+mod batch;
+pub use batch::{Answers, literal, text_array};
+
 /// The name our sessions carry, so that monitors and probes can leave them out.
 pub const APPLICATION_NAME: &str = "cutover";
-
-/// Planned, not run: loads a new session's caches of the catalogs that the checks read.
-const WARM_UP: &str = "EXPLAIN SELECT 1
-      FROM pg_index x
-      JOIN pg_class i ON i.oid = x.indexrelid
-      JOIN pg_class t ON t.oid = x.indrelid
-      JOIN pg_namespace n ON n.oid = t.relnamespace
-      JOIN pg_attribute a ON a.attrelid = t.oid
-      JOIN pg_constraint c ON c.conrelid = t.oid
-      JOIN pg_type ty ON ty.oid = a.atttypid
-      LEFT JOIN pg_stat_progress_create_index p ON p.index_relid = x.indexrelid
-     WHERE n.nspname = current_schema()";
 
 /// The name the live panels' sessions carry (left out of the figures like the checks').
 pub const MONITOR_APPLICATION_NAME: &str = "cutover-monitor";
@@ -637,12 +628,7 @@ impl Db {
         // One round trip: the timeouts travel with BEGIN (simple protocol, several statements).
         // The ROLLBACK is queued when the transaction drops and goes out with the next use of
         // the connection, so it costs no wait either; over a WAN each round trip counts.
-        let begin = format!(
-            "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; \
-             SET LOCAL statement_timeout = '{}ms'; SET LOCAL lock_timeout = '{}ms'",
-            statement_timeout.as_millis().max(1),
-            self.settings.lock_timeout.as_millis().max(1)
-        );
+        let begin = self.begin_read_only_sql(statement_timeout);
         // What `Pool::begin_with` does, on a connection taken with the true reason on failure.
         let statement = sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin.clone()));
         let tx = sqlx::Transaction::begin(conn, Some(statement))
@@ -654,24 +640,22 @@ impl Db {
         Ok(ReadOnly { tx, begin })
     }
 
+    /// `BEGIN` of a read-only transaction and its timeouts, as three statements of one
+    /// simple-protocol message.
+    fn begin_read_only_sql(&self, statement_timeout: Duration) -> String {
+        format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY; \
+             SET LOCAL statement_timeout = '{}ms'; SET LOCAL lock_timeout = '{}ms'",
+            statement_timeout.as_millis().max(1),
+            self.settings.lock_timeout.as_millis().max(1)
+        )
+    }
+
     /// The same pool with another statement timeout for the checks made through it.
     pub fn with_statement_timeout(&self, statement_timeout: Duration) -> Db {
         let mut db = self.clone();
         db.settings.statement_timeout = statement_timeout;
         db
-    }
-
-    /// Opens every connection of the pool at once, before the steps need them, and has each
-    /// plan a query over the catalogs the checks read: a new server process loads its caches
-    /// of the catalogs on first use, which costs milliseconds with thousands of relations, and
-    /// those belong to no step. Failures are left to the steps to report.
-    pub async fn warm(&self) {
-        let one = async || {
-            if let Ok(mut tx) = self.read_only().await {
-                let _ = sqlx::raw_sql(WARM_UP).execute(&mut *tx).await;
-            }
-        };
-        futures_util::future::join_all((0..self.pool_size()).map(|_| one())).await;
     }
 
     /// How many connections the pool may open.

@@ -274,3 +274,97 @@ fn wraparound_fails_past_its_limit_and_warns_before_it() {
     let step = block_on(step_of(warning, &url, "s.p", Default::default()));
     assert_status(&step, Status::Warn);
 }
+
+#[test]
+fn names_that_need_quoting_reach_the_catalog_as_they_are() {
+    let url = fresh_database();
+    psql(
+        &url,
+        r#"CREATE SCHEMA "odd's \schema";
+           CREATE TABLE "odd's \schema"."Tab'le\x" ("co""l" int NOT NULL, "E'x" text);
+           CREATE UNIQUE INDEX ON "odd's \schema"."Tab'le\x" ("co""l", "E'x")"#,
+    );
+    let runbook = |table: &str| {
+        probe_runbook(
+            "tables",
+            &format!(
+                r#"{{ schema = "odd's \\schema", tables = [{{ name = "{}", columns = [{{ name = 'co"l', type = 'int4' }}], indexes = [{{ columns = ['co"l', "E'x"], unique = true }}] }}] }}"#,
+                table.replace('\\', "\\\\")
+            ),
+        )
+    };
+    let step = block_on(step_of(
+        runbook(r"Tab'le\x"),
+        &url,
+        "s.p",
+        Default::default(),
+    ));
+    assert_status(&step, Status::Pass);
+    let step = block_on(step_of(
+        runbook(r"Tab'le\y"),
+        &url,
+        "s.p",
+        Default::default(),
+    ));
+    assert_status(&step, Status::Fail);
+    assert!(
+        step.message
+            .contains(r"missing table: odd's \schema.Tab'le\y"),
+        "{}",
+        step.message
+    );
+}
+
+#[test]
+fn a_catalog_read_is_read_only_bounded_and_leaves_its_connection_clean() {
+    use cutover::db::{Db, DbError, DbSettings};
+    let url = fresh_database();
+    let target = cutover::target::Target::from_url(&url).expect("url");
+    let settings = DbSettings {
+        max_connections: 1,
+        ..DbSettings::default()
+    };
+    block_on(async {
+        let db = Db::connect_lazy(&target, settings);
+        let refused = db
+            .read_batch(&["CREATE TABLE written_by_a_check ()".to_string()])
+            .await
+            .expect_err("a catalog read cannot write");
+        assert!(refused.to_string().contains("read-only"), "{refused}");
+        let cut = db
+            .read_batch_with(
+                std::time::Duration::from_millis(50),
+                &["SELECT pg_sleep(5)".to_string()],
+            )
+            .await
+            .expect_err("the statement timeout bounds it");
+        assert!(matches!(cut, DbError::Timeout(_)), "{cut:?}");
+        // The one connection of the pool is back, out of any transaction.
+        let mut answers = db
+            .read_batch(&[
+                "SELECT 1::int8, 'a'::text".to_string(),
+                "SELECT x::int8 FROM generate_series(1, 3) x".to_string(),
+                "SELECT current_setting('transaction_read_only') || ' ' || current_setting('statement_timeout')".to_string(),
+            ])
+            .await
+            .expect("reads again");
+        assert_eq!(
+            answers.one::<(i64, String)>(0).unwrap(),
+            (1, "a".to_string())
+        );
+        assert_eq!(answers.column::<i64>(1).unwrap(), vec![1, 2, 3]);
+        // Read-only again, with its own timeout: nothing was left over by the reads that failed.
+        assert_eq!(
+            answers.column::<String>(2).unwrap(),
+            vec!["on 30s".to_string()]
+        );
+    });
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_class WHERE relname = 'written_by_a_check'"
+        )
+        .trim(),
+        "0"
+    );
+}

@@ -28,9 +28,10 @@ const BLOCKED_SESSIONS: &str = "
 
 /// Runs the probe.
 pub async fn run(db: &Db, _params: Params) -> ProbeResult {
-    let mut tx = db.read_only().await?;
-    let rows: Vec<(i32, Vec<i32>, String, String, f64, String)> =
-        sqlx::query_as(BLOCKED_SESSIONS).fetch_all(&mut *tx).await?;
+    let rows: Vec<(i32, Vec<i32>, String, String, f64, String)> = db
+        .read_batch(&[BLOCKED_SESSIONS.to_string()])
+        .await?
+        .rows(0)?;
     if rows.is_empty() {
         return Ok(Outcome::pass("no blocked or blocking sessions"));
     }

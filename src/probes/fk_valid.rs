@@ -12,7 +12,7 @@ use crate::outcome::Outcome;
 pub struct Params {}
 
 /// Foreign keys added NOT VALID and never validated, with the statement that validates each.
-const UNVALIDATED_FOREIGN_KEYS: &str = "
+pub(crate) const UNVALIDATED_FOREIGN_KEYS: &str = "
     SELECT c.conrelid::regclass::text,
            quote_ident(c.conname),
            c.confrelid::regclass::text
@@ -25,10 +25,10 @@ const UNVALIDATED_FOREIGN_KEYS: &str = "
 
 /// Runs the probe.
 pub async fn run(db: &Db, _params: Params) -> ProbeResult {
-    let mut tx = db.read_only().await?;
-    let rows: Vec<(String, String, String)> = sqlx::query_as(UNVALIDATED_FOREIGN_KEYS)
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows: Vec<(String, String, String)> = db
+        .read_batch(&[UNVALIDATED_FOREIGN_KEYS.to_string()])
+        .await?
+        .rows(0)?;
     if rows.is_empty() {
         return Ok(Outcome::pass("every foreign key is validated"));
     }

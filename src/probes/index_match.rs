@@ -2,7 +2,9 @@
 //! uniqueness), never by name: generated constraint names differ between tools.
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+
+use super::ProbeError;
+use crate::db::{Answers, Db, literal, text_array};
 
 /// An index the runbook expects.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -50,13 +52,89 @@ pub struct ActualIndex {
     pub is_ready: bool,
     /// Has a WHERE clause.
     pub is_partial: bool,
-    /// `CREATE INDEX ...` as the server prints it.
-    pub definition: String,
+    /// The index's oid.
+    pub oid: i64,
     /// Phase of a CREATE INDEX still running on it (`None` when none runs, or when this role
     /// may not see the building session's progress: that needs `pg_read_all_stats`).
+    #[sqlx(skip)]
     pub build_phase: Option<String>,
     /// Progress of that build in percent, from blocks or else tuples.
+    #[sqlx(skip)]
     pub build_percent: Option<f64>,
+}
+
+/// Every index on `tables` (a `text[]` expression) of `schema` (a text expression): key
+/// columns in order, uniqueness, validity. Planned in a fraction of a millisecond: the key
+/// columns' names are looked up one by one (pg_attribute's primary key), not joined.
+fn indexes_of_tables(schema: &str, tables: &str) -> String {
+    format!(
+        "
+    SELECT t.relname::text AS table_name,
+           i.relname::text AS index_name,
+           ARRAY(SELECT coalesce((SELECT a.attname::text
+                                    FROM pg_attribute a
+                                   WHERE a.attrelid = x.indrelid AND a.attnum = x.indkey[k]),
+                                 '(expression)')
+                   FROM generate_series(0, x.indnkeyatts - 1) AS k) AS columns,
+           x.indisunique AS is_unique,
+           x.indisvalid AS is_valid,
+           x.indisready AS is_ready,
+           x.indpred IS NOT NULL AS is_partial,
+           x.indexrelid::int8 AS oid
+      FROM pg_index x
+      JOIN pg_class i ON i.oid = x.indexrelid
+      JOIN pg_class t ON t.oid = x.indrelid
+      JOIN pg_namespace n ON n.oid = t.relnamespace
+     WHERE n.nspname = {schema}
+       AND t.relname = ANY({tables})
+     ORDER BY t.relname, i.relname"
+    )
+}
+
+/// Builds of indexes still running (CREATE INDEX CONCURRENTLY, REINDEX), by the index's oid
+/// (pg_stat_progress_create_index is keyed by it once the index exists), with the phase and
+/// its progress in percent, from blocks or else tuples.
+pub const BUILDS: &str = "
+    SELECT index_relid::int8,
+           phase,
+           coalesce(CASE WHEN blocks_total > 0 THEN 100.0 * blocks_done / blocks_total
+                         WHEN tuples_total > 0 THEN 100.0 * tuples_done / tuples_total
+                    END, 0)::float8
+      FROM pg_stat_progress_create_index";
+
+/// The two queries of a [`Db::read_batch`] that read the indexes of `tables` in `schema` and
+/// the builds running on them; [`from_answers`] turns their rows into [`ActualIndex`]es.
+pub fn queries(schema: &str, tables: &[String]) -> [String; 2] {
+    [
+        indexes_of_tables(&literal(schema), &text_array(tables)),
+        BUILDS.to_string(),
+    ]
+}
+
+/// A build in progress: the index's oid, the phase and the percent done.
+pub type Build = (i64, String, f64);
+
+/// The indexes read by [`queries`], whose first statement is query `first` of the batch.
+pub fn from_answers(answers: &mut Answers, first: usize) -> Result<Vec<ActualIndex>, sqlx::Error> {
+    let mut indexes: Vec<ActualIndex> = answers.rows(first)?;
+    let builds: Vec<Build> = answers.rows(first + 1)?;
+    for index in &mut indexes {
+        if let Some((_, phase, percent)) = builds.iter().find(|(oid, ..)| *oid == index.oid) {
+            index.build_phase = Some(phase.clone());
+            index.build_percent = Some(*percent);
+        }
+    }
+    Ok(indexes)
+}
+
+/// Reads the indexes of `tables` in `schema`, in one round trip.
+pub async fn actual_indexes(
+    db: &Db,
+    schema: &str,
+    tables: &[String],
+) -> Result<Vec<ActualIndex>, ProbeError> {
+    let mut answers = db.read_batch(&queries(schema, tables)).await?;
+    Ok(from_answers(&mut answers, 0)?)
 }
 
 /// What became of one expected index.
@@ -81,50 +159,6 @@ pub enum IndexState {
     },
     /// No index on those columns.
     Missing,
-}
-
-/// Every index on the given tables of `schema`: key columns in order, uniqueness, validity, and
-/// the progress of a build still running on it (pg_stat_progress_create_index is keyed by the
-/// index's oid once it exists), so the live panel needs no second round trip.
-const INDEXES_OF_TABLES: &str = "
-    SELECT t.relname::text AS table_name,
-           i.relname::text AS index_name,
-           ARRAY(SELECT coalesce(a.attname::text, '(expression)')
-                   FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-                   LEFT JOIN pg_attribute a
-                          ON a.attrelid = x.indrelid AND a.attnum = k.attnum AND k.attnum > 0
-                  WHERE k.ord <= x.indnkeyatts
-                  ORDER BY k.ord) AS columns,
-           x.indisunique AS is_unique,
-           x.indisvalid AS is_valid,
-           x.indisready AS is_ready,
-           x.indpred IS NOT NULL AS is_partial,
-           pg_get_indexdef(x.indexrelid) AS definition,
-           p.phase::text AS build_phase,
-           CASE WHEN p.blocks_total > 0 THEN 100.0 * p.blocks_done / p.blocks_total
-                WHEN p.tuples_total > 0 THEN 100.0 * p.tuples_done / p.tuples_total
-                WHEN p.pid IS NOT NULL THEN 0
-           END::float8 AS build_percent
-      FROM pg_index x
-      JOIN pg_class i ON i.oid = x.indexrelid
-      JOIN pg_class t ON t.oid = x.indrelid
-      JOIN pg_namespace n ON n.oid = t.relnamespace
-      LEFT JOIN pg_stat_progress_create_index p ON p.index_relid = x.indexrelid
-     WHERE n.nspname = $1
-       AND t.relname = ANY($2)
-     ORDER BY t.relname, i.relname";
-
-/// Reads the indexes of `tables` in `schema`.
-pub async fn actual_indexes(
-    conn: &mut PgConnection,
-    schema: &str,
-    tables: &[String],
-) -> Result<Vec<ActualIndex>, sqlx::Error> {
-    sqlx::query_as(INDEXES_OF_TABLES)
-        .bind(schema)
-        .bind(tables)
-        .fetch_all(conn)
-        .await
 }
 
 /// Decides what became of `expected` among `actual`.

@@ -26,8 +26,7 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
         .unwrap_or_else(|| db.target().schema().to_string());
     let mut tables: Vec<String> = params.indexes.iter().map(|i| i.table.clone()).collect();
     tables.dedup();
-    let mut tx = db.read_only().await?;
-    let actual = index_match::actual_indexes(&mut tx, &schema, &tables).await?;
+    let actual = index_match::actual_indexes(db, &schema, &tables).await?;
     let report = index_match::report(&params.indexes, &actual);
     let total = params.indexes.len();
     let outcome = if report.problems.is_empty() {

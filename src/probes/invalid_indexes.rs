@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::ProbeResult;
+use super::{ProbeResult, index_match};
 use crate::db::Db;
 use crate::outcome::Outcome;
 
@@ -12,37 +12,36 @@ use crate::outcome::Outcome;
 #[serde(deny_unknown_fields)]
 pub struct Params {}
 
-/// Indexes that queries cannot use, with the progress of a build that is still running on
-/// them (pg_stat_progress_create_index is keyed by the index's oid once it exists).
-const UNUSABLE_INDEXES: &str = "
-    SELECT format('%I.%I', n.nspname, i.relname),
-           format('%I.%I', n.nspname, t.relname),
+/// Indexes that queries cannot use. The scan of pg_index is the whole cost (it has no index on
+/// these flags): nothing is joined to it, so the planner has nothing to weigh, and the names of
+/// the few rows found are looked up one by one. Objects made by initdb (pg_catalog,
+/// information_schema) have oids below 16384 and are left out.
+pub(crate) const UNUSABLE_INDEXES: &str = "
+    SELECT (SELECT relnamespace::regnamespace::text || '.' || quote_ident(relname)
+              FROM pg_class WHERE oid = x.indexrelid),
+           (SELECT relnamespace::regnamespace::text || '.' || quote_ident(relname)
+              FROM pg_class WHERE oid = x.indrelid),
            x.indisready,
-           p.pid IS NOT NULL,
-           coalesce(p.phase, ''),
-           coalesce(CASE WHEN p.blocks_total > 0
-                         THEN 100.0 * p.blocks_done / p.blocks_total
-                         WHEN p.tuples_total > 0
-                         THEN 100.0 * p.tuples_done / p.tuples_total
-                    END, 0)::float8
+           x.indexrelid::int8
       FROM pg_index x
-      JOIN pg_class i ON i.oid = x.indexrelid
-      JOIN pg_class t ON t.oid = x.indrelid
-      JOIN pg_namespace n ON n.oid = i.relnamespace
-      LEFT JOIN pg_stat_progress_create_index p ON p.index_relid = x.indexrelid
      WHERE (NOT x.indisvalid OR NOT x.indisready)
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND x.indexrelid >= 16384
      ORDER BY 1";
 
 /// Runs the probe.
 pub async fn run(db: &Db, _params: Params) -> ProbeResult {
-    let mut tx = db.read_only().await?;
-    let rows: Vec<(String, String, bool, bool, String, f64)> =
-        sqlx::query_as(UNUSABLE_INDEXES).fetch_all(&mut *tx).await?;
+    let mut answers = db
+        .read_batch(&[
+            UNUSABLE_INDEXES.to_string(),
+            index_match::BUILDS.to_string(),
+        ])
+        .await?;
+    let rows: Vec<(String, String, bool, i64)> = answers.rows(0)?;
+    let builds: Vec<(i64, String, f64)> = answers.rows(1)?;
     let mut broken = Vec::new();
     let mut building = Vec::new();
-    for (index, table, ready, in_progress, phase, percent) in rows {
-        if in_progress {
+    for (index, table, ready, oid) in rows {
+        if let Some((_, phase, percent)) = builds.iter().find(|(build, ..)| *build == oid) {
             building.push(format!(
                 "building: {index} on {table}: {phase} ({percent:.0}%)"
             ));

@@ -137,6 +137,38 @@ catalog! {
     "error_rates" => error_rates [context],
 }
 
+/// What [`Db::warm`] runs on each new connection before the steps need it: the catalog
+/// probes' own queries on no tables (which loads the session's caches of the catalogs and
+/// functions they use), their plans where they read a catalog whole, and a count over each
+/// catalog read whole (which maps its pages into the session). Nothing of the target's own
+/// tables is read.
+pub fn warm_up() -> Vec<String> {
+    let none = crate::db::text_array::<&str>(&[]);
+    let schema = "current_schema()";
+    let [indexes, builds] = index_match::queries("", &[]);
+    vec![
+        "EXPLAIN SELECT 1
+           FROM pg_index x
+           JOIN pg_class i ON i.oid = x.indexrelid
+           JOIN pg_class t ON t.oid = x.indrelid
+           JOIN pg_namespace n ON n.oid = t.relnamespace
+           JOIN pg_attribute a ON a.attrelid = t.oid
+           JOIN pg_constraint c ON c.conrelid = t.oid
+           JOIN pg_type ty ON ty.oid = a.atttypid
+          WHERE n.nspname = current_schema()"
+            .to_string(),
+        format!("EXPLAIN {}", invalid_indexes::UNUSABLE_INDEXES),
+        format!("EXPLAIN {}", fk_valid::UNVALIDATED_FOREIGN_KEYS),
+        "SELECT count(*) FROM pg_index WHERE NOT indisvalid".to_string(),
+        "SELECT count(*) FROM pg_constraint WHERE NOT convalidated".to_string(),
+        indexes,
+        builds,
+        tables::tables_query(schema, &none),
+        tables::columns_query(schema, "'[]'::jsonb"),
+        unique::existing_tables(schema, &none),
+    ]
+}
+
 /// The probes layer's answer to the runbook loader: which probes exist, which params fit.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Catalog;

@@ -56,7 +56,6 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
             "managed provider ({provider}): PITR is not visible from SQL; confirm the restore window in the provider's console"
         )));
     }
-    let mut tx = db.read_only().await?;
     let row: (
         String,
         String,
@@ -67,7 +66,7 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
         String,
         String,
         bool,
-    ) = sqlx::query_as(ARCHIVING).fetch_one(&mut *tx).await?;
+    ) = db.read_batch(&[ARCHIVING.to_string()]).await?.one(0)?;
     let (wal_level, mode, command, library, archived, failed, last_ok, last_bad, failing) = row;
     let details = vec![
         format!("wal_level: {wal_level}"),

@@ -46,9 +46,8 @@ const CONNECTIONS: &str = "
 
 /// Runs the probe.
 pub async fn run(db: &Db, params: Params) -> ProbeResult {
-    let mut tx = db.read_only().await?;
     let (max_connections, reserved, in_use): (i64, i64, i64) =
-        sqlx::query_as(CONNECTIONS).fetch_one(&mut *tx).await?;
+        db.read_batch(&[CONNECTIONS.to_string()]).await?.one(0)?;
     let available = max_connections - reserved;
     let needed = params.pool_size * params.app_instances + params.headroom;
     let use_pct = 100.0 * in_use as f64 / max_connections.max(1) as f64;

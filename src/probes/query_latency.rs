@@ -244,15 +244,14 @@ pub async fn run(db: &Db, params: Params, context: &ProbeContext) -> ProbeResult
         .clone()
         .unwrap_or_else(|| db.target().schema().to_string());
     let default_max_ms = params.max_ms.unwrap_or(context.thresholds.query_latency_ms);
-    let mut tx = db.read_only().await?;
-
     // The expected indexes, resolved to the names they have on this database.
     let tables: Vec<String> = params
         .queries
         .iter()
         .filter_map(|q| q.index.as_ref().map(|i| i.table.clone()))
         .collect();
-    let actual = index_match::actual_indexes(&mut tx, &schema, &tables).await?;
+    let actual = index_match::actual_indexes(db, &schema, &tables).await?;
+    let mut tx = db.read_only().await?;
 
     let mut verdicts = Vec::new();
     for query in &params.queries {

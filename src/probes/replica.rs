@@ -41,15 +41,16 @@ const STANDBYS: &str = "
 
 /// Runs the probe.
 pub async fn run(db: &Db, params: Params) -> ProbeResult {
-    let mut tx = db.read_only().await?;
-    let (in_recovery, replay_age): (bool, f64) = sqlx::query_as(ROLE).fetch_one(&mut *tx).await?;
+    let mut answers = db
+        .read_batch(&[ROLE.to_string(), STANDBYS.to_string()])
+        .await?;
+    let (in_recovery, replay_age): (bool, f64) = answers.one(0)?;
     if in_recovery {
         return Ok(Outcome::warn(format!(
             "connected to a standby (last replayed transaction {replay_age:.0}s ago): point the wizard at the primary"
         )));
     }
-    let standbys: Vec<(String, String, String, String, f64, i64)> =
-        sqlx::query_as(STANDBYS).fetch_all(&mut *tx).await?;
+    let standbys: Vec<(String, String, String, String, f64, i64)> = answers.rows(1)?;
     if standbys.is_empty() {
         return Ok(Outcome::fail(
             "no replica streams from this server (managed providers: confirm read replicas in the console)",

@@ -35,9 +35,8 @@ const SEQUENCE_USE: &str = "
 
 /// Runs the probe.
 pub async fn run(db: &Db, params: Params) -> ProbeResult {
-    let mut tx = db.read_only().await?;
     let rows: Vec<(String, String, f64, f64, f64)> =
-        sqlx::query_as(SEQUENCE_USE).fetch_all(&mut *tx).await?;
+        db.read_batch(&[SEQUENCE_USE.to_string()]).await?.rows(0)?;
     let full: Vec<String> = rows
         .iter()
         .filter(|row| row.4 >= params.max_used_pct)

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ProbeResult;
 use super::index_match::{self, ExpectedIndex};
-use crate::db::Db;
+use crate::db::{Db, literal, text_array};
 use crate::outcome::Outcome;
 
 /// Parameters of the `tables` probe.
@@ -45,16 +45,25 @@ pub struct ExpectedColumn {
     pub type_name: String,
 }
 
-/// Which expected tables exist, and as what kind of relation.
-const TABLES: &str = "
+/// Which of `names` (a `text[]` expression) exist in `schema` (a text expression), and as what
+/// kind of relation.
+pub(crate) fn tables_query(schema: &str, names: &str) -> String {
+    format!(
+        "
     SELECT e.name,
            coalesce(c.relkind::text, '')
-      FROM unnest($2::text[]) AS e(name)
-      LEFT JOIN pg_class c ON c.oid = to_regclass(format('%I.%I', $1::text, e.name))";
+      FROM unnest({names}) AS e(name)
+      LEFT JOIN pg_class c ON c.oid = to_regclass(format('%I.%I', {schema}::text, e.name))"
+    )
+}
 
-/// Each expected column: present or not, its actual type, and whether that is the expected
-/// type once the server has resolved the expected name (so `int` equals `integer`).
-const COLUMNS: &str = "
+/// Each expected column of `wanted` (a `jsonb` expression: an array of objects with
+/// `table_name`, `column_name` and `expected_type`): present or not, its actual type, and
+/// whether that is the expected type once the server has resolved the expected name (so `int`
+/// equals `integer`).
+pub(crate) fn columns_query(schema: &str, wanted: &str) -> String {
+    format!(
+        "
     SELECT e.table_name,
            e.column_name,
            e.expected_type,
@@ -62,41 +71,26 @@ const COLUMNS: &str = "
            coalesce(format_type(a.atttypid, a.atttypmod), ''),
            to_regtype(e.expected_type) IS NOT NULL,
            coalesce(a.atttypid = to_regtype(e.expected_type), false)
-      FROM jsonb_to_recordset($2::jsonb) AS e(table_name text, column_name text, expected_type text)
+      FROM jsonb_to_recordset({wanted}) AS e(table_name text, column_name text, expected_type text)
       LEFT JOIN pg_attribute a
-             ON a.attrelid = to_regclass(format('%I.%I', $1::text, e.table_name))
+             ON a.attrelid = to_regclass(format('%I.%I', {schema}::text, e.table_name))
             AND a.attname = e.column_name
             AND a.attnum > 0
-            AND NOT a.attisdropped";
+            AND NOT a.attisdropped"
+    )
+}
 
-/// Runs the probe.
+/// Runs the probe: every query in one round trip (the columns and indexes of a table that
+/// turns out to be missing are simply not found, and not reported twice).
 pub async fn run(db: &Db, params: Params) -> ProbeResult {
     let schema = params
         .schema
         .clone()
         .unwrap_or_else(|| db.target().schema().to_string());
     let names: Vec<String> = params.tables.iter().map(|t| t.name.clone()).collect();
-    let mut tx = db.read_only().await?;
-
-    let relations: Vec<(String, String)> = sqlx::query_as(TABLES)
-        .bind(&schema)
-        .bind(&names)
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut problems = Vec::new();
-    let mut existing = Vec::new();
-    for (name, relkind) in relations {
-        match relkind.as_str() {
-            "r" | "p" => existing.push(name),
-            "" => problems.push(format!("missing table: {schema}.{name}")),
-            other => problems.push(format!("{schema}.{name} is not a table (relkind {other})")),
-        }
-    }
-
     let wanted_columns: Vec<serde_json::Value> = params
         .tables
         .iter()
-        .filter(|t| existing.contains(&t.name))
         .flat_map(|t| {
             t.columns.iter().map(|c| {
                 serde_json::json!({
@@ -107,13 +101,38 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
             })
         })
         .collect();
-    let columns: Vec<(String, String, String, bool, String, bool, bool)> = sqlx::query_as(COLUMNS)
-        .bind(&schema)
-        .bind(serde_json::Value::Array(wanted_columns).to_string())
-        .fetch_all(&mut *tx)
+    let wanted = format!(
+        "{}::jsonb",
+        literal(&serde_json::Value::Array(wanted_columns).to_string())
+    );
+    let quoted_schema = literal(&schema);
+    let [indexes, builds] = index_match::queries(&schema, &names);
+    let mut answers = db
+        .read_batch(&[
+            tables_query(&quoted_schema, &text_array(&names)),
+            columns_query(&quoted_schema, &wanted),
+            indexes,
+            builds,
+        ])
         .await?;
+
+    let relations: Vec<(String, String)> = answers.rows(0)?;
+    let mut problems = Vec::new();
+    let mut existing = Vec::new();
+    for (name, relkind) in relations {
+        match relkind.as_str() {
+            "r" | "p" => existing.push(name),
+            "" => problems.push(format!("missing table: {schema}.{name}")),
+            other => problems.push(format!("{schema}.{name} is not a table (relkind {other})")),
+        }
+    }
+
+    let columns: Vec<(String, String, String, bool, String, bool, bool)> = answers.rows(1)?;
     let mut columns_ok = 0;
     for (table, column, expected, present, actual, known, matches) in columns {
+        if !existing.contains(&table) {
+            continue;
+        }
         if !present {
             problems.push(format!("missing column: {table}.{column} ({expected})"));
         } else if !known {
@@ -140,7 +159,10 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
             })
         })
         .collect();
-    let actual = index_match::actual_indexes(&mut tx, &schema, &existing).await?;
+    let actual: Vec<_> = index_match::from_answers(&mut answers, 2)?
+        .into_iter()
+        .filter(|index| existing.contains(&index.table_name))
+        .collect();
     let report = index_match::report(&expected_indexes, &actual);
     problems.extend(report.problems);
 

@@ -19,10 +19,12 @@ const OWN_SESSION_SSL: &str = "
 
 /// Runs the probe.
 pub async fn run(db: &Db, _params: Params) -> ProbeResult {
-    let mut tx = db.read_only().await?;
-    let row: Option<(bool, String, String, i64)> = sqlx::query_as(OWN_SESSION_SSL)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let row: Option<(bool, String, String, i64)> = db
+        .read_batch(&[OWN_SESSION_SSL.to_string()])
+        .await?
+        .rows(0)?
+        .into_iter()
+        .next();
     Ok(match row {
         Some((true, version, cipher, bits)) => {
             Outcome::pass(format!("encrypted: {version}, {cipher} ({bits} bits)"))

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::index_match::{self, ExpectedIndex, IndexState};
 use super::{ProbeResult, bounded_row};
-use crate::db::Db;
+use crate::db::{Db, literal, text_array};
 use crate::outcome::Outcome;
 
 /// Parameters of the `unique` probe.
@@ -66,16 +66,18 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
     tables.sort();
     tables.dedup();
     let timeout = Duration::from_secs_f64(params.query_timeout_secs.max(0.001));
-    let mut tx = db.read_only_with(timeout).await?;
-    let existing: Vec<String> = sqlx::query_scalar(
-        "SELECT t FROM unnest($2::text[]) AS t WHERE to_regclass(format('%I.%I', $1::text, t)) IS NOT NULL",
-    )
-    .bind(&schema)
-    .bind(&tables)
-    .fetch_all(&mut *tx)
-    .await?;
-    let actual = index_match::actual_indexes(&mut tx, &schema, &existing).await?;
-
+    // The catalog in one round trip; a duplicate search, only for a key that is not enforced.
+    let [indexes, builds] = index_match::queries(&schema, &tables);
+    let mut answers = db
+        .read_batch(&[
+            existing_tables(&literal(&schema), &text_array(&tables)),
+            indexes,
+            builds,
+        ])
+        .await?;
+    let existing: Vec<String> = answers.column(0)?;
+    let actual = index_match::from_answers(&mut answers, 1)?;
+    let mut searches: Option<crate::db::ReadOnly> = None;
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     let mut enforced = 0;
@@ -109,7 +111,11 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
             IndexState::Missing => "no unique index or constraint has these columns".to_string(),
         };
         let duplicates = duplicates_of(&schema, key);
-        let finding = match bounded_row(&mut tx, duplicates).await? {
+        let tx = match &mut searches {
+            Some(tx) => tx,
+            None => searches.insert(db.read_only_with(timeout).await?),
+        };
+        let finding = match bounded_row(tx, duplicates).await? {
             None => format!(
                 "could not search for duplicates within {}s",
                 params.query_timeout_secs
@@ -152,6 +158,13 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
         ))
     };
     Ok(outcome.with_details(problems.into_iter().chain(notes)))
+}
+
+/// Which of `tables` (a `text[]` expression) exist in `schema` (a text expression).
+pub(crate) fn existing_tables(schema: &str, tables: &str) -> String {
+    format!(
+        "SELECT t FROM unnest({tables}) AS t WHERE to_regclass(format('%I.%I', {schema}::text, t)) IS NOT NULL"
+    )
 }
 
 fn quoted_table(schema: &str, table: &str) -> String {

@@ -41,9 +41,8 @@ const XID_AGE: &str = "
 
 /// Runs the probe.
 pub async fn run(db: &Db, params: Params) -> ProbeResult {
-    let mut tx = db.read_only().await?;
     let (age, freeze_max, oldest): (i64, i64, String) =
-        sqlx::query_as(XID_AGE).fetch_one(&mut *tx).await?;
+        db.read_batch(&[XID_AGE.to_string()]).await?.one(0)?;
     let pct = 100.0 * age as f64 / 2_147_483_648.0;
     let summary = format!(
         "transaction-ID age {age} ({pct:.1}% of the limit; autovacuum_freeze_max_age {freeze_max})"

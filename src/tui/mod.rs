@@ -118,7 +118,7 @@ where
     // The steps' connections open now, not when the first step needs one.
     tokio::spawn({
         let db = db.clone();
-        async move { db.warm().await }
+        async move { db.warm(&crate::probes::warm_up()).await }
     });
     let config = EngineConfig {
         allow_shell: true,
