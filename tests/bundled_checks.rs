@@ -93,6 +93,20 @@ fn performance_duplicate_indexes_warns_on_an_index_twice() {
         "{}",
         duplicates.message
     );
+    // Same expression and predicate: duplicates; another predicate: not one.
+    psql(
+        &url,
+        r#"DROP INDEX tag_name_again;
+           CREATE INDEX tag_lower_a ON "Tag" (lower(name)) WHERE name <> '';
+           CREATE INDEX tag_lower_b ON "Tag" (lower(name)) WHERE name <> '';
+           CREATE INDEX tag_lower_c ON "Tag" (lower(name)) WHERE name <> 'x'"#,
+    );
+    let duplicates = step(&url, "performance.duplicate_indexes");
+    assert_status(&duplicates, Status::Warn);
+    let found = format!("{} {:?}", duplicates.message, duplicates.details);
+    assert!(found.contains("tag_lower_a, tag_lower_b"), "{found}");
+    assert!(!found.contains("tag_lower_c"), "{found}");
+    assert!(!found.contains("tag_name_again"), "{found}");
 }
 
 #[test]

@@ -262,8 +262,11 @@ pub(crate) async fn spread_counts(
     let own = async {
         while let Some(i) = take() {
             keep(i, bounded_counts(&mut *tx, batches[i]).await?);
-            // A transaction per batch: the locks of one batch are let go before the next.
-            tx.renew().await?;
+            // A transaction per batch: the locks of one batch are let go before the next (after
+            // the last, the probe's own end lets them go).
+            if next.load(Ordering::SeqCst) < batches.len() {
+                tx.renew().await?;
+            }
         }
         Ok::<(), sqlx::Error>(())
     };
