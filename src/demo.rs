@@ -250,7 +250,7 @@ pub async fn load(url: &str, contents: DemoContents) -> Result<(), DemoError> {
             .await
             .map_err(|e| DemoError::Load(format!("migration {name}: {e}")))?;
         sqlx::query(RECORD_MIGRATION)
-            .bind(crate::prisma::checksum(sql))
+            .bind(crate::migrate::history::checksum(sql))
             .bind(name)
             .execute(&mut conn)
             .await

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+
+mod cli;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cutover::check::{self, CheckOptions};
@@ -14,8 +16,8 @@ use cutover::db::{Db, DbSettings};
 use cutover::demo::{self, DemoContents};
 use cutover::engine;
 use cutover::journal::{Journal, report};
+use cutover::migrate::history;
 use cutover::output;
-use cutover::prisma;
 use cutover::probes::Catalog;
 use cutover::runbook::{self, Runbook, RunbookError};
 use cutover::target::Target;
@@ -84,6 +86,9 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
         format: StatusFormat,
     },
+    /// Apply the pending Prisma migrations natively, as `prisma migrate deploy` does (same lock,
+    /// rows and checksums), with a lock_timeout and safe retries.
+    Deploy(cli::deploy::DeployArgs),
     /// Validate or export runbooks.
     #[command(subcommand)]
     Runbook(RunbookCmd),
@@ -282,14 +287,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Demo { print_url, check } => demo(global, print_url, check).await,
+        Cmd::Deploy(args) => cli::deploy::run(global.database_url.as_deref(), args).await,
         Cmd::Status { migrations, format } => {
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
             let target = Target::resolve(global.database_url.as_deref(), &cwd)?;
-            let local = prisma::read_folder(&migrations)?;
+            let local = history::read_folder(&migrations)?;
             let db = Db::connect(&target, DbSettings::default()).await?;
-            let rows = prisma::read_table(&db, target.schema()).await?;
+            let rows = history::read_table(&db, target.schema()).await?;
             let report =
-                prisma::compare(&migrations.display().to_string(), &local, rows.as_deref());
+                history::compare(&migrations.display().to_string(), &local, rows.as_deref());
             match format {
                 StatusFormat::Json => println!(
                     "{}",

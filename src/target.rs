@@ -187,6 +187,12 @@ impl Target {
             .unwrap_or(self.options.get_username())
     }
 
+    /// Whether `typed` confirms a destructive action on this target: the database's name,
+    /// exactly. The wizard's dialog, `check --confirm` and `deploy --confirm` all ask this.
+    pub fn confirms(&self, typed: &str) -> bool {
+        typed == self.database()
+    }
+
     /// Host (or socket folder).
     pub fn host(&self) -> &str {
         self.options.get_host()

@@ -18,7 +18,7 @@ fn every_migration_folder_is_applied_and_recorded_with_its_checksum() {
         if path.is_dir() {
             let sql = std::fs::read_to_string(path.join("migration.sql")).unwrap();
             let name = path.file_name().unwrap().to_str().unwrap().to_string();
-            on_disk.insert(name, cutover::prisma::checksum(&sql));
+            on_disk.insert(name, cutover::migrate::history::checksum(&sql));
         }
     }
     let embedded: Vec<&str> = demo::MIGRATIONS.iter().map(|(name, _)| *name).collect();
@@ -44,11 +44,11 @@ fn every_migration_folder_is_applied_and_recorded_with_its_checksum() {
 #[test]
 fn the_checksum_is_lowercase_hex_sha256() {
     assert_eq!(
-        cutover::prisma::checksum(""),
+        cutover::migrate::history::checksum(""),
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
     assert_eq!(
-        cutover::prisma::checksum("abc"),
+        cutover::migrate::history::checksum("abc"),
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }

@@ -628,7 +628,9 @@ impl Context {
     /// Whether the database's name was typed to confirm destructive steps (for this batch, or
     /// for the run with `--confirm`).
     fn confirmed(&self, confirmed: Option<&str>) -> bool {
-        confirmed.or(self.config.confirmed_database.as_deref()) == Some(self.db.target().database())
+        confirmed
+            .or(self.config.confirmed_database.as_deref())
+            .is_some_and(|typed| self.db.target().confirms(typed))
     }
 
     /// Whether `step` will change the database if it runs: a destructive step that may run

@@ -337,7 +337,7 @@ impl Journal {
     pub async fn create_run(&self, new: NewRun) -> Result<Run, JournalError> {
         let run = Run {
             id: uuid::Uuid::now_v7().to_string(),
-            runbook_hash: crate::prisma::checksum(&new.runbook_text),
+            runbook_hash: crate::migrate::history::checksum(&new.runbook_text),
             runbook_name: new.runbook_name,
             target: crate::target::redact_url(&new.target),
             mode: new.mode.as_str().to_string(),

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::ProbeResult;
 use crate::db::Db;
+use crate::migrate::history::{self, StatusError};
 use crate::outcome::Outcome;
-use crate::prisma::{self, StatusError};
 
 /// Parameters of the `migrations` probe.
 #[derive(Debug, Deserialize)]
@@ -25,7 +25,7 @@ pub struct Params {
 
 /// Runs the probe.
 pub async fn run(db: &Db, params: Params) -> ProbeResult {
-    match prisma::status(db, Path::new(&params.dir)).await {
+    match history::status(db, Path::new(&params.dir)).await {
         Ok(report) if params.before_deploy => Ok(report.outcome_before_deploy()),
         Ok(report) => Ok(report.outcome()),
         Err(StatusError::Db(err)) => Err(err.into()),

@@ -55,6 +55,20 @@ pub fn fresh_database() -> String {
     cluster.url(&name)
 }
 
+/// A new empty database on the shared cluster; returns its URL.
+pub fn empty_database() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "e{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    shared()
+        .psql("postgres", &format!("CREATE DATABASE \"{name}\""))
+        .expect("create database");
+    shared().url(&name)
+}
+
 /// Runs SQL on the database at `url` as the superuser (the test breaking things).
 pub fn psql(url: &str, sql: &str) -> String {
     let database = url.rsplit('/').next().unwrap().split('?').next().unwrap();

@@ -13,7 +13,12 @@ use crate::outcome::Outcome;
 
 /// Lowercase hex SHA-256 of a migration script, as Prisma records it.
 pub fn checksum(script: &str) -> String {
-    Sha256::digest(script.as_bytes())
+    checksum_bytes(script.as_bytes())
+}
+
+/// Lowercase hex SHA-256 of a migration script's bytes, zero-padded to 64 characters.
+pub fn checksum_bytes(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -60,10 +65,21 @@ pub enum StatusError {
     Db(#[from] DbError),
 }
 
-/// Reads every migration of a Prisma migrations folder, in Prisma's order (by folder name).
-/// Files at the top level (`migration_lock.toml`) are not migrations; a folder without a
-/// `migration.sql` is reported with an empty script so that the comparison names it.
-pub fn read_folder(dir: &Path) -> Result<Vec<LocalMigration>, StatusError> {
+/// A migration folder as it is on disk: its name, where its script is, and the script's exact
+/// bytes (`None` when the folder has no `migration.sql`).
+#[derive(Debug, Clone)]
+pub struct MigrationDir {
+    /// Folder name, which is also the migration's name.
+    pub name: String,
+    /// `<folder>/migration.sql`.
+    pub script_path: PathBuf,
+    /// The script's bytes.
+    pub script: Option<Vec<u8>>,
+}
+
+/// The migration folders of a Prisma migrations folder, in Prisma's order (by folder name).
+/// Files at the top level (`migration_lock.toml`) are not migrations.
+pub fn migration_dirs(dir: &Path) -> Result<Vec<MigrationDir>, StatusError> {
     if !dir.is_dir() {
         return Err(StatusError::NoFolder(dir.display().to_string()));
     }
@@ -74,23 +90,39 @@ pub fn read_folder(dir: &Path) -> Result<Vec<LocalMigration>, StatusError> {
     let mut migrations = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| unreadable(dir, e))? {
         let entry = entry.map_err(|e| unreadable(dir, e))?;
-        let path: PathBuf = entry.path();
-        if !path.is_dir() {
+        if !entry.path().is_dir() {
             continue;
         }
-        let script_path = path.join("migration.sql");
+        let script_path = entry.path().join("migration.sql");
         let script = match std::fs::read(&script_path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(unreadable(&script_path, e)),
         };
-        migrations.push(LocalMigration {
+        migrations.push(MigrationDir {
             name: entry.file_name().to_string_lossy().into_owned(),
+            script_path,
             script,
         });
     }
     migrations.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(migrations)
+}
+
+/// Reads every migration of a Prisma migrations folder, in Prisma's order (by folder name).
+/// A folder without a `migration.sql` is reported with an empty script so that the comparison
+/// names it.
+pub fn read_folder(dir: &Path) -> Result<Vec<LocalMigration>, StatusError> {
+    Ok(migration_dirs(dir)?
+        .into_iter()
+        .map(|migration| LocalMigration {
+            name: migration.name,
+            script: migration
+                .script
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// One row of `_prisma_migrations`.
@@ -106,7 +138,8 @@ pub struct AppliedRow {
     pub rolled_back_at: Option<String>,
     /// `started_at` (text).
     pub started_at: String,
-    /// The first line of `logs` (Prisma's error for a failed migration).
+    /// The database error in `logs` (of a failed migration), as [`super::deploy::database_error_of`]
+    /// finds it.
     pub logs: Option<String>,
 }
 
@@ -125,14 +158,21 @@ pub async fn read_table(db: &Db, schema: &str) -> Result<Option<Vec<AppliedRow>>
     };
     let query = format!(
         "SELECT migration_name::text, checksum::text, finished_at::text, rolled_back_at::text,
-                started_at::text, split_part(coalesce(logs, ''), E'\\n', 1) AS logs
+                started_at::text, logs
            FROM {table} ORDER BY started_at, migration_name"
     );
     // `table` is the server's own quoting of a regclass.
-    let rows = sqlx::query_as(sqlx::AssertSqlSafe(query))
+    let mut rows: Vec<AppliedRow> = sqlx::query_as(sqlx::AssertSqlSafe(query))
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| db.error(e))?;
+    for row in &mut rows {
+        row.logs = row
+            .logs
+            .as_deref()
+            .map(super::deploy::database_error_of)
+            .filter(|error| !error.is_empty());
+    }
     Ok(Some(rows))
 }
 

@@ -1,0 +1,181 @@
+//! `cutover deploy`: Prisma's `migrate deploy`, natively, behind the typed confirmation.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use cutover::db::{Db, DbSettings};
+use cutover::migrate::deploy::{self, DeployOptions, Progress};
+use cutover::migrate::history;
+use cutover::target::Target;
+
+/// Options of `cutover deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The Prisma migrations folder.
+    #[arg(long, value_name = "DIR", default_value = "prisma/migrations")]
+    migrations: PathBuf,
+    /// Seconds to wait for Prisma's migration lock while another deploy holds it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds)]
+    lock_wait: f64,
+    /// `lock_timeout` of each migration, in seconds: a statement that waits longer for a lock
+    /// gives up instead of stalling the app's queries queued behind it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
+    lock_timeout: f64,
+    /// How many times a migration that timed out on a lock, and left nothing behind, runs again.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    retries: u32,
+    /// Confirm by typing the target database's name (required when stdin is not a terminal).
+    #[arg(long, value_name = "DATABASE")]
+    confirm: Option<String>,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && (0.0..=86_400.0).contains(&seconds) => Ok(seconds),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+/// Runs `cutover deploy`.
+pub async fn run(database_url: Option<&str>, args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let target = Target::resolve(database_url, &cwd)?;
+
+    // What will run, read first (read-only), so that the confirmation names it.
+    let db = Db::connect(&target, DbSettings::default()).await?;
+    let status = history::status(&db, &args.migrations).await;
+    db.close().await;
+    let pending: Vec<String> = match &status {
+        Ok(report) => report
+            .migrations
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.state,
+                    history::MigrationState::Pending | history::MigrationState::RolledBack { .. }
+                )
+            })
+            .map(|m| m.name.clone())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if let Ok(report) = &status
+        && report.up_to_date()
+    {
+        println!(
+            "no pending migrations: all {} of {} are applied",
+            report.migrations.len(),
+            args.migrations.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if status.is_ok() && !confirmed(&target, args.confirm.as_deref(), &pending)? {
+        eprintln!("error: not confirmed: nothing was applied");
+        return Ok(ExitCode::from(2));
+    }
+
+    let options = DeployOptions {
+        migrations: args.migrations,
+        lock_wait: Duration::from_secs_f64(args.lock_wait),
+        lock_timeout: Duration::from_secs_f64(args.lock_timeout),
+        retries: args.retries,
+    };
+    let result = deploy::deploy(&target, &options, print_progress).await;
+    match result {
+        Ok(report) => {
+            println!(
+                "applied {} migration(s); {} were applied before",
+                report.applied.len(),
+                report.already_applied
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            Ok(ExitCode::from(err.exit_code()))
+        }
+    }
+}
+
+/// The typed confirmation: `--confirm`, else asked on the terminal.
+fn confirmed(target: &Target, flag: Option<&str>, pending: &[String]) -> anyhow::Result<bool> {
+    if let Some(typed) = flag {
+        if !target.confirms(typed) {
+            anyhow::bail!(
+                "--confirm `{typed}` is not the target database's name (`{}`): nothing was applied",
+                target.database()
+            );
+        }
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "deploy writes to database `{}`: pass --confirm {} (stdin is not a terminal, so it cannot ask)",
+            target.database(),
+            target.database()
+        );
+    }
+    let mut err = std::io::stderr();
+    writeln!(
+        err,
+        "{} migration(s) to apply to database `{}` at {}:",
+        pending.len(),
+        target.database(),
+        target.address()
+    )?;
+    for name in pending {
+        writeln!(err, "  {name}")?;
+    }
+    write!(err, "type the database name to apply them: ")?;
+    err.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(target.confirms(line.trim_end_matches(['\r', '\n'])))
+}
+
+fn print_progress(progress: Progress) {
+    match progress {
+        Progress::LockWaiting { holder, waited_ms } => println!(
+            "waiting for Prisma's migration lock ({:.0}s so far): held by {holder}",
+            waited_ms as f64 / 1000.0
+        ),
+        Progress::LockTaken { waited_ms } if waited_ms >= 1000 => println!(
+            "took the migration lock after {:.1}s",
+            waited_ms as f64 / 1000.0
+        ),
+        Progress::LockTaken { .. } => {}
+        Progress::TableCreated { table } => println!("created {table}"),
+        Progress::Pending { names } if names.is_empty() => println!("no pending migrations"),
+        Progress::Pending { names } => {
+            println!("{} migration(s) to apply", names.len());
+        }
+        Progress::Started { name, attempt: 1 } => println!("applying {name}"),
+        Progress::Started { name, attempt } => println!("applying {name} (attempt {attempt})"),
+        Progress::Retrying {
+            name,
+            error,
+            backoff_ms,
+            ..
+        } => println!(
+            "  {name}: {error}; nothing was applied; trying again in {:.1}s",
+            backoff_ms as f64 / 1000.0
+        ),
+        Progress::Finished(applied) => {
+            let retries = match applied.retries {
+                0 => String::new(),
+                n => format!(" after {n} retr{}", if n == 1 { "y" } else { "ies" }),
+            };
+            println!(
+                "✓ applied {} in {} ms{retries}",
+                applied.name, applied.duration_ms
+            );
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The migration itself, UI-agnostic like the engine: Prisma Migrate's history read and
+//! written natively (no Node), and the deploy that applies pending migrations exactly as
+//! `prisma migrate deploy` does. It reports progress as events; it never draws.
+
+pub mod deploy;
+pub mod history;
+pub mod script;
