@@ -89,6 +89,12 @@ enum Cmd {
     /// Apply the pending Prisma migrations natively, as `prisma migrate deploy` does (same lock,
     /// rows and checksums), with a lock_timeout and safe retries.
     Deploy(cli::deploy::DeployArgs),
+    /// Record a migration as applied or rolled back without running it, as `prisma migrate
+    /// resolve` does (a baseline; a failed migration repaired by hand).
+    Resolve(cli::resolve::ResolveArgs),
+    /// The checklist's Phase 1 on a database without a Prisma history: write 0_init from the
+    /// live schema (or take the one there) and record it as applied.
+    Baseline(cli::baseline::BaselineArgs),
     /// Validate or export runbooks.
     #[command(subcommand)]
     Runbook(RunbookCmd),
@@ -288,6 +294,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Demo { print_url, check } => demo(global, print_url, check).await,
         Cmd::Deploy(args) => cli::deploy::run(global.database_url.as_deref(), args).await,
+        Cmd::Resolve(args) => cli::resolve::run(global.database_url.as_deref(), args).await,
+        Cmd::Baseline(args) => cli::baseline::run(global.database_url.as_deref(), args).await,
         Cmd::Status { migrations, format } => {
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
             let target = Target::resolve(global.database_url.as_deref(), &cwd)?;

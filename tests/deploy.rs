@@ -52,6 +52,21 @@ const INIT: &str = "-- CreateTable\nCREATE TABLE \"Item\" (\n    \"id\" TEXT NOT
 const ADD_PRICE: &str =
     "-- AlterTable\nALTER TABLE \"Item\" ADD COLUMN \"price\" INTEGER NOT NULL DEFAULT 0;\n";
 
+/// Runs `cutover ARGS --database-url URL --migrations DIR`, with `--confirm` and the
+/// database's name when `confirm`, stdin closed.
+fn command(args: &[&str], url: &str, migrations: &str, confirm: bool) -> std::process::Output {
+    let database = url.rsplit('/').next().unwrap();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--database-url", url, "--migrations", migrations]);
+    if confirm {
+        all.extend(["--confirm", database]);
+    }
+    cutover(&all)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn status_of(url: &str, dir: &Path) -> history::StatusReport {
     let target = Target::from_url(url).unwrap();
     block_on(async {
@@ -503,29 +518,22 @@ fn the_command_asks_for_the_database_name() {
     let dir = folder(&[("20260101000000_init", INIT)]);
     let migrations = dir.path().display().to_string();
     let database = url.rsplit('/').next().unwrap().to_string();
-    let base = [
-        "deploy",
-        "--database-url",
-        url.as_str(),
-        "--migrations",
-        migrations.as_str(),
-    ];
 
-    let output = cutover(&base)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let output = command(&["deploy"], &url, &migrations, false);
     assert_one_line_error(&output, 2, &format!("pass --confirm {database}"));
-    let wrong = [&base[..], &["--confirm", "production"]].concat();
-    let output = cutover(&wrong).output().unwrap();
+    let output = command(
+        &["deploy", "--confirm", "production"],
+        &url,
+        &migrations,
+        false,
+    );
     assert_one_line_error(&output, 2, "is not the target database's name");
     assert_eq!(
         psql(&url, "SELECT to_regclass('_prisma_migrations') IS NULL"),
         "t"
     );
 
-    let right = [&base[..], &["--confirm", database.as_str()]].concat();
-    let output = cutover(&right).output().unwrap();
+    let output = command(&["deploy"], &url, &migrations, true);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let out = stdout(&output);
     assert!(out.contains("applying 20260101000000_init"), "{out}");
@@ -534,7 +542,7 @@ fn the_command_asks_for_the_database_name() {
         out.contains("applied 1 migration(s); 0 were applied before"),
         "{out}"
     );
-    let output = cutover(&right).output().unwrap();
+    let output = command(&["deploy"], &url, &migrations, true);
     assert_eq!(output.status.code(), Some(0));
     assert!(
         stdout(&output).contains("no pending migrations"),
@@ -583,4 +591,302 @@ fn a_deploy_killed_mid_migration_leaves_the_row_open_and_status_says_failed() {
         &url,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cutover-deploy'",
     );
+}
+
+fn resolve_with(
+    url: &str,
+    dir: &Path,
+    name: &str,
+    resolution: cutover::migrate::resolve::Resolution,
+) -> Result<cutover::migrate::resolve::Resolved, cutover::migrate::resolve::ResolveError> {
+    let target = Target::from_url(url).unwrap();
+    block_on(cutover::migrate::resolve::resolve(
+        &target,
+        dir,
+        name,
+        resolution,
+        Duration::from_secs(10),
+        |_| {},
+    ))
+}
+
+#[test]
+fn resolve_applied_baselines_a_database_as_prisma_does() {
+    use cutover::migrate::resolve::{Resolution, ResolveError};
+    let url = fresh_database();
+    psql(&url, "DROP TABLE _prisma_migrations");
+    let baseline = "-- the schema as it is\nCREATE TABLE \"User\" (id text);\n";
+    let dir = folder(&[("0_init", baseline)]);
+
+    let err = resolve_with(&url, dir.path(), "0_int", Resolution::Applied).expect_err("unknown");
+    assert!(matches!(err, ResolveError::NotInFolder { .. }), "{err:?}");
+    assert!(err.to_string().contains("(did you mean 0_init?)"), "{err}");
+    assert_eq!(err.exit_code(), 2);
+
+    // No emptiness check: that is how a database with tables gets a history.
+    let resolved =
+        resolve_with(&url, dir.path(), "0_init", Resolution::Applied).expect("baselined");
+    assert!(resolved.created_table);
+    let row = psql(
+        &url,
+        "SELECT checksum || '|' || (logs = '') || '|' || (started_at = finished_at) || '|' \
+                || applied_steps_count || '|' || (rolled_back_at IS NULL) FROM _prisma_migrations",
+    );
+    assert_eq!(
+        row,
+        format!("{}|true|true|0|true", history::checksum(baseline))
+    );
+    // Not run: the script would have failed on the existing table.
+    let err = resolve_with(&url, dir.path(), "0_init", Resolution::Applied).expect_err("twice");
+    assert!(
+        err.to_string()
+            .contains("already recorded as applied (Prisma's P3008)"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 1);
+
+    // Deploy now goes on from the baseline.
+    add(
+        dir.path(),
+        "20260102000000_note",
+        "ALTER TABLE \"User\" ADD COLUMN \"note\" TEXT;\n",
+    );
+    let report = deploy_with(&url, &options(dir.path()))
+        .0
+        .expect("deploys after the baseline");
+    assert_eq!(report.already_applied, 1);
+    assert_eq!(report.applied.len(), 1);
+    assert!(status_of(&url, dir.path()).up_to_date());
+}
+
+#[test]
+fn resolve_closes_a_failed_migration_either_way() {
+    use cutover::migrate::resolve::{Resolution, ResolveError};
+    let url = empty_database();
+    let dir = folder(&[
+        ("20260101000000_init", INIT),
+        (
+            "20260102000000_bad",
+            "ALTER TABLE \"Item\" ADD COLUMN x nosuchtype;\n",
+        ),
+    ]);
+    deploy_with(&url, &options(dir.path()))
+        .0
+        .expect_err("fails");
+
+    let err = resolve_with(
+        &url,
+        dir.path(),
+        "20260101000000_init",
+        Resolution::RolledBack,
+    )
+    .expect_err("P3012");
+    assert!(err.to_string().contains("is applied, not failed"), "{err}");
+    let err = resolve_with(
+        &url,
+        dir.path(),
+        "20260102000000_bda",
+        Resolution::RolledBack,
+    )
+    .expect_err("P3011");
+    assert!(matches!(err, ResolveError::NotInHistory { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("did you mean 20260102000000_bad?"),
+        "{err}"
+    );
+
+    // Undone by hand and fixed: rolled back, and the fixed script deploys.
+    let resolved = resolve_with(
+        &url,
+        dir.path(),
+        "20260102000000_bad",
+        Resolution::RolledBack,
+    )
+    .expect("rolled back");
+    assert_eq!(resolved.rolled_back_rows, 1);
+    std::fs::write(
+        dir.path().join("20260102000000_bad/migration.sql"),
+        "ALTER TABLE \"Item\" ADD COLUMN x int;\n",
+    )
+    .unwrap();
+    let report = deploy_with(&url, &options(dir.path()))
+        .0
+        .expect("deploys the fix");
+    assert_eq!(report.applied.len(), 1);
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM _prisma_migrations WHERE migration_name = '20260102000000_bad'"
+        ),
+        "2"
+    );
+
+    // Completed by hand: --applied closes the failed attempt and records it applied.
+    add(
+        dir.path(),
+        "20260103000000_worse",
+        "ALTER TABLE \"Item\" ADD COLUMN y nosuchtype;\n",
+    );
+    deploy_with(&url, &options(dir.path()))
+        .0
+        .expect_err("fails");
+    psql(&url, "ALTER TABLE \"Item\" ADD COLUMN y int");
+    let resolved = resolve_with(
+        &url,
+        dir.path(),
+        "20260103000000_worse",
+        Resolution::Applied,
+    )
+    .expect("applied");
+    assert_eq!(resolved.rolled_back_rows, 1);
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT string_agg((finished_at IS NULL) || '/' || (rolled_back_at IS NULL), ',' ORDER BY started_at) FROM _prisma_migrations WHERE migration_name = '20260103000000_worse'"
+        ),
+        "true/false,false/true"
+    );
+    let status = status_of(&url, dir.path());
+    assert!(status.up_to_date(), "{status:?}");
+}
+
+#[test]
+fn the_resolve_command_asks_and_says_what_it_recorded() {
+    let url = empty_database();
+    let dir = folder(&[("0_init", INIT)]);
+    let migrations = dir.path().display().to_string();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let output = command(&["resolve"], &url, &migrations, true);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--applied"), "{}", stderr(&output));
+    let output = command(
+        &["resolve", "--applied", "0_init"],
+        &url,
+        &migrations,
+        false,
+    );
+    assert_one_line_error(&output, 2, &format!("pass --confirm {database}"));
+    let output = command(&["resolve", "--applied", "0_init"], &url, &migrations, true);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains("0_init: recorded as applied (not run)"),
+        "{out}"
+    );
+    let output = command(
+        &["resolve", "--rolled-back", "0_init"],
+        &url,
+        &migrations,
+        true,
+    );
+    assert_one_line_error(&output, 1, "is applied, not failed");
+}
+
+fn baseline_with(
+    url: &str,
+    dir: &Path,
+) -> Result<cutover::migrate::baseline::Baselined, cutover::migrate::baseline::BaselineError> {
+    let target = Target::from_url(url).unwrap();
+    let options = cutover::migrate::baseline::BaselineOptions {
+        migrations: dir.to_path_buf(),
+        name: "0_init".to_string(),
+        lock_wait: Duration::from_secs(10),
+    };
+    block_on(cutover::migrate::baseline::baseline(
+        &target,
+        &options,
+        |_| {},
+    ))
+}
+
+#[test]
+fn baseline_writes_0_init_from_the_live_schema_and_it_deploys_elsewhere() {
+    // A database made by hand (or `db push`): tables, no history.
+    let url = fresh_database();
+    psql(&url, "DROP TABLE _prisma_migrations");
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("prisma/migrations");
+    let done = baseline_with(&url, &migrations).expect("baselined");
+    assert!(done.written);
+    let script = std::fs::read_to_string(migrations.join("0_init/migration.sql")).unwrap();
+    assert!(
+        script.contains("CREATE TABLE public.\"Summary\""),
+        "{script}"
+    );
+    assert!(!script.contains("_prisma_migrations"), "{script}");
+    assert!(!script.contains("\\restrict"), "{script}");
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT migration_name || '|' || checksum FROM _prisma_migrations"
+        ),
+        format!("0_init|{}", history::checksum(&script))
+    );
+    let err = baseline_with(&url, &migrations).expect_err("has a history now");
+    assert!(
+        err.to_string()
+            .contains("already has 1 row(s) (the newest: 0_init)"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 1);
+
+    // The same folder builds an empty database from scratch, and the next migration (with
+    // unqualified names) runs after it in the same session.
+    add(
+        &migrations,
+        "20270101000000_note",
+        "ALTER TABLE \"Summary\" ADD COLUMN \"note\" TEXT;\n",
+    );
+    let empty = empty_database();
+    let report = deploy_with(&empty, &options(&migrations))
+        .0
+        .expect("deploys from scratch");
+    assert_eq!(report.applied.len(), 2);
+    assert_eq!(
+        psql(
+            &empty,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'Summary' AND column_name = 'note'"
+        ),
+        "1"
+    );
+    assert!(status_of(&empty, &migrations).up_to_date());
+}
+
+#[test]
+fn baseline_takes_an_existing_0_init_as_it_is() {
+    let url = fresh_database();
+    psql(&url, "DROP TABLE _prisma_migrations");
+    let written_by_prisma = "-- CreateTable\nCREATE TABLE \"User\" (\"id\" TEXT NOT NULL);\n";
+    let dir = folder(&[("0_init", written_by_prisma)]);
+    let done = baseline_with(&url, dir.path()).expect("baselined");
+    assert!(!done.written);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("0_init/migration.sql")).unwrap(),
+        written_by_prisma
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT checksum FROM _prisma_migrations WHERE migration_name = '0_init'"
+        ),
+        history::checksum(written_by_prisma)
+    );
+}
+
+#[test]
+fn the_baseline_command_confirms_and_reports() {
+    let url = fresh_database();
+    psql(&url, "DROP TABLE _prisma_migrations");
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations").display().to_string();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let output = command(&["baseline"], &url, &migrations, false);
+    assert_one_line_error(&output, 2, &format!("pass --confirm {database}"));
+    assert!(!dir.path().join("migrations").exists());
+    let output = command(&["baseline"], &url, &migrations, true);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(out.contains("0_init recorded as applied"), "{out}");
+    let output = command(&["baseline"], &url, &migrations, true);
+    assert_one_line_error(&output, 1, "needs no baseline");
 }

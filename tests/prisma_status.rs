@@ -82,7 +82,7 @@ fn status_fails_on_a_failed_migration_and_names_the_way_out() {
     assert!(step.message.contains("1 failed"), "{}", step.message);
     let line = line_with(&step.details, "failed           20260301000000_add_rating");
     assert!(line.contains("42P07"), "{line}");
-    assert!(line.contains("migrate resolve --rolled-back"), "{line}");
+    assert!(line.contains("cutover resolve --rolled-back"), "{line}");
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn status_without_a_history_table_suggests_baselining() {
     assert_status(&step, Status::Fail);
     assert!(
         step.message.contains("no _prisma_migrations table")
-            && step.message.contains("migrate resolve --applied 0_init"),
+            && step.message.contains("cutover baseline"),
         "{}",
         step.message
     );

@@ -1,6 +1,5 @@
 //! `cutover deploy`: Prisma's `migrate deploy`, natively, behind the typed confirmation.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,7 +33,7 @@ pub struct DeployArgs {
     confirm: Option<String>,
 }
 
-fn parse_seconds(text: &str) -> Result<f64, String> {
+pub(super) fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && (0.0..=86_400.0).contains(&seconds) => Ok(seconds),
         _ => Err(format!(
@@ -76,7 +75,8 @@ pub async fn run(database_url: Option<&str>, args: DeployArgs) -> anyhow::Result
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if status.is_ok() && !confirmed(&target, args.confirm.as_deref(), &pending)? {
+    let question = format!("{} migration(s) to apply", pending.len());
+    if status.is_ok() && !super::confirmed(&target, args.confirm.as_deref(), &question, &pending)? {
         eprintln!("error: not confirmed: nothing was applied");
         return Ok(ExitCode::from(2));
     }
@@ -104,43 +104,7 @@ pub async fn run(database_url: Option<&str>, args: DeployArgs) -> anyhow::Result
     }
 }
 
-/// The typed confirmation: `--confirm`, else asked on the terminal.
-fn confirmed(target: &Target, flag: Option<&str>, pending: &[String]) -> anyhow::Result<bool> {
-    if let Some(typed) = flag {
-        if !target.confirms(typed) {
-            anyhow::bail!(
-                "--confirm `{typed}` is not the target database's name (`{}`): nothing was applied",
-                target.database()
-            );
-        }
-        return Ok(true);
-    }
-    if !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "deploy writes to database `{}`: pass --confirm {} (stdin is not a terminal, so it cannot ask)",
-            target.database(),
-            target.database()
-        );
-    }
-    let mut err = std::io::stderr();
-    writeln!(
-        err,
-        "{} migration(s) to apply to database `{}` at {}:",
-        pending.len(),
-        target.database(),
-        target.address()
-    )?;
-    for name in pending {
-        writeln!(err, "  {name}")?;
-    }
-    write!(err, "type the database name to apply them: ")?;
-    err.flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(target.confirms(line.trim_end_matches(['\r', '\n'])))
-}
-
-fn print_progress(progress: Progress) {
+pub(super) fn print_progress(progress: Progress) {
     match progress {
         Progress::LockWaiting { holder, waited_ms } => println!(
             "waiting for Prisma's migration lock ({:.0}s so far): held by {holder}",

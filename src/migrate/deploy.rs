@@ -341,8 +341,37 @@ pub(crate) async fn connect(target: &Target) -> Result<PgConnection, DbError> {
     Ok(conn)
 }
 
+/// Creates the URL's schema if missing and `_prisma_migrations` in it with Prisma's DDL, if
+/// missing; whether it did.
+pub(crate) async fn create_table_if_missing(
+    conn: &mut PgConnection,
+    target: &Target,
+) -> Result<bool, DbError> {
+    let db = |e: sqlx::Error| DbError::from_sqlx(e, target);
+    let exists: bool = sqlx::query_scalar(
+        "SELECT to_regclass(format('%I._prisma_migrations', $1::text)) IS NOT NULL",
+    )
+    .bind(target.schema())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    if exists {
+        return Ok(false);
+    }
+    let create = format!(
+        "CREATE SCHEMA IF NOT EXISTS {}; {}",
+        quote_ident(target.schema()),
+        create_table_sql(&table_name(target))
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(true)
+}
+
 /// `"schema"._prisma_migrations`.
-fn table_name(target: &Target) -> String {
+pub(crate) fn table_name(target: &Target) -> String {
     format!("{}._prisma_migrations", quote_ident(target.schema()))
 }
 
@@ -538,15 +567,7 @@ async fn deploy_locked(
         });
     }
     if !exists {
-        let create = format!(
-            "CREATE SCHEMA IF NOT EXISTS {}; {}",
-            quote_ident(schema),
-            create_table_sql(&table)
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+        create_table_if_missing(conn, target).await?;
         report.created_table = true;
         progress(Progress::TableCreated {
             table: table.clone(),

@@ -147,12 +147,19 @@ pub struct AppliedRow {
 /// there. Read in a read-only transaction.
 pub async fn read_table(db: &Db, schema: &str) -> Result<Option<Vec<AppliedRow>>, DbError> {
     let mut tx = db.read_only().await?;
+    rows_on(&mut tx, schema).await.map_err(|e| db.error(e))
+}
+
+/// [`read_table`] on a session of the caller's (the deploy's, under its lock).
+pub async fn rows_on(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+) -> Result<Option<Vec<AppliedRow>>, sqlx::Error> {
     let table: Option<String> =
         sqlx::query_scalar("SELECT to_regclass(format('%I._prisma_migrations', $1::text))::text")
             .bind(schema)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| db.error(e))?;
+            .fetch_one(&mut *conn)
+            .await?;
     let Some(table) = table else {
         return Ok(None);
     };
@@ -163,9 +170,8 @@ pub async fn read_table(db: &Db, schema: &str) -> Result<Option<Vec<AppliedRow>>
     );
     // `table` is the server's own quoting of a regclass.
     let mut rows: Vec<AppliedRow> = sqlx::query_as(sqlx::AssertSqlSafe(query))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| db.error(e))?;
+        .fetch_all(&mut *conn)
+        .await?;
     for row in &mut rows {
         row.logs = row
             .logs
@@ -236,10 +242,10 @@ impl MigrationState {
                 format!("applied          {name} (finished {finished_at})")
             }
             MigrationState::Pending => {
-                format!("pending          {name}: not applied yet (`prisma migrate deploy`)")
+                format!("pending          {name}: not applied yet (`cutover deploy`)")
             }
             MigrationState::Failed { started_at, log } => format!(
-                "failed           {name}: started {started_at}, never finished{}; fix it, then `prisma migrate resolve --rolled-back {name}` (or --applied)",
+                "failed           {name}: started {started_at}, never finished{}; fix it, then `cutover resolve --rolled-back {name}` (or --applied)",
                 if log.is_empty() {
                     String::new()
                 } else {
@@ -301,7 +307,7 @@ impl StatusReport {
     pub fn outcome(&self) -> Outcome {
         if !self.table_exists {
             return Outcome::fail(
-                "no _prisma_migrations table: this database was never deployed with Prisma Migrate; baseline it first (`prisma migrate resolve --applied 0_init`)",
+                "no _prisma_migrations table: this database was never deployed with Prisma Migrate; baseline it first (`cutover baseline`, which writes 0_init and runs `cutover resolve --applied 0_init`)",
             )
             .with_details([format!(
                 "{} migration(s) in {}; `migrate deploy` would refuse a non-empty schema (P3005)",

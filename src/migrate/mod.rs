@@ -2,6 +2,8 @@
 //! written natively (no Node), and the deploy that applies pending migrations exactly as
 //! `prisma migrate deploy` does. It reports progress as events; it never draws.
 
+pub mod baseline;
 pub mod deploy;
 pub mod history;
+pub mod resolve;
 pub mod script;
