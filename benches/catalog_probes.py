@@ -97,15 +97,8 @@ def main():
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
 
-    base.sh(["cargo", "build", "--release", "--quiet"], cwd=base.ROOT)
-    home = tempfile.mkdtemp(prefix="cutover-bench-")
-    env = dict(os.environ, CUTOVER_HOME=home)
-    demo = subprocess.Popen([base.BINARY, "demo", "--print-url"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    home, env, demo, url = base.start_demo()
     try:
-        url = demo.stdout.readline().strip()
-        if not url:
-            sys.exit("the demo did not start")
         base.migrate(url)
         build(url, args.tables)
         counts = base.psql(url, "SELECT (SELECT count(*) FROM pg_index) || ' indexes, ' || "

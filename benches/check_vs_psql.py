@@ -61,6 +61,20 @@ def sh(args, **kwargs):
     return subprocess.run(args, check=True, text=True, capture_output=True, **kwargs)
 
 
+def start_demo():
+    """Builds the release binary and starts `cutover demo --print-url` with a data directory of
+    its own; returns (home, env, the demo's process, its URL)."""
+    sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
+    home = tempfile.mkdtemp(prefix="cutover-bench-")
+    env = dict(os.environ, CUTOVER_HOME=home)
+    demo = subprocess.Popen([BINARY, "demo", "--print-url"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    url = demo.stdout.readline().strip()
+    if not url:
+        sys.exit("the demo did not start")
+    return home, env, demo, url
+
+
 def psql(url, sql):
     return sh(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql]).stdout.strip()
 

@@ -7,9 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use cutover::db::{Db, DbSettings};
 use cutover::migrate::deploy::{self, DeployOptions, Progress};
-use cutover::migrate::history;
 use cutover::target::Target;
 
 /// Options of `cutover deploy`.
@@ -47,47 +45,41 @@ pub async fn run(database_url: Option<&str>, args: DeployArgs) -> anyhow::Result
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let target = Target::resolve(database_url, &cwd)?;
 
-    // What will run, read first (read-only), so that the confirmation names it.
-    let db = Db::connect(&target, DbSettings::default()).await?;
-    let status = history::status(&db, &args.migrations).await;
-    db.close().await;
-    let pending: Vec<String> = match &status {
-        Ok(report) => report
-            .migrations
-            .iter()
-            .filter(|m| {
-                matches!(
-                    m.state,
-                    history::MigrationState::Pending | history::MigrationState::RolledBack { .. }
-                )
-            })
-            .map(|m| m.name.clone())
-            .collect(),
-        Err(_) => Vec::new(),
+    // What will run, read first on the deploy's own session (one connection for the whole
+    // command), so that the confirmation names it; the lock is taken only once confirmed.
+    let mut conn = match deploy::connect(&target).await {
+        Ok(conn) => conn,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(ExitCode::from(2));
+        }
     };
-    if let Ok(report) = &status
-        && report.up_to_date()
-    {
+    let pending = match deploy::pending(&mut conn, &target, &args.migrations).await {
+        Ok(pending) => pending,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(ExitCode::from(err.exit_code()));
+        }
+    };
+    if pending.is_empty() {
         println!(
-            "no pending migrations: all {} of {} are applied",
-            report.migrations.len(),
+            "no pending migrations in {}: all are applied",
             args.migrations.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
     let question = format!("{} migration(s) to apply", pending.len());
-    if status.is_ok() && !super::confirmed(&target, args.confirm.as_deref(), &question, &pending)? {
+    if !super::confirmed(&target, args.confirm.as_deref(), &question, &pending)? {
         eprintln!("error: not confirmed: nothing was applied");
         return Ok(ExitCode::from(2));
     }
-
     let options = DeployOptions {
         migrations: args.migrations,
         lock_wait: Duration::from_secs_f64(args.lock_wait),
         lock_timeout: Duration::from_secs_f64(args.lock_timeout),
         retries: args.retries,
     };
-    let result = deploy::deploy(&target, &options, print_progress).await;
+    let result = deploy::deploy_on(conn, &target, &options, print_progress).await;
     match result {
         Ok(report) => {
             println!(

@@ -308,12 +308,22 @@ struct Ready {
 pub async fn deploy(
     target: &Target,
     options: &DeployOptions,
+    progress: impl FnMut(Progress),
+) -> Result<DeployReport, DeployError> {
+    let conn = connect(target).await?;
+    deploy_on(conn, target, options, progress).await
+}
+
+/// [`deploy`] on a session already open (from [`connect`]), which it closes.
+pub async fn deploy_on(
+    mut conn: PgConnection,
+    target: &Target,
+    options: &DeployOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<DeployReport, DeployError> {
-    check_provider(&options.migrations)?;
-    let local = migration_dirs(&options.migrations)?;
-    let mut conn = connect(target).await?;
     let result = async {
+        check_provider(&options.migrations)?;
+        let local = migration_dirs(&options.migrations)?;
         take_lock(&mut conn, target, options.lock_wait, &mut progress).await?;
         deploy_locked(&mut conn, target, local, options, &mut progress).await
     }
@@ -323,8 +333,31 @@ pub async fn deploy(
     result
 }
 
+/// The migrations of `folder` that a deploy would apply now, in order, read on `conn` without
+/// the lock (to ask for the confirmation with; the deploy reads the history again under it).
+pub async fn pending(
+    conn: &mut PgConnection,
+    target: &Target,
+    folder: &Path,
+) -> Result<Vec<String>, DeployError> {
+    let local = migration_dirs(folder)?;
+    let rows = super::history::rows_on(conn, target.schema())
+        .await
+        .map_err(|e| DbError::from_sqlx(e, target))?
+        .unwrap_or_default();
+    Ok(local
+        .into_iter()
+        .filter(|m| {
+            !rows
+                .iter()
+                .any(|row| row.migration_name == m.name && row.rolled_back_at.is_none())
+        })
+        .map(|m| m.name)
+        .collect())
+}
+
 /// A session of its own for the deploy: writable (the checks' pool is read-only), named.
-pub(crate) async fn connect(target: &Target) -> Result<PgConnection, DbError> {
+pub async fn connect(target: &Target) -> Result<PgConnection, DbError> {
     let options = target
         .connect_options()
         .clone()
@@ -332,6 +365,7 @@ pub(crate) async fn connect(target: &Target) -> Result<PgConnection, DbError> {
     let mut conn = PgConnection::connect_with(&options)
         .await
         .map_err(|e| DbError::from_sqlx(e, target))?;
+    crate::db::tune_sockets_to(target);
     // Prisma puts the URL's schema first on the search path of its session.
     sqlx::query("SELECT set_config('search_path', quote_ident($1), false)")
         .bind(target.schema())
@@ -595,16 +629,23 @@ async fn apply(
 ) -> Result<Applied, DeployError> {
     let db = |e: sqlx::Error| DeployError::Db(DbError::from_sqlx(e, target));
     let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {table} (id, checksum, started_at, migration_name) VALUES ($1, $2, $3, $4)"
-    )))
-    .bind(&id)
-    .bind(&migration.checksum)
-    .bind(chrono::Utc::now())
-    .bind(&migration.name)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    let set_timeout = format!(
+        "SET lock_timeout = {}",
+        literal(&format!("{}ms", options.lock_timeout.as_millis().max(1)))
+    );
+    // The row first, so that a deploy that dies during the script leaves it open (failed),
+    // as Prisma's does; the script's lock_timeout travels in the same round trip.
+    let insert = format!(
+        "INSERT INTO {table} (id, checksum, started_at, migration_name) VALUES ({}, {}, {}::timestamptz, {}); {set_timeout}",
+        literal(&id),
+        literal(&migration.checksum),
+        timestamp(chrono::Utc::now()),
+        literal(&migration.name)
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(insert))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
 
     let concurrent = !migration.shape.outside_transactions.is_empty();
     let invalid_before = if concurrent {
@@ -612,16 +653,15 @@ async fn apply(
     } else {
         Vec::new()
     };
-    let set_timeout = format!(
-        "SET lock_timeout = {}",
-        literal(&format!("{}ms", options.lock_timeout.as_millis().max(1)))
-    );
     let mut attempt = 1;
     let failure = loop {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(set_timeout.clone()))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+        if attempt > 1 {
+            // Again before a retry (what the failed script set rolled back with it).
+            sqlx::raw_sql(sqlx::AssertSqlSafe(set_timeout.clone()))
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+        }
         progress(Progress::Started {
             name: migration.name.clone(),
             attempt,
@@ -633,22 +673,18 @@ async fn apply(
         let duration = started.elapsed();
         let err = match result {
             Ok(_) => {
-                // Two statements, in Prisma's order: the step counted, then the finish.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE {table} SET applied_steps_count = applied_steps_count + 1 WHERE id = $1"
-                )))
-                .bind(&id)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE {table} SET finished_at = $1 WHERE id = $2"
-                )))
-                .bind(chrono::Utc::now())
-                .bind(&id)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
+                // Two statements, in Prisma's order (the step counted, then the finish), in
+                // one round trip.
+                let finish = format!(
+                    "UPDATE {table} SET applied_steps_count = applied_steps_count + 1 WHERE id = {id}; \
+                     UPDATE {table} SET finished_at = {}::timestamptz WHERE id = {id}",
+                    timestamp(chrono::Utc::now()),
+                    id = literal(&id)
+                );
+                sqlx::raw_sql(sqlx::AssertSqlSafe(finish))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
                 return Ok(Applied {
                     name: migration.name.clone(),
                     checksum: migration.checksum.clone(),
@@ -720,6 +756,11 @@ async fn apply(
         error: describe(&failure, &migration.script),
         after: format!("; {}", after.join("; ")),
     })
+}
+
+/// A timestamp literal, to the microsecond (what `timestamptz` keeps), in UTC.
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    literal(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }
 
 /// The INVALID indexes of the database, qualified.
