@@ -890,3 +890,56 @@ fn the_baseline_command_confirms_and_reports() {
     let output = command(&["baseline"], &url, &migrations, true);
     assert_one_line_error(&output, 1, "needs no baseline");
 }
+
+#[test]
+fn a_server_that_stops_mid_migration_ends_the_deploy_and_leaves_the_row_open() {
+    // Commits durable as on a production server (the test clusters commit asynchronously, and
+    // an immediate stop would lose the last ones).
+    let (mut cluster, url) = own_cluster(
+        cutover::cluster::ClusterOptions::default().setting("synchronous_commit", "on"),
+    );
+    let database = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    cluster
+        .psql(&database, "DROP TABLE _prisma_migrations")
+        .unwrap();
+    cluster.create_database("fresh").unwrap();
+    let url = url.replace(&format!("/{database}"), "/fresh");
+    let dir = folder(&[
+        ("20260101000000_init", INIT),
+        ("20260102000000_slow", "SELECT pg_sleep(20);\n"),
+    ]);
+    let target = Target::from_url(&url).unwrap();
+    let deploying = std::thread::spawn({
+        let options = options(dir.path());
+        move || block_on(deploy::deploy(&target, &options, |_| {}))
+    });
+    wait_until("the slow migration runs", 30, || {
+        cluster
+            .psql(
+                "fresh",
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%'",
+            )
+            .is_ok_and(|count| count == "1")
+    });
+    cluster.stop();
+    let err = deploying.join().unwrap().expect_err("the server went away");
+    assert_eq!(err.exit_code(), 2, "{err}");
+    assert!(err.to_string().contains("lost the connection"), "{err}");
+    cluster.start_again().unwrap();
+    // The truth, as Prisma would leave it: the first applied, the second started, never
+    // finished, which `status` reports as failed.
+    assert_eq!(
+        cluster
+            .psql("fresh", "SELECT string_agg(migration_name || ':' || (finished_at IS NOT NULL), ',' ORDER BY started_at) FROM _prisma_migrations")
+            .unwrap(),
+        "20260101000000_init:true,20260102000000_slow:false"
+    );
+    assert_eq!(status_of(&url, dir.path()).count("failed"), 1);
+}
