@@ -24,7 +24,7 @@ use serde::Serialize;
 use sqlx::postgres::PgDatabaseError;
 use sqlx::{Connection, PgConnection, Row};
 
-use super::history::{MigrationDir, StatusError, checksum_bytes, migration_dirs};
+use super::history::{self, MigrationDir, StatusError, checksum_bytes, migration_dirs};
 use super::script::{self, Shape};
 use crate::db::{DbError, literal};
 use crate::target::Target;
@@ -252,16 +252,6 @@ impl DeployError {
     }
 }
 
-/// A row of `_prisma_migrations`, as the deploy needs it.
-#[derive(sqlx::FromRow)]
-struct HistoryRow {
-    name: String,
-    started_at: String,
-    finished: bool,
-    rolled_back: bool,
-    logs: String,
-}
-
 /// Reads `migration_lock.toml` as Prisma does (its first line that starts with `provider`);
 /// no file, no check.
 pub fn check_provider(folder: &Path) -> Result<(), DeployError> {
@@ -341,17 +331,13 @@ pub async fn pending(
     folder: &Path,
 ) -> Result<Vec<String>, DeployError> {
     let local = migration_dirs(folder)?;
-    let rows = super::history::rows_on(conn, target.schema())
+    let rows = history::rows_on(conn, target.schema())
         .await
         .map_err(|e| DbError::from_sqlx(e, target))?
         .unwrap_or_default();
     Ok(local
         .into_iter()
-        .filter(|m| {
-            !rows
-                .iter()
-                .any(|row| row.migration_name == m.name && row.rolled_back_at.is_none())
-        })
+        .filter(|m| !history::is_recorded(&rows, &m.name))
         .map(|m| m.name)
         .collect())
 }
@@ -375,23 +361,27 @@ pub async fn connect(target: &Target) -> Result<PgConnection, DbError> {
     Ok(conn)
 }
 
-/// Creates the URL's schema if missing and `_prisma_migrations` in it with Prisma's DDL, if
-/// missing; whether it did.
+/// Creates `_prisma_migrations` with Prisma's DDL if it is missing (and the URL's schema, if
+/// that is missing too); whether it did.
 pub(crate) async fn create_table_if_missing(
     conn: &mut PgConnection,
     target: &Target,
 ) -> Result<bool, DbError> {
-    let db = |e: sqlx::Error| DbError::from_sqlx(e, target);
     let exists: bool = sqlx::query_scalar(
         "SELECT to_regclass(format('%I._prisma_migrations', $1::text)) IS NOT NULL",
     )
     .bind(target.schema())
     .fetch_one(&mut *conn)
     .await
-    .map_err(db)?;
-    if exists {
-        return Ok(false);
+    .map_err(|e| DbError::from_sqlx(e, target))?;
+    if !exists {
+        create_table(conn, target).await?;
     }
+    Ok(!exists)
+}
+
+/// Creates the URL's schema if missing, and `_prisma_migrations` in it with Prisma's DDL.
+async fn create_table(conn: &mut PgConnection, target: &Target) -> Result<(), DbError> {
     let create = format!(
         "CREATE SCHEMA IF NOT EXISTS {}; {}",
         quote_ident(target.schema()),
@@ -400,8 +390,8 @@ pub(crate) async fn create_table_if_missing(
     sqlx::raw_sql(sqlx::AssertSqlSafe(create))
         .execute(&mut *conn)
         .await
-        .map_err(db)?;
-    Ok(true)
+        .map_err(|e| DbError::from_sqlx(e, target))?;
+    Ok(())
 }
 
 /// `"schema"._prisma_migrations`.
@@ -508,13 +498,8 @@ async fn deploy_locked(
     let schema = target.schema();
     let mut report = DeployReport::default();
 
-    let exists: bool = sqlx::query_scalar(
-        "SELECT to_regclass(format('%I._prisma_migrations', $1::text)) IS NOT NULL",
-    )
-    .bind(schema)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
+    let rows = history::rows_on(conn, schema).await.map_err(db)?;
+    let exists = rows.is_some();
     if !exists {
         // Prisma's P3005: only ordinary tables count, PostGIS's own excepted.
         let tables: Vec<String> = sqlx::query_scalar(
@@ -542,35 +527,22 @@ async fn deploy_locked(
         }
     }
 
-    let rows: Vec<HistoryRow> = if exists {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT migration_name::text AS name,
-                    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
-                        AS started_at,
-                    finished_at IS NOT NULL AS finished,
-                    rolled_back_at IS NOT NULL AS rolled_back,
-                    coalesce(logs, '') AS logs
-               FROM {table} ORDER BY started_at, migration_name"
-        )))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?
-    } else {
-        Vec::new()
-    };
-    if let Some(failed) = rows.iter().find(|row| !row.finished && !row.rolled_back) {
-        let error = database_error_of(&failed.logs);
+    let rows = rows.unwrap_or_default();
+    if let Some(failed) = rows
+        .iter()
+        .find(|row| row.finished_at.is_none() && row.rolled_back_at.is_none())
+    {
         return Err(DeployError::FailedInHistory {
-            name: failed.name.clone(),
+            name: failed.migration_name.clone(),
             started_at: failed.started_at.clone(),
-            logs: if error.is_empty() {
-                String::new()
-            } else {
-                format!(": {error}")
-            },
+            logs: failed
+                .logs
+                .as_ref()
+                .map(|error| format!(": {error}"))
+                .unwrap_or_default(),
         });
     }
-    let applied = |name: &str| rows.iter().any(|row| row.name == name && !row.rolled_back);
+    let applied = |name: &str| history::is_recorded(&rows, name);
     report.already_applied = local.iter().filter(|m| applied(&m.name)).count();
 
     // Every pending script is read and checked before the first one runs.
@@ -601,7 +573,7 @@ async fn deploy_locked(
         });
     }
     if !exists {
-        create_table_if_missing(conn, target).await?;
+        create_table(conn, target).await?;
         report.created_table = true;
         progress(Progress::TableCreated {
             table: table.clone(),

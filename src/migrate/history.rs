@@ -182,6 +182,13 @@ pub async fn rows_on(
     Ok(Some(rows))
 }
 
+/// Whether the history records `name` in a way that keeps a deploy from applying it, as Prisma
+/// decides: a row of it that is not rolled back (finished, or failed and not resolved).
+pub fn is_recorded(rows: &[AppliedRow], name: &str) -> bool {
+    rows.iter()
+        .any(|row| row.migration_name == name && row.rolled_back_at.is_none())
+}
+
 /// Where one migration stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
