@@ -49,12 +49,7 @@ impl Answers {
     where
         T: for<'r> sqlx::FromRow<'r, PgRow>,
     {
-        let rows = self
-            .results
-            .get_mut(index)
-            .map(std::mem::take)
-            .unwrap_or_default();
-        rows.iter().map(T::from_row).collect()
+        self.take(index).iter().map(T::from_row).collect()
     }
 
     /// The first column of query `index`'s rows.
@@ -62,12 +57,15 @@ impl Answers {
     where
         T: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
     {
-        let rows = self
-            .results
+        self.take(index).iter().map(|row| row.try_get(0)).collect()
+    }
+
+    /// The rows of query `index`, taken out.
+    fn take(&mut self, index: usize) -> Vec<PgRow> {
+        self.results
             .get_mut(index)
             .map(std::mem::take)
-            .unwrap_or_default();
-        rows.iter().map(|row| row.try_get(0)).collect()
+            .unwrap_or_default()
     }
 
     /// The single row of query `index` (an error when it returned none).

@@ -2,7 +2,6 @@
 //! told apart from a failed one.
 
 use crate::db::{Db, DbError};
-use crate::probes::ProbeError;
 use crate::probes::index_match::{self, ActualIndex, ExpectedIndex, IndexState};
 
 /// One expected index and what the catalog says of it now.
@@ -59,10 +58,7 @@ pub async fn index_statuses(
     tables.dedup();
     let actual = index_match::actual_indexes(db, schema, &tables)
         .await
-        .map_err(|err| match err {
-            ProbeError::Db(err) => err,
-            ProbeError::Sqlx(err) => db.error(err),
-        })?;
+        .map_err(|err| err.into_db_error(db))?;
     Ok(expected
         .iter()
         .map(|index| IndexStatus {

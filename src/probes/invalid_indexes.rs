@@ -37,7 +37,7 @@ pub async fn run(db: &Db, _params: Params) -> ProbeResult {
         ])
         .await?;
     let rows: Vec<(String, String, bool, i64)> = answers.rows(0)?;
-    let builds: Vec<(i64, String, f64)> = answers.rows(1)?;
+    let builds: Vec<index_match::Build> = answers.rows(1)?;
     let mut broken = Vec::new();
     let mut building = Vec::new();
     for (index, table, ready, oid) in rows {

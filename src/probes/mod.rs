@@ -49,6 +49,16 @@ impl From<sqlx::Error> for ProbeError {
     }
 }
 
+impl ProbeError {
+    /// In `db`'s terms (a failed query read as the link's health too).
+    pub fn into_db_error(self, db: &Db) -> DbError {
+        match self {
+            ProbeError::Db(err) => err,
+            ProbeError::Sqlx(err) => db.error(err),
+        }
+    }
+}
+
 /// What every probe returns.
 pub type ProbeResult = Result<Outcome, ProbeError>;
 
@@ -165,7 +175,6 @@ pub fn warm_up() -> Vec<String> {
         builds,
         tables::tables_query(schema, &none),
         tables::columns_query(schema, "'[]'::jsonb"),
-        unique::existing_tables(schema, &none),
     ]
 }
 
@@ -361,7 +370,6 @@ where
     };
     match probe(db, params).await {
         Ok(outcome) => outcome,
-        Err(ProbeError::Db(err)) => Outcome::error(err.to_string()),
-        Err(ProbeError::Sqlx(err)) => Outcome::error(db.error(err).to_string()),
+        Err(err) => Outcome::error(err.into_db_error(db).to_string()),
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use sqlx::Row;
 
 use super::index_match::{self, ExpectedIndex, IndexState};
+use super::tables::tables_query;
 use super::{ProbeResult, bounded_row};
 use crate::db::{Db, literal, text_array};
 use crate::outcome::Outcome;
@@ -70,12 +71,18 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
     let [indexes, builds] = index_match::queries(&schema, &tables);
     let mut answers = db
         .read_batch(&[
-            existing_tables(&literal(&schema), &text_array(&tables)),
+            tables_query(&literal(&schema), &text_array(&tables)),
             indexes,
             builds,
         ])
         .await?;
-    let existing: Vec<String> = answers.column(0)?;
+    // Any kind of relation with the name counts as there (as `to_regclass` finds it).
+    let existing: Vec<String> = answers
+        .rows::<(String, String)>(0)?
+        .into_iter()
+        .filter(|(_, relkind)| !relkind.is_empty())
+        .map(|(name, _)| name)
+        .collect();
     let actual = index_match::from_answers(&mut answers, 1)?;
     let mut searches: Option<crate::db::ReadOnly> = None;
     let mut problems = Vec::new();
@@ -158,13 +165,6 @@ pub async fn run(db: &Db, params: Params) -> ProbeResult {
         ))
     };
     Ok(outcome.with_details(problems.into_iter().chain(notes)))
-}
-
-/// Which of `tables` (a `text[]` expression) exist in `schema` (a text expression).
-pub(crate) fn existing_tables(schema: &str, tables: &str) -> String {
-    format!(
-        "SELECT t FROM unnest({tables}) AS t WHERE to_regclass(format('%I.%I', {schema}::text, t)) IS NOT NULL"
-    )
 }
 
 fn quoted_table(schema: &str, table: &str) -> String {
