@@ -463,6 +463,11 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
     }
     if print_url {
         println!("{url}");
+        eprintln!(
+            "The sample app's Prisma folder: {} (pass --var app_dir={} to check or run)",
+            app.path().join("prisma").display(),
+            app.path().display()
+        );
     } else if !check {
         let target = Target::from_url(&url)?;
         let cwd = std::env::current_dir().context("cannot read the working directory")?;

@@ -64,8 +64,10 @@ fn json_output_follows_the_contract() {
         let section = step["section"].as_str().unwrap();
         assert!(id.starts_with(&format!("{section}.")), "{id}");
         assert!(
-            ["manual", "sql", "probe", "shell", "http", "signoff"]
-                .contains(&step["kind"].as_str().unwrap())
+            [
+                "manual", "sql", "probe", "shell", "http", "signoff", "migrate"
+            ]
+            .contains(&step["kind"].as_str().unwrap())
         );
         let status = step["status"].as_str().unwrap();
         assert!(

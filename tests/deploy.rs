@@ -34,6 +34,7 @@ fn options(dir: &Path) -> DeployOptions {
         lock_wait: Duration::from_secs(10),
         lock_timeout: Duration::from_secs(5),
         retries: 3,
+        ..DeployOptions::default()
     }
 }
 
@@ -942,4 +943,239 @@ fn a_server_that_stops_mid_migration_ends_the_deploy_and_leaves_the_row_open() {
         "20260101000000_init:true,20260102000000_slow:false"
     );
     assert_eq!(status_of(&url, dir.path()).count("failed"), 1);
+}
+
+// The `migrate` step kind: the same deploy, driven by the engine as the wizard and `check` do.
+
+fn deploy_step_runbook(
+    migrations: &Path,
+    extra: &str,
+) -> std::sync::Arc<cutover::runbook::Runbook> {
+    runbook_from(&format!(
+        "name = \"t\"\n[[sections]]\nid = \"apply\"\ntitle = \"Apply\"\n[[sections.steps]]\nid = \"deploy\"\ntitle = \"Deploy\"\nkind = \"migrate\"\nmigrate = \"deploy\"\nmigrations = \"{}\"\n{extra}\n",
+        migrations.display()
+    ))
+}
+
+/// Runs `apply.deploy` of `runbook` on `url` through a fresh engine (no shell allowed),
+/// confirmed with `confirm`; `during` runs once the step has printed `wait_for`, and may send
+/// commands. Returns every event.
+fn run_deploy_step(
+    url: &str,
+    runbook: std::sync::Arc<cutover::runbook::Runbook>,
+    confirm: Option<&str>,
+    wait_for: Option<&str>,
+    during: impl FnOnce(&tokio::sync::mpsc::Sender<cutover::engine::Command>),
+) -> Vec<cutover::engine::Event> {
+    use cutover::engine::{self, Command, EngineConfig, Event};
+    let target = Target::from_url(url).unwrap();
+    block_on(async {
+        let db = cutover::db::Db::connect_lazy(&target, cutover::db::DbSettings::default());
+        let mut handle = engine::spawn(runbook, db, EngineConfig::default());
+        handle
+            .commands
+            .send(Command::RunSteps {
+                ids: vec!["apply.deploy".into()],
+                confirmed_database: confirm.map(str::to_string),
+            })
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        let mut during = Some(during);
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(60), handle.events.recv())
+                .await
+                .expect("the engine answers")
+                .expect("the engine runs");
+            if let (Some(needle), Event::StepOutput { text, .. }) = (wait_for, &event)
+                && text.contains(needle)
+                && let Some(during) = during.take()
+            {
+                during(&handle.commands);
+            }
+            let done = matches!(event, Event::BatchFinished);
+            events.push(event);
+            if done {
+                break;
+            }
+        }
+        handle.shutdown().await;
+        events
+    })
+}
+
+fn finished(events: &[cutover::engine::Event]) -> cutover::outcome::Outcome {
+    events
+        .iter()
+        .find_map(|e| match e {
+            cutover::engine::Event::StepFinished { outcome, .. } => Some(outcome.clone()),
+            _ => None,
+        })
+        .expect("the step finished")
+}
+
+/// The step's outcome, which must have `status`.
+fn finished_as(
+    events: &[cutover::engine::Event],
+    status: cutover::outcome::Status,
+) -> cutover::outcome::Outcome {
+    let outcome = finished(events);
+    assert_eq!(outcome.status, status, "{outcome:?}");
+    outcome
+}
+
+fn output(events: &[cutover::engine::Event]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            cutover::engine::Event::StepOutput { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_deploy_step_applies_the_pending_migrations_only_once_confirmed() {
+    let url = empty_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let dir = folder(&[("1_init", INIT), ("2_price", ADD_PRICE)]);
+    let runbook = deploy_step_runbook(dir.path(), "");
+
+    // Not confirmed: skipped, and nothing written (no shell needed either way).
+    let events = run_deploy_step(&url, runbook.clone(), None, None, |_| {});
+    let outcome = finished_as(&events, cutover::outcome::Status::Skip);
+    assert!(outcome.message.contains("--confirm"), "{}", outcome.message);
+    assert_eq!(
+        psql(&url, "SELECT to_regclass('_prisma_migrations') IS NULL"),
+        "t"
+    );
+
+    // A wrong name does not confirm.
+    let events = run_deploy_step(&url, runbook.clone(), Some("postgres"), None, |_| {});
+    assert_eq!(finished(&events).status, cutover::outcome::Status::Skip);
+
+    let events = run_deploy_step(&url, runbook.clone(), Some(&database), None, |_| {});
+    let outcome = finished_as(&events, cutover::outcome::Status::Pass);
+    assert!(
+        outcome.message.starts_with("applied 2 migration(s)"),
+        "{}",
+        outcome.message
+    );
+    assert!(
+        outcome.details[0].starts_with("1_init: "),
+        "{:?}",
+        outcome.details
+    );
+    let data = outcome.data.expect("the report is the step's data");
+    assert_eq!(data["applied"][1]["name"], "2_price");
+    assert_eq!(
+        data["applied"][1]["checksum"],
+        history::checksum(ADD_PRICE).as_str()
+    );
+    let printed = output(&events);
+    for line in [
+        "2 migration(s) to apply: 1_init, 2_price",
+        "applying 1_init",
+        "✓ applied 2_price in",
+    ] {
+        assert!(printed.contains(line), "{line} in {printed}");
+    }
+    assert!(status_of(&url, dir.path()).up_to_date());
+
+    // Again: nothing to do, and it says so.
+    let events = run_deploy_step(&url, runbook, Some(&database), None, |_| {});
+    let outcome = finished_as(&events, cutover::outcome::Status::Pass);
+    assert_eq!(outcome.message, "no pending migrations: all 2 are applied");
+}
+
+#[test]
+fn a_deploy_step_names_the_session_its_migration_waits_for_and_a_cancel_rolls_it_back() {
+    let url = empty_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let dir = folder(&[("1_init", INIT)]);
+    deploy_with(&url, &options(dir.path())).0.unwrap();
+    add(dir.path(), "2_price", ADD_PRICE);
+    // A long lock_timeout: the migration waits for the table as long as the holder keeps it.
+    let runbook = deploy_step_runbook(dir.path(), "lock_timeout_secs = 60");
+    let holder = background_psql(
+        &url,
+        r#"BEGIN; LOCK TABLE "Item" IN ACCESS SHARE MODE; SELECT pg_sleep(60); COMMIT;"#,
+    );
+    wait_until("the holder has the table", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'Item' AND l.granted",
+        ) == "1"
+    });
+    let events = run_deploy_step(
+        &url,
+        runbook,
+        Some(&database),
+        Some("held by pid"),
+        |commands| {
+            commands
+                .try_send(cutover::engine::Command::CancelStep {
+                    id: "apply.deploy".into(),
+                })
+                .unwrap();
+        },
+    );
+    drop(holder);
+    let printed = output(&events);
+    assert!(
+        printed.contains("2_price (1s): waiting for AccessExclusiveLock on \"Item\", held by pid"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("`psql`"),
+        "the holder's application: {printed}"
+    );
+    let outcome = finished_as(&events, cutover::outcome::Status::Error);
+    assert!(
+        outcome.message.starts_with("cancelled: "),
+        "{}",
+        outcome.message
+    );
+    assert!(outcome.message.contains("57014"), "{}", outcome.message);
+    // The server cancelled the script: nothing of it stayed, and its row keeps the error.
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'Item' AND column_name = 'price'"
+        ),
+        "0"
+    );
+    let logs = psql(
+        &url,
+        "SELECT logs FROM _prisma_migrations WHERE migration_name = '2_price' AND finished_at IS NULL",
+    );
+    assert!(logs.contains("Database error code: 57014"), "{logs}");
+}
+
+#[test]
+fn a_deploy_step_that_outlives_its_timeout_is_cancelled_on_the_server() {
+    let url = empty_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let dir = folder(&[("1_slow", "SELECT pg_sleep(30);\n")]);
+    let runbook = deploy_step_runbook(dir.path(), "timeout_secs = 2");
+    let started = std::time::Instant::now();
+    let events = run_deploy_step(&url, runbook, Some(&database), None, |_| {});
+    let outcome = finished_as(&events, cutover::outcome::Status::Error);
+    assert!(
+        outcome.message.starts_with("timed out after 2s"),
+        "{}",
+        outcome.message
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "the sleep was cancelled"
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"
+        ),
+        "0"
+    );
 }

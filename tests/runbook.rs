@@ -154,8 +154,12 @@ fn shell_steps_of_the_bundled_runbook_keep_the_url_out_of_argv() {
             }
         }
     }
+    // The deploy is native, and asks for the typed confirmation like a destructive shell step.
     let deploy = runbook.step("apply.deploy").unwrap();
-    assert!(matches!(&deploy.action, runbook::Action::Shell(s) if s.destructive));
+    assert!(
+        matches!(&deploy.action, runbook::Action::Migrate(m) if m.op == runbook::MigrateOp::Deploy)
+    );
+    assert!(cutover::engine::plan::is_destructive(deploy));
 }
 
 #[test]

@@ -73,11 +73,21 @@ pub async fn run(database_url: Option<&str>, args: DeployArgs) -> anyhow::Result
         eprintln!("error: not confirmed: nothing was applied");
         return Ok(ExitCode::from(2));
     }
+    // Ctrl-C, SIGTERM or a lost terminal stop the deploy cleanly: before the next migration,
+    // or by cancelling the running script on the server (its row then records the failure).
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        let signal = cutover::engine::termination_signal().await;
+        eprintln!("{signal}: stopping the deploy");
+        on_signal.cancel();
+    });
     let options = DeployOptions {
         migrations: args.migrations,
         lock_wait: Duration::from_secs_f64(args.lock_wait),
         lock_timeout: Duration::from_secs_f64(args.lock_timeout),
         retries: args.retries,
+        cancel,
     };
     let result = deploy::deploy_on(conn, &target, &options, print_progress).await;
     match result {
@@ -97,41 +107,8 @@ pub async fn run(database_url: Option<&str>, args: DeployArgs) -> anyhow::Result
 }
 
 pub(super) fn print_progress(progress: Progress) {
-    match progress {
-        Progress::LockWaiting { holder, waited_ms } => println!(
-            "waiting for Prisma's migration lock ({:.0}s so far): held by {holder}",
-            waited_ms as f64 / 1000.0
-        ),
-        Progress::LockTaken { waited_ms } if waited_ms >= 1000 => println!(
-            "took the migration lock after {:.1}s",
-            waited_ms as f64 / 1000.0
-        ),
-        Progress::LockTaken { .. } => {}
-        Progress::TableCreated { table } => println!("created {table}"),
-        Progress::Pending { names } if names.is_empty() => println!("no pending migrations"),
-        Progress::Pending { names } => {
-            println!("{} migration(s) to apply", names.len());
-        }
-        Progress::Started { name, attempt: 1 } => println!("applying {name}"),
-        Progress::Started { name, attempt } => println!("applying {name} (attempt {attempt})"),
-        Progress::Retrying {
-            name,
-            error,
-            backoff_ms,
-            ..
-        } => println!(
-            "  {name}: {error}; nothing was applied; trying again in {:.1}s",
-            backoff_ms as f64 / 1000.0
-        ),
-        Progress::Finished(applied) => {
-            let retries = match applied.retries {
-                0 => String::new(),
-                n => format!(" after {n} retr{}", if n == 1 { "y" } else { "ies" }),
-            };
-            println!(
-                "✓ applied {} in {} ms{retries}",
-                applied.name, applied.duration_ms
-            );
-        }
+    // Taking a free lock is not news; waiting for it was.
+    if !matches!(progress, Progress::LockTaken { waited_ms } if waited_ms < 1000) {
+        println!("{progress}");
     }
 }

@@ -70,15 +70,7 @@ pub async fn run(database_url: Option<&str>, args: ResolveArgs) -> anyhow::Resul
     .await;
     match result {
         Ok(resolved) => {
-            let what = match resolved.resolution {
-                Resolution::Applied => "recorded as applied (not run)",
-                Resolution::RolledBack => "recorded as rolled back",
-            };
-            let closed = match resolved.rolled_back_rows {
-                0 => String::new(),
-                n => format!("; {n} failed attempt(s) marked rolled back"),
-            };
-            println!("{name}: {what}{closed}");
+            println!("{resolved}");
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {

@@ -3,6 +3,7 @@
 //! concurrently, and sends back `Event`s. It knows nothing of the screen.
 
 mod http;
+mod migrate;
 pub mod plan;
 mod shell;
 
@@ -599,6 +600,43 @@ async fn execute(
             };
             http::run(action, &url, step.timeout.unwrap_or(config.http_timeout)).await
         }
+        Action::Migrate(action) => {
+            if !context.confirmed(confirmed) {
+                return Outcome::skip(format!(
+                    "destructive step: not run without --confirm {}",
+                    context.db.target().database()
+                ));
+            }
+            let folder = match substitute(&action.migrations, vars::Quoting::Verbatim) {
+                Ok(dir) => config.workdir.join(dir),
+                Err(name) => return missing(name),
+            };
+            let migration = match action.migration.as_deref() {
+                Some(name) => match substitute(name, vars::Quoting::Verbatim) {
+                    Ok(name) => Some(name),
+                    Err(name) => return missing(name),
+                },
+                None => None,
+            };
+            let job = migrate::MigrateJob {
+                step_id: &step.id,
+                action,
+                folder,
+                migration,
+                timeout: step.timeout.unwrap_or(config.shell_timeout),
+            };
+            let redactor = read(&context.redactor).clone();
+            let outcome =
+                migrate::run(job, context.db.target(), &context.events, &redactor, cancel).await;
+            if cancel.is_cancelled() && outcome.status == Status::Error {
+                Outcome {
+                    message: format!("{}: {}", context.cancel_reason(), outcome.message),
+                    ..outcome
+                }
+            } else {
+                outcome
+            }
+        }
     }
 }
 
@@ -634,9 +672,14 @@ impl Context {
     }
 
     /// Whether `step` will change the database if it runs: a destructive step that may run
-    /// (shell allowed, confirmed). One that will only be skipped changes nothing.
+    /// (confirmed; a shell step, only with shell allowed). One that will only be skipped
+    /// changes nothing.
     fn will_change(&self, step: &Step, confirmed: Option<&str>) -> bool {
-        plan::is_destructive(step) && self.config.allow_shell && self.confirmed(confirmed)
+        let allowed = match &step.action {
+            Action::Shell(_) => self.config.allow_shell,
+            _ => true,
+        };
+        plan::is_destructive(step) && allowed && self.confirmed(confirmed)
     }
 
     /// "cancelled", with the reason when everything was cancelled for one.

@@ -59,7 +59,11 @@ pub fn blockers(step: &Step, known: &Known) -> Vec<Blocker> {
 
 /// Whether the step changes the target, and so asks for the database name to be typed.
 pub fn is_destructive(step: &Step) -> bool {
-    matches!(&step.action, Action::Shell(shell) if shell.destructive)
+    match &step.action {
+        Action::Shell(shell) => shell.destructive,
+        Action::Migrate(_) => true,
+        _ => false,
+    }
 }
 
 /// Which dependencies [`with_dependencies`] may add.
@@ -146,7 +150,7 @@ pub fn expected_ms(step: &Step, journaled: &HashMap<String, u64>) -> u64 {
         return *ms;
     }
     match &step.action {
-        Action::Shell(_) => 60_000,
+        Action::Shell(_) | Action::Migrate(_) => 60_000,
         Action::Probe { probe, params } if WINDOW_PROBES.contains(&probe.as_str()) => params
             .get("window_secs")
             .and_then(|secs| secs.as_f64())

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sqlx::postgres::PgDatabaseError;
 use sqlx::{Connection, PgConnection, Row};
+use tokio_util::sync::CancellationToken;
 
 use super::history::{self, MigrationDir, StatusError, checksum_bytes, migration_dirs};
 use super::script::{self, Shape};
@@ -63,6 +64,9 @@ pub struct DeployOptions {
     pub lock_timeout: Duration,
     /// How many times a script that timed out on a lock, and left nothing behind, runs again.
     pub retries: u32,
+    /// Stops the deploy: while it waits for the lock, before the next migration, or (asking
+    /// the server to cancel it) during a script, which then fails as a script fails.
+    pub cancel: CancellationToken,
 }
 
 impl Default for DeployOptions {
@@ -72,9 +76,14 @@ impl Default for DeployOptions {
             lock_wait: Duration::from_secs(10),
             lock_timeout: Duration::from_secs(5),
             retries: 3,
+            cancel: CancellationToken::new(),
         }
     }
 }
+
+/// How often a running script is looked at from a second session (lock waits, index builds),
+/// and how long it runs before the first look: quick scripts are never looked at.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// What a deploy says as it goes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -120,8 +129,117 @@ pub enum Progress {
         /// The server's error.
         error: String,
     },
+    /// A running script waits for a lock that another session holds.
+    LockBlocked {
+        /// The migration.
+        name: String,
+        /// The lock it asks for: mode and relation, as `pg_locks` shows them.
+        wants: String,
+        /// The sessions that hold it back.
+        blockers: String,
+        /// How long the script has run, in milliseconds.
+        running_ms: u64,
+    },
+    /// A running script builds an index (`pg_stat_progress_create_index`).
+    Building {
+        /// The migration.
+        name: String,
+        /// The index, when the server names it yet.
+        index: String,
+        /// Its table.
+        table: String,
+        /// The build's phase.
+        phase: String,
+        /// Percent of the phase done, when the server counts it.
+        percent: Option<f64>,
+    },
+    /// A script is still running (said every few seconds when nothing else is).
+    Running {
+        /// The migration.
+        name: String,
+        /// How long it has run, in milliseconds.
+        running_ms: u64,
+    },
     /// A migration was applied and recorded.
     Finished(Applied),
+}
+
+impl std::fmt::Display for Progress {
+    /// One line, as `cutover deploy` prints it and a runbook step's output shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = |ms: &u64| *ms as f64 / 1000.0;
+        match self {
+            Progress::LockWaiting { holder, waited_ms } => write!(
+                f,
+                "waiting for Prisma's migration lock ({:.0}s so far): held by {holder}",
+                secs(waited_ms)
+            ),
+            Progress::LockTaken { waited_ms } => {
+                write!(f, "took the migration lock after {:.1}s", secs(waited_ms))
+            }
+            Progress::TableCreated { table } => write!(f, "created {table}"),
+            Progress::Pending { names } if names.is_empty() => write!(f, "no pending migrations"),
+            Progress::Pending { names } => {
+                write!(
+                    f,
+                    "{} migration(s) to apply: {}",
+                    names.len(),
+                    names.join(", ")
+                )
+            }
+            Progress::Started { name, attempt: 1 } => write!(f, "applying {name}"),
+            Progress::Started { name, attempt } => {
+                write!(f, "applying {name} (attempt {attempt})")
+            }
+            Progress::Retrying {
+                name,
+                error,
+                backoff_ms,
+                ..
+            } => write!(
+                f,
+                "  {name}: {error}; nothing was applied; trying again in {:.1}s",
+                secs(backoff_ms)
+            ),
+            Progress::LockBlocked {
+                name,
+                wants,
+                blockers,
+                running_ms,
+            } => write!(
+                f,
+                "  {name} ({:.0}s): waiting for {wants}, held by {blockers}",
+                secs(running_ms)
+            ),
+            Progress::Building {
+                name,
+                index,
+                table,
+                phase,
+                percent,
+            } => {
+                let done = percent.map(|p| format!(" {p:.0}%")).unwrap_or_default();
+                write!(
+                    f,
+                    "  {name}: building index {index} on {table}: {phase}{done}"
+                )
+            }
+            Progress::Running { name, running_ms } => {
+                write!(f, "  {name}: still running ({:.0}s)", secs(running_ms))
+            }
+            Progress::Finished(applied) => {
+                let retries = match applied.retries {
+                    0 => String::new(),
+                    n => format!(" after {n} retr{}", if n == 1 { "y" } else { "ies" }),
+                };
+                write!(
+                    f,
+                    "✓ applied {} in {} ms{retries}",
+                    applied.name, applied.duration_ms
+                )
+            }
+        }
+    }
 }
 
 /// One migration applied.
@@ -135,6 +253,11 @@ pub struct Applied {
     pub duration_ms: u64,
     /// Runs that timed out on a lock before it went through.
     pub retries: u32,
+    /// Time lost before the run that went through (the runs that timed out on a lock, and
+    /// the waits between them), in milliseconds.
+    pub lost_ms: u64,
+    /// When it started (the row's `started_at`), RFC 3339 in UTC.
+    pub started_at: String,
 }
 
 /// What a deploy did.
@@ -146,6 +269,8 @@ pub struct DeployReport {
     pub already_applied: usize,
     /// Whether this run created `_prisma_migrations`.
     pub created_table: bool,
+    /// How long it waited for Prisma's advisory lock, in milliseconds.
+    pub lock_wait_ms: u64,
 }
 
 /// Why a deploy stopped.
@@ -228,6 +353,16 @@ pub enum DeployError {
         started_at: String,
         /// `: <its error>`, when it logged one.
         logs: String,
+    },
+    /// The deploy was cancelled between two migrations (or while it waited for the lock).
+    #[error(
+        "cancelled {when}: {applied} migration(s) applied by this run, none of the rest started; deploy again to apply them"
+    )]
+    Cancelled {
+        /// When: "while waiting for the migration lock", "before NAME".
+        when: String,
+        /// Migrations applied by this run before.
+        applied: usize,
     },
     /// A script failed.
     #[error("migration {name} failed: {error}{after}")]
@@ -314,8 +449,18 @@ pub async fn deploy_on(
     let result = async {
         check_provider(&options.migrations)?;
         let local = migration_dirs(&options.migrations)?;
-        take_lock(&mut conn, target, options.lock_wait, &mut progress).await?;
-        deploy_locked(&mut conn, target, local, options, &mut progress).await
+        let (pid, waited) = take_lock(
+            &mut conn,
+            target,
+            options.lock_wait,
+            &options.cancel,
+            &mut progress,
+        )
+        .await?;
+        let session = Session { pid, target };
+        let mut report = deploy_locked(&mut conn, &session, local, options, &mut progress).await?;
+        report.lock_wait_ms = waited.as_millis() as u64;
+        Ok(report)
     }
     .await;
     // The lock goes with the session; saying goodbye releases it at once.
@@ -403,33 +548,45 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Takes Prisma's advisory lock, waiting up to `wait`, and says who holds it meanwhile. The
-/// wait is the server's own (`pg_advisory_lock` under a `lock_timeout` of at most a second at
-/// a time), so the lock is ours the moment its holder lets go.
+/// Takes Prisma's advisory lock, waiting up to `wait` (or until `cancel`), and says who holds
+/// it meanwhile. The wait is the server's own (`pg_advisory_lock` under a `lock_timeout` of at
+/// most a second at a time), so the lock is ours the moment its holder lets go. Returns the
+/// session's backend pid and how long it waited.
 pub(crate) async fn take_lock(
     conn: &mut PgConnection,
     target: &Target,
     wait: Duration,
+    cancel: &CancellationToken,
     progress: &mut impl FnMut(Progress),
-) -> Result<(), DeployError> {
+) -> Result<(i32, Duration), DeployError> {
     let started = Instant::now();
     loop {
+        if cancel.is_cancelled() {
+            return Err(DeployError::Cancelled {
+                when: "while waiting for the migration lock".to_string(),
+                applied: 0,
+            });
+        }
         let slice = wait
             .saturating_sub(started.elapsed())
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
         let attempt = format!(
-            "SET lock_timeout = '{}ms'; SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})",
+            "SET lock_timeout = '{}ms'; SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})::text, pg_backend_pid()",
             slice.as_millis()
         );
         match sqlx::raw_sql(sqlx::AssertSqlSafe(attempt))
-            .execute(&mut *conn)
+            .fetch_all(&mut *conn)
             .await
         {
-            Ok(_) => {
+            Ok(rows) => {
+                let pid = rows
+                    .first()
+                    .and_then(|row| row.try_get::<i32, _>(1).ok())
+                    .unwrap_or(0);
                 progress(Progress::LockTaken {
                     waited_ms: started.elapsed().as_millis() as u64,
                 });
-                return Ok(());
+                return Ok((pid, started.elapsed()));
             }
             Err(err) if sqlstate(&err).as_deref() == Some("55P03") => {
                 let holder = lock_holder(conn, target).await?;
@@ -486,13 +643,21 @@ async fn lock_holder(conn: &mut PgConnection, target: &Target) -> Result<String,
     })
 }
 
+/// The deploy's session, once it holds the lock: its backend (to watch a running script from
+/// a second session, and to cancel it) and its target.
+struct Session<'t> {
+    pid: i32,
+    target: &'t Target,
+}
+
 async fn deploy_locked(
     conn: &mut PgConnection,
-    target: &Target,
+    session: &Session<'_>,
     local: Vec<MigrationDir>,
     options: &DeployOptions,
     progress: &mut impl FnMut(Progress),
 ) -> Result<DeployReport, DeployError> {
+    let target = session.target;
     let db = |e: sqlx::Error| DeployError::Db(DbError::from_sqlx(e, target));
     let table = table_name(target);
     let schema = target.schema();
@@ -583,7 +748,13 @@ async fn deploy_locked(
         names: ready.iter().map(|m| m.name.clone()).collect(),
     });
     for migration in &ready {
-        let applied = apply(conn, target, &table, migration, options, progress).await?;
+        if options.cancel.is_cancelled() {
+            return Err(DeployError::Cancelled {
+                when: format!("before {}", migration.name),
+                applied: report.applied.len(),
+            });
+        }
+        let applied = apply(conn, session, &table, migration, options, progress).await?;
         progress(Progress::Finished(applied.clone()));
         report.applied.push(applied);
     }
@@ -593,14 +764,17 @@ async fn deploy_locked(
 /// Runs one migration and records it as Prisma does.
 async fn apply(
     conn: &mut PgConnection,
-    target: &Target,
+    session: &Session<'_>,
     table: &str,
     migration: &Ready,
     options: &DeployOptions,
     progress: &mut impl FnMut(Progress),
 ) -> Result<Applied, DeployError> {
+    let target = session.target;
     let db = |e: sqlx::Error| DeployError::Db(DbError::from_sqlx(e, target));
     let id = uuid::Uuid::new_v4().to_string();
+    let began = Instant::now();
+    let started_at = chrono::Utc::now();
     let set_timeout = format!(
         "SET lock_timeout = {}",
         literal(&format!("{}ms", options.lock_timeout.as_millis().max(1)))
@@ -611,7 +785,7 @@ async fn apply(
         "INSERT INTO {table} (id, checksum, started_at, migration_name) VALUES ({}, {}, {}::timestamptz, {}); {set_timeout}",
         literal(&id),
         literal(&migration.checksum),
-        timestamp(chrono::Utc::now()),
+        timestamp(started_at),
         literal(&migration.name)
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(insert))
@@ -639,9 +813,7 @@ async fn apply(
             attempt,
         });
         let started = Instant::now();
-        let result = sqlx::raw_sql(sqlx::AssertSqlSafe(migration.script.clone()))
-            .execute(&mut *conn)
-            .await;
+        let result = run_watched(conn, session, migration, options, progress).await;
         let duration = started.elapsed();
         let err = match result {
             Ok(_) => {
@@ -662,6 +834,8 @@ async fn apply(
                     checksum: migration.checksum.clone(),
                     duration_ms: duration.as_millis() as u64,
                     retries: attempt - 1,
+                    lost_ms: (began.elapsed().saturating_sub(duration)).as_millis() as u64,
+                    started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 });
             }
             Err(err) => err,
@@ -672,7 +846,11 @@ async fn apply(
             return Err(db(err));
         }
         let lock_timeout = sqlstate(&err).as_deref() == Some("55P03");
-        if lock_timeout && migration.shape.failure_leaves_nothing() && attempt <= options.retries {
+        if lock_timeout
+            && migration.shape.failure_leaves_nothing()
+            && attempt <= options.retries
+            && !options.cancel.is_cancelled()
+        {
             let backoff = Duration::from_millis(500 * (1 << (attempt - 1).min(4)));
             progress(Progress::Retrying {
                 name: migration.name.clone(),
@@ -728,6 +906,154 @@ async fn apply(
         error: describe(&failure, &migration.script),
         after: format!("; {}", after.join("; ")),
     })
+}
+
+/// Runs the script on `conn`. While it runs (after the first [`WATCH_EVERY`]) a second session
+/// looks at it once a second: the lock it waits for and who holds it, the index it builds and
+/// how far; and when `options.cancel` fires, the server is asked to cancel it, so that it
+/// fails (and its implicit transaction rolls back) as any failing script does.
+async fn run_watched(
+    conn: &mut PgConnection,
+    session: &Session<'_>,
+    migration: &Ready,
+    options: &DeployOptions,
+    progress: &mut impl FnMut(Progress),
+) -> Result<(), sqlx::Error> {
+    let started = Instant::now();
+    let script = sqlx::raw_sql(sqlx::AssertSqlSafe(migration.script.clone())).execute(&mut *conn);
+    tokio::pin!(script);
+    let mut watcher: Option<PgConnection> = None;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + WATCH_EVERY, WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cancel_sent = false;
+    let mut last_said = Instant::now();
+    let result = loop {
+        tokio::select! {
+            result = &mut script => break result,
+            _ = tick.tick() => {
+                let running_ms = started.elapsed().as_millis() as u64;
+                let seen = tokio::time::timeout(
+                    WATCH_EVERY,
+                    look_at(&mut watcher, session, &migration.name, running_ms),
+                )
+                .await;
+                match seen {
+                    Ok(Some(report)) => {
+                        progress(report);
+                        last_said = Instant::now();
+                    }
+                    _ if last_said.elapsed() >= Duration::from_secs(5) => {
+                        progress(Progress::Running { name: migration.name.clone(), running_ms });
+                        last_said = Instant::now();
+                    }
+                    _ => {}
+                }
+            }
+            _ = options.cancel.cancelled(), if !cancel_sent => {
+                cancel_sent = true;
+                cancel_backend(&mut watcher, session).await;
+            }
+        }
+    };
+    if let Some(watcher) = watcher {
+        let _ = watcher.close().await;
+    }
+    result.map(|_| ())
+}
+
+/// What the deploy's backend is doing, seen from `watcher` (opened on first use): waiting for
+/// a lock (which, and who holds it) or building an index (phase and progress); `None` when
+/// neither, or when the look failed (the script's own result says what matters).
+async fn look_at(
+    watcher: &mut Option<PgConnection>,
+    session: &Session<'_>,
+    name: &str,
+    running_ms: u64,
+) -> Option<Progress> {
+    let conn = watcher_session(watcher, session).await?;
+    let row = sqlx::query(
+        "SELECT a.wait_event_type = 'Lock',
+                (SELECT l.mode || ' on ' || coalesce(l.relation::regclass::text, l.locktype)
+                   FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted LIMIT 1),
+                (SELECT string_agg(format('pid %s (`%s`, %s%s)', b.pid,
+                                          coalesce(nullif(b.application_name, ''), 'no application_name'),
+                                          coalesce(b.state, 'unknown'),
+                                          coalesce(', transaction open for ' || date_trunc('second', now() - b.xact_start)::text, '')),
+                                   '; ' ORDER BY b.pid)
+                   FROM pg_stat_activity b WHERE b.pid = ANY (pg_blocking_pids(a.pid))),
+                nullif(p.index_relid, 0)::regclass::text,
+                p.relid::regclass::text,
+                p.phase,
+                CASE WHEN p.blocks_total > 0 THEN 100.0 * p.blocks_done / p.blocks_total
+                     WHEN p.tuples_total > 0 THEN 100.0 * p.tuples_done / p.tuples_total
+                     WHEN p.lockers_total > 0 THEN 100.0 * p.lockers_done / p.lockers_total END::float8
+           FROM pg_stat_activity a
+           LEFT JOIN pg_stat_progress_create_index p ON p.pid = a.pid
+          WHERE a.pid = $1",
+    )
+    .bind(session.pid)
+    .fetch_optional(&mut *conn)
+    .await
+    .ok()??;
+    let waiting: Option<bool> = row.try_get(0).ok()?;
+    let wants: Option<String> = row.try_get(1).ok()?;
+    let blockers: Option<String> = row.try_get(2).ok()?;
+    let phase: Option<String> = row.try_get(5).ok()?;
+    if waiting == Some(true) {
+        return Some(Progress::LockBlocked {
+            name: name.to_string(),
+            wants: wants.unwrap_or_else(|| "a lock".to_string()),
+            blockers: blockers.unwrap_or_else(|| "a session that let go just now".to_string()),
+            running_ms,
+        });
+    }
+    let phase = phase?;
+    Some(Progress::Building {
+        name: name.to_string(),
+        index: row
+            .try_get::<Option<String>, _>(3)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "(not named yet)".to_string()),
+        table: row
+            .try_get::<Option<String>, _>(4)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        phase,
+        percent: row.try_get(6).ok().flatten(),
+    })
+}
+
+/// The second session, opened on first use (a quick script never needs one).
+async fn watcher_session<'w>(
+    watcher: &'w mut Option<PgConnection>,
+    session: &Session<'_>,
+) -> Option<&'w mut PgConnection> {
+    if watcher.is_none() {
+        let options = session
+            .target
+            .connect_options()
+            .clone()
+            .application_name(DEPLOY_APPLICATION_NAME);
+        *watcher = PgConnection::connect_with(&options).await.ok();
+    }
+    watcher.as_mut()
+}
+
+/// Asks the server to cancel what the deploy's backend runs (`pg_cancel_backend`, from the
+/// second session): the script fails with 57014 and its implicit transaction rolls back.
+async fn cancel_backend(watcher: &mut Option<PgConnection>, session: &Session<'_>) {
+    let Some(conn) = watcher_session(watcher, session).await else {
+        return;
+    };
+    let cancelled = sqlx::query("SELECT pg_cancel_backend($1)")
+        .bind(session.pid)
+        .execute(&mut *conn)
+        .await;
+    if let Err(err) = cancelled {
+        tracing::warn!(error = %err, pid = session.pid, "could not cancel the deploy's script");
+    }
 }
 
 /// A timestamp literal, to the microsecond (what `timestamptz` keeps), in UTC.

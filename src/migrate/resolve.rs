@@ -36,6 +36,21 @@ pub struct Resolved {
     pub created_table: bool,
 }
 
+impl std::fmt::Display for Resolved {
+    /// `NAME: recorded as applied (not run); 1 failed attempt(s) marked rolled back`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.resolution {
+            Resolution::Applied => "recorded as applied (not run)",
+            Resolution::RolledBack => "recorded as rolled back",
+        };
+        write!(f, "{}: {what}", self.name)?;
+        match self.rolled_back_rows {
+            0 => Ok(()),
+            n => write!(f, "; {n} failed attempt(s) marked rolled back"),
+        }
+    }
+}
+
 /// Why a resolve was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -135,7 +150,14 @@ pub async fn resolve(
     let mut conn = deploy::connect(target).await.map_err(DeployError::from)?;
     let mut progress = progress;
     let result = async {
-        deploy::take_lock(&mut conn, target, lock_wait, &mut progress).await?;
+        deploy::take_lock(
+            &mut conn,
+            target,
+            lock_wait,
+            &tokio_util::sync::CancellationToken::new(),
+            &mut progress,
+        )
+        .await?;
         match script {
             Some(script) => applied(&mut conn, target, name, &script, &mut progress).await,
             None => rolled_back(&mut conn, target, name).await,

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::model::{
-    Action, Expectation, HttpAction, Kind, Runbook, Section, ShellAction, Step, Variable,
+    Action, Expectation, HttpAction, Kind, MigrateAction, MigrateOp, Runbook, Section, ShellAction,
+    Step, Variable,
 };
 use super::raw::{RawExpectation, RawRunbook, RawStep};
 use super::vars;
@@ -328,7 +329,7 @@ impl Checker<'_> {
     }
 
     fn reject_foreign_fields(&mut self, raw: &RawStep, kind: Kind) {
-        let present: [(&str, Kind, bool); 14] = [
+        let present: [(&str, Kind, bool); 20] = [
             ("query", Kind::Sql, raw.query.is_some()),
             ("expect", Kind::Sql, raw.expect.is_some()),
             ("probe", Kind::Probe, raw.probe.is_some()),
@@ -343,6 +344,20 @@ impl Checker<'_> {
             ("expect_status", Kind::Http, raw.expect_status.is_some()),
             ("max_latency_ms", Kind::Http, raw.max_latency_ms.is_some()),
             ("role", Kind::Signoff, raw.role.is_some()),
+            ("migrate", Kind::Migrate, raw.migrate.is_some()),
+            ("migrations", Kind::Migrate, raw.migrations.is_some()),
+            ("migration", Kind::Migrate, raw.migration.is_some()),
+            (
+                "lock_wait_secs",
+                Kind::Migrate,
+                raw.lock_wait_secs.is_some(),
+            ),
+            (
+                "lock_timeout_secs",
+                Kind::Migrate,
+                raw.lock_timeout_secs.is_some(),
+            ),
+            ("retries", Kind::Migrate, raw.retries.is_some()),
         ];
         for (field, owner, is_present) in present {
             if is_present && owner != kind {
@@ -493,7 +508,91 @@ impl Checker<'_> {
                     max_latency,
                 }))
             }
+            Kind::Migrate => self.migrate_action(full_id, raw),
         }
+    }
+
+    /// A `migrate` step: the action, the folder, the migration it names (required to resolve,
+    /// refused for a deploy), and the deploy's own settings (refused elsewhere).
+    fn migrate_action(&mut self, full_id: &str, raw: &RawStep) -> Option<Action> {
+        let op_field = self.require(raw, &raw.migrate, "migrate")?;
+        let op = *op_field.get_ref();
+        let op_span = op_field.span();
+        let migration = match (&raw.migration, op) {
+            (Some(name), MigrateOp::Deploy) => {
+                self.report(
+                    name.span(),
+                    format!("step `{full_id}`: a deploy applies every pending migration; `migration` names one"),
+                    "remove `migration`",
+                );
+                None
+            }
+            (Some(name), _) => Some(name.get_ref().clone()),
+            (None, MigrateOp::ResolveApplied | MigrateOp::ResolveRolledBack) => {
+                self.report(
+                    op_span.clone(),
+                    format!(
+                        "step `{full_id}`: `migrate = \"{}\"` needs `migration`, the folder name of the migration to resolve",
+                        op.as_str()
+                    ),
+                    "add `migration = \"...\"`",
+                );
+                None
+            }
+            (None, MigrateOp::Baseline) => Some("0_init".to_string()),
+            (None, MigrateOp::Deploy) => None,
+        };
+        if op != MigrateOp::Deploy {
+            let deploy_only = [
+                (
+                    "lock_timeout_secs",
+                    raw.lock_timeout_secs.as_ref().map(|f| f.span()),
+                ),
+                ("retries", raw.retries.as_ref().map(|f| f.span())),
+            ];
+            for (field, span) in deploy_only {
+                if let Some(span) = span {
+                    self.report(
+                        span,
+                        format!(
+                            "step `{full_id}`: `{field}` belongs to `migrate = \"deploy\"`, not `{}`",
+                            op.as_str()
+                        ),
+                        format!("remove `{field}`"),
+                    );
+                }
+            }
+        }
+        let mut seconds = |field: &Option<toml::Spanned<f64>>, name: &str, default: f64| {
+            let Some(value) = field else {
+                return Duration::from_secs_f64(default);
+            };
+            let secs = *value.get_ref();
+            if !(secs.is_finite() && (0.0..=86_400.0).contains(&secs)) {
+                self.report(
+                    value.span(),
+                    format!(
+                        "step `{full_id}`: `{name}` must be a number of seconds between 0 and 86400"
+                    ),
+                    "",
+                );
+                return Duration::from_secs_f64(default);
+            }
+            Duration::from_secs_f64(secs)
+        };
+        let lock_wait = seconds(&raw.lock_wait_secs, "lock_wait_secs", 10.0);
+        let lock_timeout = seconds(&raw.lock_timeout_secs, "lock_timeout_secs", 5.0);
+        Some(Action::Migrate(MigrateAction {
+            op,
+            migrations: raw
+                .migrations
+                .clone()
+                .unwrap_or_else(|| "prisma/migrations".to_string()),
+            migration,
+            lock_wait,
+            lock_timeout,
+            retries: raw.retries.as_ref().map_or(3, |r| *r.get_ref()),
+        }))
     }
 }
 

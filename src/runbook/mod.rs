@@ -8,8 +8,8 @@ pub mod vars;
 
 pub use load::{Diagnostic, ProbeCatalog, RunbookError, load_file, load_str};
 pub use model::{
-    Action, Expectation, HttpAction, Kind, Runbook, Section, Severity, ShellAction, Step,
-    Thresholds, Variable,
+    Action, Expectation, HttpAction, Kind, MigrateAction, MigrateOp, Runbook, Section, Severity,
+    ShellAction, Step, Thresholds, Variable,
 };
 
 /// The bundled runbook's TOML text (`cutover runbook export` prints it).

@@ -129,6 +129,8 @@ pub enum Kind {
     Http,
     /// A named role signs.
     Signoff,
+    /// A built-in migration action (deploy, baseline, resolve): it writes to the target.
+    Migrate,
 }
 
 impl Kind {
@@ -141,6 +143,7 @@ impl Kind {
             Kind::Shell => "shell",
             Kind::Http => "http",
             Kind::Signoff => "signoff",
+            Kind::Migrate => "migrate",
         }
     }
 
@@ -181,6 +184,7 @@ impl Step {
             Action::Shell(_) => Kind::Shell,
             Action::Http(_) => Kind::Http,
             Action::Signoff { .. } => Kind::Signoff,
+            Action::Migrate(_) => Kind::Migrate,
         }
     }
 
@@ -214,6 +218,11 @@ impl Step {
                 texts
             }
             Action::Http(http) => vec![http.url.as_str()],
+            Action::Migrate(migrate) => {
+                let mut texts = vec![migrate.migrations.as_str()];
+                texts.extend(migrate.migration.as_deref());
+                texts
+            }
         }
     }
 }
@@ -256,6 +265,64 @@ pub enum Action {
         /// The role that signs (e.g. "DBA").
         role: String,
     },
+    /// A built-in migration action, run natively (no Node): it writes to the target, so it
+    /// always asks for the typed confirmation.
+    Migrate(MigrateAction),
+}
+
+/// Which migration action a `migrate` step runs (`migrate = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrateOp {
+    /// Apply the pending migrations (`cutover deploy`, Prisma's `migrate deploy`).
+    Deploy,
+    /// The checklist's Phase 1, only on a database without a history: write (or take) the
+    /// baseline migration from the live schema and record it as applied (`cutover baseline`).
+    /// With a history it has nothing to do, and passes.
+    Baseline,
+    /// Record `migration` as applied without running it (`cutover resolve --applied`).
+    ResolveApplied,
+    /// Record `migration`'s failed run as rolled back (`cutover resolve --rolled-back`).
+    ResolveRolledBack,
+}
+
+impl MigrateOp {
+    /// The name used in the runbook.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrateOp::Deploy => "deploy",
+            MigrateOp::Baseline => "baseline",
+            MigrateOp::ResolveApplied => "resolve_applied",
+            MigrateOp::ResolveRolledBack => "resolve_rolled_back",
+        }
+    }
+
+    /// The command line that does the same, for the step's description.
+    pub fn command(self) -> &'static str {
+        match self {
+            MigrateOp::Deploy => "cutover deploy",
+            MigrateOp::Baseline => "cutover baseline",
+            MigrateOp::ResolveApplied => "cutover resolve --applied",
+            MigrateOp::ResolveRolledBack => "cutover resolve --rolled-back",
+        }
+    }
+}
+
+/// A `migrate` step.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateAction {
+    /// What it does.
+    pub op: MigrateOp,
+    /// The Prisma migrations folder (relative to where cutover runs).
+    pub migrations: String,
+    /// The migration it names: the baseline's folder (default `0_init`), the one resolved.
+    pub migration: Option<String>,
+    /// How long to wait for Prisma's advisory lock.
+    pub lock_wait: Duration,
+    /// `lock_timeout` of each migration (deploy).
+    pub lock_timeout: Duration,
+    /// Runs again of a migration that timed out on a lock and left nothing behind (deploy).
+    pub retries: u32,
 }
 
 /// What a SQL step's rows must look like.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::model::{Kind, Severity, Thresholds};
+use super::model::{Kind, MigrateOp, Severity, Thresholds};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +76,13 @@ pub(super) struct RawStep {
     pub max_latency_ms: Option<Spanned<f64>>,
     // signoff
     pub role: Option<Spanned<String>>,
+    // migrate
+    pub migrate: Option<Spanned<MigrateOp>>,
+    pub migrations: Option<String>,
+    pub migration: Option<Spanned<String>>,
+    pub lock_wait_secs: Option<Spanned<f64>>,
+    pub lock_timeout_secs: Option<Spanned<f64>>,
+    pub retries: Option<Spanned<u32>>,
 }
 
 /// A SQL step's expectation as written: the model's, plus bounds that name one of the

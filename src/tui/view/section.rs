@@ -23,7 +23,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let list_height = (section.steps.len() as u16 + 2).min(area.height / 2).max(4);
     // Output is for steps that print: shell steps, or any step that printed something.
     let prints = app.selected_step().is_some_and(|step| {
-        matches!(step.action, Action::Shell(_))
+        matches!(step.action, Action::Shell(_) | Action::Migrate(_))
             || app.state(&step.id).is_some_and(|s| !s.output.is_empty())
     });
     let output_share = if prints { 35 } else { 0 };
@@ -176,6 +176,18 @@ fn what_runs(step: &Step) -> Option<String> {
         Action::Shell(shell) => format!("$ {}", shell.command.trim()),
         Action::Http(http) => format!("{} {}", http.method, http.url),
         Action::Probe { probe, .. } => format!("built-in probe: {probe}"),
+        Action::Migrate(migrate) => {
+            let name = migrate
+                .migration
+                .as_deref()
+                .map(|name| format!(" {name}"))
+                .unwrap_or_default();
+            format!(
+                "built-in: {}{name} --migrations {} (native, no Node)",
+                migrate.op.command(),
+                migrate.migrations
+            )
+        }
         Action::Signoff { role } => format!("signed by: {role}"),
         Action::Manual => return None,
     };

@@ -1,0 +1,233 @@
+//! `migrate` steps: deploy, baseline and resolve, run natively by the engine (no Node), with
+//! their progress streamed as output lines, as a shell step's would be.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Event, OutputStream};
+use crate::migrate::baseline::{self, BaselineError, BaselineOptions};
+use crate::migrate::deploy::{self, DeployOptions, Progress};
+use crate::migrate::resolve::{self, Resolution};
+use crate::outcome::Outcome;
+use crate::redact::Redactor;
+use crate::runbook::{MigrateAction, MigrateOp};
+use crate::target::Target;
+
+/// One `migrate` step, its templates substituted.
+pub(super) struct MigrateJob<'a> {
+    pub step_id: &'a str,
+    pub action: &'a MigrateAction,
+    /// The migrations folder.
+    pub folder: PathBuf,
+    /// The migration it names (baseline, resolve).
+    pub migration: Option<String>,
+    /// The step's timeout: past it the deploy is cancelled (the running script too).
+    pub timeout: Duration,
+}
+
+/// How long a cancelled deploy may take to cancel its script and record the failure before it
+/// is dropped (a server that no longer answers).
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the step; its progress goes out as output lines of the step (secrets masked), and its
+/// result is the step's outcome: pass when it did what it should (or had nothing to do), fail
+/// when a migration failed or was refused, error when it could not run (folder, connection).
+pub(super) async fn run(
+    job: MigrateJob<'_>,
+    target: &Target,
+    events: &mpsc::Sender<Event>,
+    redactor: &Redactor,
+    cancel: &CancellationToken,
+) -> Outcome {
+    // The migration code reports synchronously; the lines reach the bounded event channel
+    // through an unbounded one, in order, while the action runs.
+    let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<String>();
+    let say = move |progress: Progress| {
+        // Taking a free lock is not news; waiting for it was.
+        if !matches!(progress, Progress::LockTaken { waited_ms } if waited_ms < 1000) {
+            let _ = lines_tx.send(progress.to_string());
+        }
+    };
+    let forward = async {
+        while let Some(line) = lines_rx.recv().await {
+            let _ = events
+                .send(Event::StepOutput {
+                    id: job.step_id.to_string(),
+                    stream: OutputStream::Stdout,
+                    text: format!("{}\n", redactor.redact(&line)),
+                })
+                .await;
+        }
+    };
+    let action = job.action;
+    let work = async move {
+        match action.op {
+            MigrateOp::Deploy => deploy_step(&job, target, cancel, say).await,
+            MigrateOp::Baseline => {
+                let options = BaselineOptions {
+                    migrations: job.folder.clone(),
+                    name: job.migration.clone().unwrap_or_else(|| "0_init".into()),
+                    lock_wait: action.lock_wait,
+                };
+                let baseline = baseline::baseline(target, &options, say);
+                tokio::select! {
+                    result = tokio::time::timeout(job.timeout, baseline) => match result {
+                        Ok(result) => baseline_outcome(result),
+                        Err(_) => Outcome::error(format!("timed out after {}s", job.timeout.as_secs())),
+                    },
+                    _ = cancel.cancelled() => Outcome::error("cancelled"),
+                }
+            }
+            MigrateOp::ResolveApplied | MigrateOp::ResolveRolledBack => {
+                let resolution = if action.op == MigrateOp::ResolveApplied {
+                    Resolution::Applied
+                } else {
+                    Resolution::RolledBack
+                };
+                let name = job.migration.clone().unwrap_or_default();
+                let resolve = resolve::resolve(
+                    target,
+                    &job.folder,
+                    &name,
+                    resolution,
+                    action.lock_wait,
+                    say,
+                );
+                tokio::select! {
+                    result = tokio::time::timeout(job.timeout, resolve) => match result {
+                        Ok(Ok(resolved)) => Outcome::pass(format!("{resolved}")),
+                        Ok(Err(err)) => failed(err.to_string(), err.exit_code()),
+                        Err(_) => Outcome::error(format!("timed out after {}s", job.timeout.as_secs())),
+                    },
+                    _ = cancel.cancelled() => Outcome::error("cancelled"),
+                }
+            }
+        }
+    };
+    // `work` owns the sender: when it ends, the forwarder drains what is left and ends too.
+    let (outcome, ()) = tokio::join!(work, forward);
+    outcome
+}
+
+/// The deploy: cancelled by the step's token or its timeout, it stops before the next
+/// migration, or cancels the running script on the server and records that failure.
+async fn deploy_step(
+    job: &MigrateJob<'_>,
+    target: &Target,
+    cancel: &CancellationToken,
+    say: impl FnMut(Progress),
+) -> Outcome {
+    let stop = cancel.child_token();
+    let options = DeployOptions {
+        migrations: job.folder.clone(),
+        lock_wait: job.action.lock_wait,
+        lock_timeout: job.action.lock_timeout,
+        retries: job.action.retries,
+        cancel: stop.clone(),
+    };
+    let deploy = deploy::deploy(target, &options, say);
+    tokio::pin!(deploy);
+    let mut timed_out = false;
+    let result = tokio::select! {
+        result = &mut deploy => Some(result),
+        _ = tokio::time::sleep(job.timeout) => None,
+        _ = stop.cancelled() => None,
+    };
+    let result = match result {
+        Some(result) => result,
+        None => {
+            timed_out = !cancel.is_cancelled();
+            stop.cancel();
+            match tokio::time::timeout(CANCEL_GRACE, &mut deploy).await {
+                Ok(result) => result,
+                Err(_) => {
+                    return Outcome::error(format!(
+                        "{}, and the server did not answer the cancellation within {}s: the migration in flight may be recorded as started and never finished; run `cutover status`",
+                        if timed_out {
+                            format!("timed out after {}s", job.timeout.as_secs())
+                        } else {
+                            "cancelled".to_string()
+                        },
+                        CANCEL_GRACE.as_secs()
+                    ));
+                }
+            }
+        }
+    };
+    match result {
+        Ok(report) => {
+            let data = serde_json::to_value(&report).ok();
+            let mut outcome = if report.applied.is_empty() {
+                Outcome::pass(format!(
+                    "no pending migrations: all {} are applied",
+                    report.already_applied
+                ))
+            } else {
+                let total: u64 = report.applied.iter().map(|a| a.duration_ms).sum();
+                Outcome::pass(format!(
+                    "applied {} migration(s) in {total} ms ({} were applied before)",
+                    report.applied.len(),
+                    report.already_applied
+                ))
+                .with_details(report.applied.iter().map(|applied| {
+                    let retries = match applied.retries {
+                        0 => String::new(),
+                        n => format!(
+                            ", {n} retr{} ({} ms lost to lock timeouts)",
+                            if n == 1 { "y" } else { "ies" },
+                            applied.lost_ms
+                        ),
+                    };
+                    format!(
+                        "{}: {} ms{retries}, checksum {}",
+                        applied.name,
+                        applied.duration_ms,
+                        &applied.checksum[..applied.checksum.len().min(12)]
+                    )
+                }))
+            };
+            outcome.data = data;
+            outcome
+        }
+        Err(err) => {
+            let message = match (&err, timed_out) {
+                (_, true) => format!("timed out after {}s: {err}", job.timeout.as_secs()),
+                _ => err.to_string(),
+            };
+            match err {
+                // Stopped from outside (a timeout, a cancel): the step could not run to its end.
+                _ if timed_out || cancel.is_cancelled() => Outcome::error(message),
+                err => failed(message, err.exit_code()),
+            }
+        }
+    }
+}
+
+fn baseline_outcome(result: Result<baseline::Baselined, BaselineError>) -> Outcome {
+    match result {
+        Ok(done) => Outcome::pass(format!(
+            "{} {} ({} lines) and recorded {} as applied",
+            if done.written { "wrote" } else { "took" },
+            done.script.display(),
+            done.lines,
+            done.resolved.name
+        )),
+        Err(BaselineError::HasHistory { rows, newest }) => Outcome::pass(format!(
+            "_prisma_migrations already records {rows} migration(s) (the newest: {newest}): the database is baselined, nothing to do"
+        )),
+        Err(err) => failed(err.to_string(), err.exit_code()),
+    }
+}
+
+/// A refusal or a failed migration fails the step; what kept it from running (the folder, the
+/// connection, a tool) is an error.
+fn failed(message: String, exit_code: u8) -> Outcome {
+    if exit_code == 1 {
+        Outcome::fail(message)
+    } else {
+        Outcome::error(message)
+    }
+}
