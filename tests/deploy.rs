@@ -947,20 +947,22 @@ fn a_server_that_stops_mid_migration_ends_the_deploy_and_leaves_the_row_open() {
 
 // The `migrate` step kind: the same deploy, driven by the engine as the wizard and `check` do.
 
-fn deploy_step_runbook(
+/// A runbook whose one step, `apply.migrate`, runs `migrate = OP` on `migrations`.
+fn migrate_step_runbook(
+    op: &str,
     migrations: &Path,
     extra: &str,
 ) -> std::sync::Arc<cutover::runbook::Runbook> {
     runbook_from(&format!(
-        "name = \"t\"\n[[sections]]\nid = \"apply\"\ntitle = \"Apply\"\n[[sections.steps]]\nid = \"deploy\"\ntitle = \"Deploy\"\nkind = \"migrate\"\nmigrate = \"deploy\"\nmigrations = \"{}\"\n{extra}\n",
+        "name = \"t\"\n[[sections]]\nid = \"apply\"\ntitle = \"Apply\"\n[[sections.steps]]\nid = \"migrate\"\ntitle = \"Migrate\"\nkind = \"migrate\"\nmigrate = \"{op}\"\nmigrations = \"{}\"\n{extra}\n",
         migrations.display()
     ))
 }
 
-/// Runs `apply.deploy` of `runbook` on `url` through a fresh engine (no shell allowed),
+/// Runs `apply.migrate` of `runbook` on `url` through a fresh engine (no shell allowed),
 /// confirmed with `confirm`; `during` runs once the step has printed `wait_for`, and may send
 /// commands. Returns every event.
-fn run_deploy_step(
+fn run_migrate_step(
     url: &str,
     runbook: std::sync::Arc<cutover::runbook::Runbook>,
     confirm: Option<&str>,
@@ -975,7 +977,7 @@ fn run_deploy_step(
         handle
             .commands
             .send(Command::RunSteps {
-                ids: vec!["apply.deploy".into()],
+                ids: vec!["apply.migrate".into()],
                 confirmed_database: confirm.map(str::to_string),
             })
             .await
@@ -1039,10 +1041,10 @@ fn the_deploy_step_applies_the_pending_migrations_only_once_confirmed() {
     let url = empty_database();
     let database = url.rsplit('/').next().unwrap().to_string();
     let dir = folder(&[("1_init", INIT), ("2_price", ADD_PRICE)]);
-    let runbook = deploy_step_runbook(dir.path(), "");
+    let runbook = migrate_step_runbook("deploy", dir.path(), "");
 
     // Not confirmed: skipped, and nothing written (no shell needed either way).
-    let events = run_deploy_step(&url, runbook.clone(), None, None, |_| {});
+    let events = run_migrate_step(&url, runbook.clone(), None, None, |_| {});
     let outcome = finished_as(&events, cutover::outcome::Status::Skip);
     assert!(outcome.message.contains("--confirm"), "{}", outcome.message);
     assert_eq!(
@@ -1051,10 +1053,10 @@ fn the_deploy_step_applies_the_pending_migrations_only_once_confirmed() {
     );
 
     // A wrong name does not confirm.
-    let events = run_deploy_step(&url, runbook.clone(), Some("postgres"), None, |_| {});
+    let events = run_migrate_step(&url, runbook.clone(), Some("postgres"), None, |_| {});
     assert_eq!(finished(&events).status, cutover::outcome::Status::Skip);
 
-    let events = run_deploy_step(&url, runbook.clone(), Some(&database), None, |_| {});
+    let events = run_migrate_step(&url, runbook.clone(), Some(&database), None, |_| {});
     let outcome = finished_as(&events, cutover::outcome::Status::Pass);
     assert!(
         outcome.message.starts_with("applied 2 migration(s)"),
@@ -1083,7 +1085,7 @@ fn the_deploy_step_applies_the_pending_migrations_only_once_confirmed() {
     assert!(status_of(&url, dir.path()).up_to_date());
 
     // Again: nothing to do, and it says so.
-    let events = run_deploy_step(&url, runbook, Some(&database), None, |_| {});
+    let events = run_migrate_step(&url, runbook, Some(&database), None, |_| {});
     let outcome = finished_as(&events, cutover::outcome::Status::Pass);
     assert_eq!(outcome.message, "no pending migrations: all 2 are applied");
 }
@@ -1096,7 +1098,7 @@ fn a_deploy_step_names_the_session_its_migration_waits_for_and_a_cancel_rolls_it
     deploy_with(&url, &options(dir.path())).0.unwrap();
     add(dir.path(), "2_price", ADD_PRICE);
     // A long lock_timeout: the migration waits for the table as long as the holder keeps it.
-    let runbook = deploy_step_runbook(dir.path(), "lock_timeout_secs = 60");
+    let runbook = migrate_step_runbook("deploy", dir.path(), "lock_timeout_secs = 60");
     let holder = background_psql(
         &url,
         r#"BEGIN; LOCK TABLE "Item" IN ACCESS SHARE MODE; SELECT pg_sleep(60); COMMIT;"#,
@@ -1108,7 +1110,7 @@ fn a_deploy_step_names_the_session_its_migration_waits_for_and_a_cancel_rolls_it
              WHERE c.relname = 'Item' AND l.granted",
         ) == "1"
     });
-    let events = run_deploy_step(
+    let events = run_migrate_step(
         &url,
         runbook,
         Some(&database),
@@ -1116,7 +1118,7 @@ fn a_deploy_step_names_the_session_its_migration_waits_for_and_a_cancel_rolls_it
         |commands| {
             commands
                 .try_send(cutover::engine::Command::CancelStep {
-                    id: "apply.deploy".into(),
+                    id: "apply.migrate".into(),
                 })
                 .unwrap();
         },
@@ -1158,9 +1160,9 @@ fn a_deploy_step_that_outlives_its_timeout_is_cancelled_on_the_server() {
     let url = empty_database();
     let database = url.rsplit('/').next().unwrap().to_string();
     let dir = folder(&[("1_slow", "SELECT pg_sleep(30);\n")]);
-    let runbook = deploy_step_runbook(dir.path(), "timeout_secs = 2");
+    let runbook = migrate_step_runbook("deploy", dir.path(), "timeout_secs = 2");
     let started = std::time::Instant::now();
-    let events = run_deploy_step(&url, runbook, Some(&database), None, |_| {});
+    let events = run_migrate_step(&url, runbook, Some(&database), None, |_| {});
     let outcome = finished_as(&events, cutover::outcome::Status::Error);
     assert!(
         outcome.message.starts_with("timed out after 2s"),
@@ -1178,4 +1180,62 @@ fn a_deploy_step_that_outlives_its_timeout_is_cancelled_on_the_server() {
         ),
         "0"
     );
+}
+
+#[test]
+fn the_baseline_step_records_a_database_without_history_and_then_has_nothing_to_do() {
+    let url = empty_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    psql(&url, "CREATE TABLE \"Item\" (id text PRIMARY KEY)");
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("prisma").join("migrations");
+    let runbook = migrate_step_runbook("baseline", &migrations, "");
+
+    let events = run_migrate_step(&url, runbook.clone(), Some(&database), None, |_| {});
+    let outcome = finished_as(&events, cutover::outcome::Status::Pass);
+    assert!(outcome.message.starts_with("wrote "), "{}", outcome.message);
+    assert!(
+        outcome.message.ends_with("and recorded 0_init as applied"),
+        "{}",
+        outcome.message
+    );
+    let script = std::fs::read_to_string(migrations.join("0_init/migration.sql")).unwrap();
+    assert!(script.contains("CREATE TABLE public.\"Item\""), "{script}");
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT migration_name || ' ' || applied_steps_count FROM _prisma_migrations"
+        ),
+        "0_init 0"
+    );
+
+    // With a history, Phase 1 is done: it passes and writes nothing.
+    let events = run_migrate_step(&url, runbook, Some(&database), None, |_| {});
+    let outcome = finished_as(&events, cutover::outcome::Status::Pass);
+    assert!(
+        outcome.message.contains("nothing to do"),
+        "{}",
+        outcome.message
+    );
+    assert_eq!(psql(&url, "SELECT count(*) FROM _prisma_migrations"), "1");
+}
+
+#[test]
+fn a_resolve_step_of_an_unknown_migration_fails_and_names_the_close_one() {
+    let url = empty_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    let dir = folder(&[("1_init", INIT)]);
+    let runbook = migrate_step_runbook("resolve_applied", dir.path(), "migration = \"1_int\"");
+    let events = run_migrate_step(&url, runbook, Some(&database), None, |_| {});
+    // A name the folder lacks is bad input (exit 2 for the command): the step could not run.
+    let outcome = finished_as(&events, cutover::outcome::Status::Error);
+    assert!(
+        outcome.message.contains("did you mean 1_init"),
+        "{}",
+        outcome.message
+    );
+    let runbook = migrate_step_runbook("resolve_applied", dir.path(), "migration = \"1_init\"");
+    let events = run_migrate_step(&url, runbook, Some(&database), None, |_| {});
+    let outcome = finished_as(&events, cutover::outcome::Status::Pass);
+    assert_eq!(outcome.message, "1_init: recorded as applied (not run)");
 }

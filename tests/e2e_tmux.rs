@@ -442,8 +442,11 @@ expect = "all_true"
     back.keys(&["q"]);
 }
 
+/// The "done when": on a machine without Node, a new user opens the demo, finds the
+/// release pending, walks to Apply, types the database name, and watches the migrations apply
+/// and the indexes arrive in the panel; Verify then says up to date.
 #[test]
-fn a_person_opens_the_demo_and_finds_the_release_pending_in_apply_verify_and_the_index_panel() {
+fn a_person_opens_the_demo_finds_the_release_pending_and_deploys_it_natively() {
     let home = tempfile::tempdir().unwrap();
     let command = format!(
         "CUTOVER_HOME={home} {bin} demo; echo DEMO-EXITED; sleep 60",
@@ -468,6 +471,36 @@ fn a_person_opens_the_demo_and_finds_the_release_pending_in_apply_verify_and_the
     tmux.wait_for("┌ Verify");
     tmux.keys(&["Enter"]);
     tmux.wait_for("not up to date: 6 pending (2 applied)");
+
+    // Baseline: the database has a history, so Phase 1 has nothing to do (once confirmed).
+    tmux.keys(&["Left", "Left"]);
+    tmux.wait_for("┌ Baseline");
+    tmux.keys(&["Down", "Enter"]);
+    tmux.wait_for("Type the database name, sightline");
+    tmux.keys(&["-l", "sightline"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the database is baselined, nothing to do");
+
+    // Apply: the deploy offers what it needs first (the dump, its check, the baseline
+    // captures, the pre-migration checks), then asks for the name, then deploys.
+    tmux.keys(&["Right"]);
+    tmux.wait_for("┌ Apply");
+    tmux.keys(&["Down"; 7]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Run what it needs first?");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Type the database name, sightline");
+    tmux.keys(&["-l", "sightline"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_within("applying 20261130100000_add_progress", 120);
+    tmux.wait_for_within("applied 6 migration(s)", 120);
+    tmux.wait_for("Indexes · all 14 present");
+
+    // Verify: up to date, natively.
+    tmux.keys(&["Right"]);
+    tmux.wait_for("┌ Verify");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("up to date: all 8 migration(s)");
 
     tmux.keys(&["q"]);
     tmux.wait_for("DEMO-EXITED");

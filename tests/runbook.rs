@@ -326,3 +326,57 @@ fn a_sql_bound_may_name_a_threshold_and_follows_it() {
         "{found:?}"
     );
 }
+
+#[test]
+fn migrate_steps_are_checked_with_their_positions() {
+    let step = |body: &str| {
+        format!("{HEAD}[[sections.steps]]\nid = \"m\"\ntitle = \"M\"\nkind = \"migrate\"\n{body}")
+    };
+    // The action is required, and must be one of the four.
+    let found = problems(&step(""));
+    assert!(found[0].contains("needs `migrate`"), "{found:?}");
+    let found = problems(&step("migrate = \"apply\"\n"));
+    assert!(found[0].starts_with("9:11:"), "{found:?}");
+    assert!(found[0].contains("resolve_rolled_back"), "{found:?}");
+    // Resolving needs a name; a deploy takes none.
+    let found = problems(&step("migrate = \"resolve_applied\"\n"));
+    assert!(found[0].contains("needs `migration`"), "{found:?}");
+    let found = problems(&step("migrate = \"deploy\"\nmigration = \"0_init\"\n"));
+    assert!(found[0].starts_with("10:13:"), "{found:?}");
+    // The deploy's own settings belong to a deploy; seconds are bounded.
+    let found = problems(&step("migrate = \"baseline\"\nretries = 2\n"));
+    assert!(
+        found[0].contains("`retries` belongs to `migrate = \"deploy\"`"),
+        "{found:?}"
+    );
+    let found = problems(&step("migrate = \"deploy\"\nlock_timeout_secs = -1\n"));
+    assert!(
+        found[0].contains("`lock_timeout_secs` must be"),
+        "{found:?}"
+    );
+    // Another kind's field, and a migrate field on another kind.
+    let found = problems(&step("migrate = \"deploy\"\ncommand = \"x\"\n"));
+    assert!(
+        found[0].contains("field `command` belongs to `shell`"),
+        "{found:?}"
+    );
+    let found = problems(&format!(
+        "{HEAD}[[sections.steps]]\nid = \"m\"\ntitle = \"M\"\nkind = \"manual\"\nmigrations = \"x\"\n"
+    ));
+    assert!(
+        found[0].contains("field `migrations` belongs to `migrate`"),
+        "{found:?}"
+    );
+
+    // A valid one: defaults filled in, and it is destructive.
+    let runbook =
+        runbook::load_str(&step("migrate = \"baseline\"\n"), "rb.toml", &Catalog).unwrap();
+    let baseline = runbook.step("s.m").unwrap();
+    let runbook::Action::Migrate(action) = &baseline.action else {
+        panic!("{:?}", baseline.action)
+    };
+    assert_eq!(action.migration.as_deref(), Some("0_init"));
+    assert_eq!(action.migrations, "prisma/migrations");
+    assert_eq!(action.lock_wait, std::time::Duration::from_secs(10));
+    assert!(cutover::engine::plan::is_destructive(baseline));
+}
