@@ -375,7 +375,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 ReportFormat::Md => {
                     let rehearsal = if run.mode == "production" {
                         journal
-                            .rehearsal_durations(&run.runbook_name, &run.started_at)
+                            .rehearsal(&run.runbook_name, &run.started_at)
                             .await?
                     } else {
                         Default::default()

@@ -386,7 +386,12 @@ fn a_lock_timeout_is_retried_when_nothing_was_applied() {
     let (result, progress) = deploy_with(&url, &quick);
     drop(reader);
     let report = result.expect("goes through once the reader is gone");
-    assert!(report.applied[0].retries >= 1, "{progress:?}");
+    let applied = &report.applied[0];
+    assert!(applied.retries >= 1, "{progress:?}");
+    // The journal's record: the failed runs and the backoff (0.5 s at least) are time lost to
+    // the lock; the run that went through waited for nothing.
+    assert!(applied.lost_ms >= 500, "{applied:?}");
+    assert_eq!(applied.blocked_ms, 0, "{applied:?}");
     assert_eq!(
         psql(
             &url,
@@ -1238,4 +1243,91 @@ fn a_resolve_step_of_an_unknown_migration_fails_and_names_the_close_one() {
     let events = run_migrate_step(&url, runbook, Some(&database), None, |_| {});
     let outcome = finished_as(&events, cutover::outcome::Status::Pass);
     assert_eq!(outcome.message, "1_init: recorded as applied (not run)");
+}
+
+#[test]
+fn a_migration_that_waits_for_a_lock_says_who_holds_it_and_records_the_wait() {
+    let url = empty_database();
+    let dir = folder(&[("1_init", INIT)]);
+    deploy_with(&url, &options(dir.path())).0.unwrap();
+    add(dir.path(), "2_price", ADD_PRICE);
+    let reader = background_psql(
+        &url,
+        "BEGIN; SELECT count(*) FROM \"Item\"; SELECT pg_sleep(2.5); COMMIT; SELECT pg_sleep(60);",
+    );
+    wait_until("the reader holds its lock", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'Item' AND l.granted",
+        ) == "1"
+    });
+    let mut patient = options(dir.path());
+    patient.lock_timeout = Duration::from_secs(30);
+    let (result, progress) = deploy_with(&url, &patient);
+    drop(reader);
+    let applied = result.unwrap().applied.remove(0);
+    assert_eq!(applied.retries, 0);
+    assert!(
+        (1000..=3000).contains(&applied.blocked_ms),
+        "{applied:?} {progress:?}"
+    );
+    assert!(
+        progress.iter().any(|p| matches!(p,
+            Progress::LockBlocked { name, wants, blockers, .. }
+                if name == "2_price" && wants == "AccessExclusiveLock on \"Item\"" && blockers.contains("`psql`"))),
+        "{progress:?}"
+    );
+}
+
+#[test]
+fn a_concurrent_index_build_is_followed_with_its_phase_and_what_it_waits_for() {
+    let url = empty_database();
+    let dir = folder(&[("1_init", INIT)]);
+    deploy_with(&url, &options(dir.path())).0.unwrap();
+    add(
+        dir.path(),
+        "2_name_idx",
+        "-- CreateIndex\nCREATE INDEX CONCURRENTLY \"Item_name_idx\" ON \"Item\"(\"name\");\n",
+    );
+    // A writing transaction open when the build starts: the build waits for it to end (for
+    // longer than the deploy's lock_timeout of 5 s, which a lone concurrent build runs
+    // without: its waits block nobody, and cutting them short would leave an INVALID index).
+    let writer = background_psql(
+        &url,
+        "BEGIN; INSERT INTO \"Item\" VALUES ('a', 'a'); SELECT pg_sleep(6); COMMIT;",
+    );
+    wait_until("the writer is in its transaction", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'",
+        ) == "1"
+    });
+    let (result, progress) = deploy_with(&url, &options(dir.path()));
+    drop(writer);
+    result.unwrap();
+    let building = progress
+        .iter()
+        .find_map(|p| match p {
+            Progress::Building {
+                index,
+                table,
+                phase,
+                blockers,
+                ..
+            } => Some((
+                index.clone(),
+                table.clone(),
+                phase.clone(),
+                blockers.clone(),
+            )),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no build seen: {progress:?}"));
+    assert_eq!(building.0, "\"Item_name_idx\"");
+    assert_eq!(building.1, "\"Item\"");
+    assert!(building.2.starts_with("waiting for"), "{building:?}");
+    assert!(
+        building.3.is_some_and(|b| b.contains("`psql`")),
+        "the writer it waits for is named"
+    );
 }

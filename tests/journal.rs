@@ -375,3 +375,80 @@ fn output_is_kept_as_it_is_the_journal_is_no_bigger_and_its_log_is_emptied_when_
         journal.close().await;
     });
 }
+
+#[test]
+fn a_production_report_lists_each_migration_applied_beside_its_rehearsal() {
+    let staging = empty_database();
+    let production = empty_database();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    for (name, script) in [
+        ("1_init", "CREATE TABLE \"Item\" (id text PRIMARY KEY);\n"),
+        ("2_name", "ALTER TABLE \"Item\" ADD COLUMN name text;\n"),
+    ] {
+        std::fs::create_dir_all(migrations.join(name)).unwrap();
+        std::fs::write(migrations.join(name).join("migration.sql"), script).unwrap();
+    }
+    let runbook = write_runbook(
+        dir.path(),
+        &format!(
+            "name = \"deploy\"\n[[sections]]\nid = \"apply\"\ntitle = \"Apply\"\n[[sections.steps]]\nid = \"deploy\"\ntitle = \"Deploy\"\nkind = \"migrate\"\nmigrate = \"deploy\"\nmigrations = \"{}\"\n",
+            migrations.display()
+        ),
+    );
+    let deploy = |url: &str, rehearsal: bool| {
+        let database = url.rsplit('/').next().unwrap();
+        let mut args = vec![
+            "--runbook",
+            &runbook,
+            "check",
+            "--database-url",
+            url,
+            "--confirm",
+            database,
+        ];
+        if rehearsal {
+            args.push("--rehearsal");
+        }
+        let output = run(home.path(), &args);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+        text(&run(home.path(), &["report", "--last"]).stdout)
+    };
+    // The table's row for `name`, split into cells.
+    let row = |markdown: &str, name: &str| -> Vec<String> {
+        markdown
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}`")))
+            .unwrap_or_else(|| panic!("no row for {name}: {markdown}"))
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+
+    let rehearsed = deploy(&staging, true);
+    assert!(rehearsed.contains("## Migrations applied"), "{rehearsed}");
+    let produced = deploy(&production, false);
+    assert!(produced.contains("— production"), "{produced}");
+    for name in ["1_init", "2_name"] {
+        let (before, now) = (row(&rehearsed, name), row(&produced, name));
+        // | Migration | Step | Started | Duration | Rehearsal | Retries | Waited | Checksum |
+        assert_eq!(now[2], "`apply.deploy`");
+        assert!(now[4].ends_with(" ms"), "{now:?}");
+        assert_eq!(
+            now[5], before[4],
+            "the rehearsal's duration beside: {now:?} {rehearsed} {produced}"
+        );
+        assert_eq!(now[6], "0");
+        assert_eq!(now[7], "0 ms");
+        assert_eq!(now[8].len(), 14, "a short checksum: {now:?}");
+        // The start, as recorded in the production database's history.
+        let started = psql(
+            &production,
+            &format!(
+                "SELECT to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') FROM _prisma_migrations WHERE migration_name = '{name}'"
+            ),
+        );
+        assert!(now[3].starts_with(&started), "{} vs {started}", now[3]);
+    }
+}

@@ -44,22 +44,30 @@ pub(super) async fn run(
 ) -> Outcome {
     // The migration code reports synchronously; the lines reach the bounded event channel
     // through an unbounded one, in order, while the action runs.
-    let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<String>();
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<Progress>();
     let say = move |progress: Progress| {
         // Taking a free lock is not news; waiting for it was.
         if !matches!(progress, Progress::LockTaken { waited_ms } if waited_ms < 1000) {
-            let _ = lines_tx.send(progress.to_string());
+            let _ = progress_tx.send(progress);
         }
     };
     let forward = async {
-        while let Some(line) = lines_rx.recv().await {
+        while let Some(progress) = progress_rx.recv().await {
             let _ = events
                 .send(Event::StepOutput {
                     id: job.step_id.to_string(),
                     stream: OutputStream::Stdout,
-                    text: format!("{}\n", redactor.redact(&line)),
+                    text: format!("{}\n", redactor.redact(&progress.to_string())),
                 })
                 .await;
+            if let Progress::Finished(applied) = progress {
+                let _ = events
+                    .send(Event::MigrationApplied {
+                        id: job.step_id.to_string(),
+                        migration: applied,
+                    })
+                    .await;
+            }
         }
     };
     let action = job.action;
@@ -159,8 +167,7 @@ async fn deploy_step(
     };
     match result {
         Ok(report) => {
-            let data = serde_json::to_value(&report).ok();
-            let mut outcome = if report.applied.is_empty() {
+            if report.applied.is_empty() {
                 Outcome::pass(format!(
                     "no pending migrations: all {} are applied",
                     report.already_applied
@@ -188,9 +195,7 @@ async fn deploy_step(
                         &applied.checksum[..applied.checksum.len().min(12)]
                     )
                 }))
-            };
-            outcome.data = data;
-            outcome
+            }
         }
         Err(err) => {
             let message = match (&err, timed_out) {

@@ -133,6 +133,13 @@ pub enum Event {
         /// How long it ran.
         duration: Duration,
     },
+    /// A `migrate` step applied one migration (its output says so too).
+    MigrationApplied {
+        /// Full step id.
+        id: String,
+        /// The migration, as recorded in `_prisma_migrations`, with its timings.
+        migration: crate::migrate::deploy::Applied,
+    },
     /// Every step of a `RunSteps` has finished.
     BatchFinished,
 }

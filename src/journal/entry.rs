@@ -60,6 +60,8 @@ pub enum Entry {
         /// In which role.
         role: String,
     },
+    /// A migration step applied one migration (recorded as it happens).
+    MigrationApplied(crate::migrate::deploy::Applied),
     /// A variable was given a value (masked when secret).
     VariableSet {
         /// Its name.
@@ -81,6 +83,7 @@ impl Entry {
             Entry::Skipped { .. } => "skipped",
             Entry::Signed { .. } => "signed",
             Entry::VariableSet { .. } => "variable_set",
+            Entry::MigrationApplied(_) => "migration_applied",
         }
     }
 }

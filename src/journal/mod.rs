@@ -484,13 +484,14 @@ impl Journal {
         Ok(events)
     }
 
-    /// How long each step took in the newest rehearsal of `runbook_name` that began before
-    /// `before` (RFC 3339; its last outcome per step), for a production run to show.
-    pub async fn rehearsal_durations(
+    /// The newest rehearsal of `runbook_name` that began before `before` (RFC 3339): how long
+    /// each step took (its last outcome) and each migration it applied, for a production run
+    /// to show beside its own.
+    pub async fn rehearsal(
         &self,
         runbook_name: &str,
         before: &str,
-    ) -> Result<std::collections::HashMap<String, u64>, JournalError> {
+    ) -> Result<Rehearsal, JournalError> {
         let run: Option<(String,)> = sqlx::query_as(
             "SELECT id FROM runs WHERE runbook_name = $1 AND mode = 'rehearsal' AND started_at < $2
               ORDER BY started_at DESC, id DESC LIMIT 1",
@@ -500,9 +501,12 @@ impl Journal {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| self.write_error(e))?;
-        let mut durations = std::collections::HashMap::new();
         let Some((run_id,)) = run else {
-            return Ok(durations);
+            return Ok(Rehearsal::default());
+        };
+        let mut rehearsal = Rehearsal {
+            run_id: Some(run_id.clone()),
+            ..Rehearsal::default()
         };
         // Outcomes only: a run's output can be large, and is not needed here.
         let rows: Vec<(String, i64)> = sqlx::query_as(
@@ -514,9 +518,20 @@ impl Journal {
         .await
         .map_err(|e| self.write_error(e))?;
         for (step, duration_ms) in rows {
-            durations.insert(step, duration_ms.max(0) as u64);
+            rehearsal.steps.insert(step, duration_ms.max(0) as u64);
         }
-        Ok(durations)
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT json_extract(data, '$.name'), json_extract(data, '$.duration_ms') FROM events
+              WHERE run_id = $1 AND kind = 'migration_applied' ORDER BY seq",
+        )
+        .bind(&run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        for (name, duration_ms) in rows {
+            rehearsal.migrations.insert(name, duration_ms.max(0) as u64);
+        }
+        Ok(rehearsal)
     }
 
     /// How long each step took when it last ran to an answer (pass, warn or fail) against
@@ -638,6 +653,17 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Run {
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// What the newest rehearsal before a production run took (empty when there was none).
+#[derive(Debug, Clone, Default)]
+pub struct Rehearsal {
+    /// The rehearsal run.
+    pub run_id: Option<String>,
+    /// Each step's duration, in milliseconds, by step id.
+    pub steps: std::collections::HashMap<String, u64>,
+    /// Each migration's duration, in milliseconds, by migration name.
+    pub migrations: std::collections::HashMap<String, u64>,
 }
 
 /// `user@host` of whoever runs cutover.

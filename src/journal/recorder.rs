@@ -95,6 +95,10 @@ impl Recorder {
                 self.finished(id, outcome, duration.as_millis() as u64)
                     .await
             }
+            Event::MigrationApplied { id, migration } => {
+                self.record(Some(id), Entry::MigrationApplied(migration.clone()))
+                    .await
+            }
             Event::BatchFinished => Ok(()),
         }
     }

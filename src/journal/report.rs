@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
-use super::{Entry, Recorded, Run};
+use super::{Entry, Recorded, Rehearsal, Run};
 use crate::check::{CheckReport, StepReport, Summary};
 use crate::outcome::Status;
 use crate::runbook::Runbook;
@@ -153,19 +153,19 @@ fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
                 record.message = format!("signed by {name} as {role}");
                 record.when = Some(event.at);
             }
-            Entry::VariableSet { .. } => {}
+            Entry::VariableSet { .. } | Entry::MigrationApplied(_) => {}
         }
     }
     records
 }
 
-/// The Markdown go-live record of a run; `rehearsal` holds each step's duration in the
-/// rehearsal before it (empty for none), shown beside this run's.
+/// The Markdown go-live record of a run; `rehearsal` holds each step's and each migration's
+/// duration in the rehearsal before it (empty for none), shown beside this run's.
 pub fn markdown(
     run: &Run,
     runbook: Option<&Runbook>,
     events: &[Recorded],
-    rehearsal: &HashMap<String, u64>,
+    rehearsal: &Rehearsal,
 ) -> String {
     let report = check_report(run, runbook, events);
     let records = replay(events);
@@ -230,6 +230,7 @@ pub fn markdown(
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_default();
         let rehearsed = rehearsal
+            .steps
             .get(&step.id)
             .map(|ms| format!("{ms} ms"))
             .unwrap_or_default();
@@ -245,6 +246,8 @@ pub fn markdown(
             when
         );
     }
+
+    migrations(&mut out, events, rehearsal);
 
     let signoffs: Vec<(String, String)> = events
         .iter()
@@ -264,6 +267,48 @@ pub fn markdown(
         let _ = writeln!(out, "- {who}, {at}");
     }
     out
+}
+
+/// "Migrations applied": what the run's migration steps changed, and when, one row per
+/// migration in the order applied, beside the rehearsal's time for the same migration.
+fn migrations(out: &mut String, events: &[Recorded], rehearsal: &Rehearsal) {
+    let applied: Vec<(&str, &crate::migrate::deploy::Applied)> = events
+        .iter()
+        .filter_map(|e| match &e.entry {
+            Entry::MigrationApplied(applied) => Some((e.step_id.as_deref().unwrap_or(""), applied)),
+            _ => None,
+        })
+        .collect();
+    if applied.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## Migrations applied\n");
+    if let Some(run) = &rehearsal.run_id {
+        let short: String = run.chars().take(13).collect();
+        let _ = writeln!(out, "Rehearsal: run `{short}`.\n");
+    }
+    let _ = writeln!(
+        out,
+        "| Migration | Step | Started | Duration | Rehearsal | Retries | Waited for locks | Checksum |"
+    );
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (step, migration) in applied {
+        let rehearsed = rehearsal
+            .migrations
+            .get(&migration.name)
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_default();
+        let waited = migration.lost_ms + migration.blocked_ms;
+        let _ = writeln!(
+            out,
+            "| `{}` | `{step}` | {} | {} ms | {rehearsed} | {} | {waited} ms | `{}` |",
+            md(&migration.name),
+            migration.started_at,
+            migration.duration_ms,
+            migration.retries,
+            &migration.checksum[..migration.checksum.len().min(12)]
+        );
+    }
 }
 
 /// Escapes the characters that would break a Markdown table cell.

@@ -152,6 +152,9 @@ pub enum Progress {
         phase: String,
         /// Percent of the phase done, when the server counts it.
         percent: Option<f64>,
+        /// The sessions it waits for, when it waits (a concurrent build waits for the
+        /// transactions that could see the table without the index).
+        blockers: Option<String>,
     },
     /// A script is still running (said every few seconds when nothing else is).
     Running {
@@ -217,12 +220,17 @@ impl std::fmt::Display for Progress {
                 table,
                 phase,
                 percent,
+                blockers,
             } => {
                 let done = percent.map(|p| format!(" {p:.0}%")).unwrap_or_default();
                 write!(
                     f,
                     "  {name}: building index {index} on {table}: {phase}{done}"
-                )
+                )?;
+                match blockers {
+                    Some(blockers) => write!(f, ", held back by {blockers}"),
+                    None => Ok(()),
+                }
             }
             Progress::Running { name, running_ms } => {
                 write!(f, "  {name}: still running ({:.0}s)", secs(running_ms))
@@ -242,8 +250,8 @@ impl std::fmt::Display for Progress {
     }
 }
 
-/// One migration applied.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One migration applied (the journal keeps one per migration of a run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Applied {
     /// The migration.
     pub name: String,
@@ -256,6 +264,10 @@ pub struct Applied {
     /// Time lost before the run that went through (the runs that timed out on a lock, and
     /// the waits between them), in milliseconds.
     pub lost_ms: u64,
+    /// Time the run that went through was seen waiting for a lock another session held, in
+    /// milliseconds (looked at once a second, so to the second; 0 for a quick script).
+    #[serde(default)]
+    pub blocked_ms: u64,
     /// When it started (the row's `started_at`), RFC 3339 in UTC.
     pub started_at: String,
 }
@@ -773,12 +785,18 @@ async fn apply(
     let target = session.target;
     let db = |e: sqlx::Error| DeployError::Db(DbError::from_sqlx(e, target));
     let id = uuid::Uuid::new_v4().to_string();
-    let began = Instant::now();
     let started_at = chrono::Utc::now();
-    let set_timeout = format!(
-        "SET lock_timeout = {}",
-        literal(&format!("{}ms", options.lock_timeout.as_millis().max(1)))
-    );
+    let mut first_attempt: Option<Instant> = None;
+    // A lone concurrent index statement waits for the transactions older than it to end (a
+    // lock wait, which lock_timeout would cut short, leaving an INVALID index behind), and
+    // blocks neither reads nor writes meanwhile: it runs without lock_timeout, and the watcher
+    // names whom it waits for.
+    let lock_timeout = if migration.shape.only_concurrent_index() {
+        "0".to_string()
+    } else {
+        format!("{}ms", options.lock_timeout.as_millis().max(1))
+    };
+    let set_timeout = format!("SET lock_timeout = {}", literal(&lock_timeout));
     // The row first, so that a deploy that dies during the script leaves it open (failed),
     // as Prisma's does; the script's lock_timeout travels in the same round trip.
     let insert = format!(
@@ -813,7 +831,8 @@ async fn apply(
             attempt,
         });
         let started = Instant::now();
-        let result = run_watched(conn, session, migration, options, progress).await;
+        let first = *first_attempt.get_or_insert(started);
+        let (result, blocked) = run_watched(conn, session, migration, options, progress).await;
         let duration = started.elapsed();
         let err = match result {
             Ok(_) => {
@@ -834,7 +853,8 @@ async fn apply(
                     checksum: migration.checksum.clone(),
                     duration_ms: duration.as_millis() as u64,
                     retries: attempt - 1,
-                    lost_ms: (began.elapsed().saturating_sub(duration)).as_millis() as u64,
+                    lost_ms: started.duration_since(first).as_millis() as u64,
+                    blocked_ms: blocked.as_millis() as u64,
                     started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 });
             }
@@ -911,14 +931,15 @@ async fn apply(
 /// Runs the script on `conn`. While it runs (after the first [`WATCH_EVERY`]) a second session
 /// looks at it once a second: the lock it waits for and who holds it, the index it builds and
 /// how far; and when `options.cancel` fires, the server is asked to cancel it, so that it
-/// fails (and its implicit transaction rolls back) as any failing script does.
+/// fails (and its implicit transaction rolls back) as any failing script does. Returns the
+/// script's result and how long it was seen waiting for a lock.
 async fn run_watched(
     conn: &mut PgConnection,
     session: &Session<'_>,
     migration: &Ready,
     options: &DeployOptions,
     progress: &mut impl FnMut(Progress),
-) -> Result<(), sqlx::Error> {
+) -> (Result<(), sqlx::Error>, Duration) {
     let started = Instant::now();
     let script = sqlx::raw_sql(sqlx::AssertSqlSafe(migration.script.clone())).execute(&mut *conn);
     tokio::pin!(script);
@@ -927,6 +948,7 @@ async fn run_watched(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cancel_sent = false;
     let mut last_said = Instant::now();
+    let mut blocked = Duration::ZERO;
     let result = loop {
         tokio::select! {
             result = &mut script => break result,
@@ -937,6 +959,9 @@ async fn run_watched(
                     look_at(&mut watcher, session, &migration.name, running_ms),
                 )
                 .await;
+                if let Ok(Some(Progress::LockBlocked { .. })) = &seen {
+                    blocked += WATCH_EVERY;
+                }
                 match seen {
                     Ok(Some(report)) => {
                         progress(report);
@@ -958,7 +983,7 @@ async fn run_watched(
     if let Some(watcher) = watcher {
         let _ = watcher.close().await;
     }
-    result.map(|_| ())
+    (result.map(|_| ()), blocked)
 }
 
 /// What the deploy's backend is doing, seen from `watcher` (opened on first use): waiting for
@@ -999,7 +1024,7 @@ async fn look_at(
     let wants: Option<String> = row.try_get(1).ok()?;
     let blockers: Option<String> = row.try_get(2).ok()?;
     let phase: Option<String> = row.try_get(5).ok()?;
-    if waiting == Some(true) {
+    if waiting == Some(true) && phase.is_none() {
         return Some(Progress::LockBlocked {
             name: name.to_string(),
             wants: wants.unwrap_or_else(|| "a lock".to_string()),
@@ -1022,6 +1047,7 @@ async fn look_at(
             .unwrap_or_default(),
         phase,
         percent: row.try_get(6).ok().flatten(),
+        blockers: blockers.filter(|_| waiting == Some(true)),
     })
 }
 

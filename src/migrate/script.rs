@@ -27,6 +27,14 @@ impl Shape {
         self.parsed && self.statements > 1 && !self.outside_transactions.is_empty()
     }
 
+    /// Whether it is one `CREATE INDEX`, `DROP INDEX` or `REINDEX` `CONCURRENTLY` and nothing
+    /// else: a statement that waits for older transactions without blocking the app.
+    pub fn only_concurrent_index(&self) -> bool {
+        self.parsed
+            && self.statements == 1
+            && matches!(self.outside_transactions.as_slice(), [what] if what.contains("INDEX CONCURRENTLY"))
+    }
+
     /// Whether a failed run of it left nothing behind, so that running it again is safe: a
     /// file of ordinary statements runs in one transaction (implicit when several), which the
     /// failure rolled back. A file that commits on its own, or a statement that runs outside
@@ -108,12 +116,17 @@ mod tests {
         assert_eq!(lone.statements, 1);
         assert!(!lone.fails_in_one_transaction());
         assert!(!lone.failure_leaves_nothing());
+        assert!(lone.only_concurrent_index());
+        assert!(shape("DROP INDEX CONCURRENTLY \"a_idx\";").only_concurrent_index());
+        assert!(!shape("VACUUM \"A\";").only_concurrent_index());
+        assert!(!shape("CREATE INDEX \"a_idx\" ON \"A\" (\"b\");").only_concurrent_index());
 
         let mixed = shape(
             "-- two things\nALTER TABLE \"A\" ADD COLUMN \"c\" int;\n\nCREATE INDEX CONCURRENTLY \"a_c_idx\" ON \"A\" (\"c\");\n",
         );
         assert_eq!(mixed.statements, 2);
         assert!(mixed.fails_in_one_transaction());
+        assert!(!mixed.only_concurrent_index());
         assert_eq!(
             mixed.outside_transactions,
             vec!["line 4: CREATE INDEX CONCURRENTLY".to_string()]

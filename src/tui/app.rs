@@ -480,7 +480,7 @@ impl App {
                         at,
                     }
                 }
-                Entry::VariableSet { .. } => {}
+                Entry::VariableSet { .. } | Entry::MigrationApplied(_) => {}
             }
         }
     }

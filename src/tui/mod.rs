@@ -204,12 +204,10 @@ where
     };
     if let (Some(journal), RunMode::Production) = (&options.journal, options.mode) {
         // What the rehearsal took tells the engineer what to expect of each step.
-        match journal
-            .rehearsal_durations(&runbook.name, &now_rfc3339())
-            .await
-        {
-            Ok(durations) => {
-                app.rehearsal = durations
+        match journal.rehearsal(&runbook.name, &now_rfc3339()).await {
+            Ok(rehearsal) => {
+                app.rehearsal = rehearsal
+                    .steps
                     .into_iter()
                     .map(|(step, ms)| (step, Duration::from_millis(ms)))
                     .collect();

@@ -191,7 +191,8 @@ fn engine_event(app: &mut App, event: Event) {
                 state.process = None;
             }
         }
-        Event::BatchFinished => {}
+        // Its output line says so; the journal keeps the record.
+        Event::MigrationApplied { .. } | Event::BatchFinished => {}
     }
 }
 
