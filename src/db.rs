@@ -561,6 +561,8 @@ impl Db {
     /// direct attempt says at once whether the server refuses, resets or does not speak
     /// PostgreSQL.
     async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<Postgres>, DbError> {
+        // With no idle connection the pool may open one: its socket gets TCP_NODELAY at once.
+        let _watch = (self.pool.num_idle() == 0).then(|| nodelay::while_connecting(&self.target));
         let pooled = self.pool.acquire();
         tokio::pin!(pooled);
         tokio::select! {
@@ -770,13 +772,85 @@ impl DerefMut for ReadOnly {
     }
 }
 
-/// Keepalives and `TCP_NODELAY` on this process's TCP connections to `target` that lack them:
-/// for a connection opened outside the pool (the deploy's own session), right after it
-/// connects. Without `TCP_NODELAY`, a message written in two pieces waits for the server's
-/// delayed acknowledgement of the first (40 ms on Linux).
-pub(crate) fn tune_sockets_to(target: &Target) {
-    if !target.host().starts_with('/') {
-        keepalive::enable_on_sockets_to(target.connect_options().get_port());
+/// Opens a connection outside the pool with `TCP_NODELAY` on from its first bytes (see
+/// [`nodelay::while_connecting`]).
+pub(crate) async fn connect_tuned(
+    target: &Target,
+    options: &sqlx::postgres::PgConnectOptions,
+) -> Result<PgConnection, sqlx::Error> {
+    let _watch = nodelay::while_connecting(target);
+    PgConnection::connect_with(options).await
+}
+
+/// `TCP_NODELAY` from a connection's first bytes, as libpq sets it. sqlx connects with Nagle's
+/// algorithm on and offers no hook for the socket's options; the TLS handshake and the startup
+/// then each write two records back to back, and the second waits for the server's delayed
+/// acknowledgement of the first: two stalls of about 40 ms on Linux, most of the time a short
+/// command takes. While a connect may be under way (a guard is alive), a helper thread looks
+/// at this process's new sockets to the target every quarter of a millisecond and turns the
+/// option on (with the keepalives); that lands before the handshake's second flight.
+mod nodelay {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Duration;
+
+    use crate::target::Target;
+
+    /// How many guards are alive per port, and whether that port's thread runs.
+    fn watched() -> &'static Mutex<HashMap<u16, usize>> {
+        static WATCHED: OnceLock<Mutex<HashMap<u16, usize>>> = OnceLock::new();
+        WATCHED.get_or_init(|| Mutex::new(HashMap::new()))
+    }
+
+    fn lock() -> std::sync::MutexGuard<'static, HashMap<u16, usize>> {
+        watched()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// While alive, new sockets to the target get their options at once.
+    pub(crate) struct Watch(Option<u16>);
+
+    /// Watches the target's port until the guard drops (nothing for a Unix socket).
+    pub(crate) fn while_connecting(target: &Target) -> Watch {
+        if target.host().starts_with('/') {
+            return Watch(None);
+        }
+        let port = target.connect_options().get_port();
+        let mut watched = lock();
+        let count = watched.entry(port).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            let spawned = std::thread::Builder::new()
+                .name("cutover-nodelay".into())
+                .spawn(move || {
+                    while lock().get(&port).is_some_and(|count| *count > 0) {
+                        super::keepalive::enable_on_sockets_to(port);
+                        std::thread::sleep(Duration::from_micros(250));
+                    }
+                });
+            if spawned.is_err() {
+                // No thread: the options come right after the connect (see Drop).
+                *count = 0;
+            }
+        }
+        Watch(Some(port))
+    }
+
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            let Some(port) = self.0 else { return };
+            let mut watched = lock();
+            if let Some(count) = watched.get_mut(&port) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    watched.remove(&port);
+                }
+            }
+            drop(watched);
+            // Whatever opened meanwhile has its options now, thread or not.
+            super::keepalive::enable_on_sockets_to(port);
+        }
     }
 }
 

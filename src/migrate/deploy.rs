@@ -505,10 +505,9 @@ pub async fn connect(target: &Target) -> Result<PgConnection, DbError> {
         .connect_options()
         .clone()
         .application_name(DEPLOY_APPLICATION_NAME);
-    let mut conn = PgConnection::connect_with(&options)
+    let mut conn = crate::db::connect_tuned(target, &options)
         .await
         .map_err(|e| DbError::from_sqlx(e, target))?;
-    crate::db::tune_sockets_to(target);
     // Prisma puts the URL's schema first on the search path of its session.
     sqlx::query("SELECT set_config('search_path', quote_ident($1), false)")
         .bind(target.schema())
@@ -1062,7 +1061,9 @@ async fn watcher_session<'w>(
             .connect_options()
             .clone()
             .application_name(DEPLOY_APPLICATION_NAME);
-        *watcher = PgConnection::connect_with(&options).await.ok();
+        *watcher = crate::db::connect_tuned(session.target, &options)
+            .await
+            .ok();
     }
     watcher.as_mut()
 }
