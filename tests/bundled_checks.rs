@@ -369,3 +369,70 @@ fn a_prisma_step_without_the_prisma_cli_says_so_in_one_line() {
         "{message}"
     );
 }
+
+#[test]
+fn rollback_marks_a_failed_migration_rolled_back_as_prisma_does_without_node() {
+    use cutover::engine::{self, Command, EngineConfig, Event};
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_string();
+    psql(
+        &url,
+        "INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, logs)
+         VALUES ('f', 'x', '20261201000000_broken', now(), 'it failed')",
+    );
+    let outcome = block_on(async {
+        let target = cutover::target::Target::from_url(&url).unwrap();
+        let db = cutover::db::Db::connect_lazy(&target, cutover::db::DbSettings::default());
+        let runbook = bundled();
+        let overrides = [(
+            "rollback_migration".to_string(),
+            "20261201000000_broken".to_string(),
+        )]
+        .into();
+        let config = EngineConfig {
+            allow_shell: true,
+            variables: engine::resolve_variables(&runbook, &overrides),
+            ..EngineConfig::default()
+        };
+        let mut handle = engine::spawn(runbook, db, config);
+        // The decision and the stopped app are a person's ticks.
+        for id in ["rollback.decided", "rollback.stop_app"] {
+            handle
+                .commands
+                .send(Command::NoteStatus {
+                    id: id.into(),
+                    status: Status::Pass,
+                })
+                .await
+                .unwrap();
+        }
+        handle
+            .commands
+            .send(Command::RunSteps {
+                ids: vec!["rollback.mark_rolled_back".into()],
+                confirmed_database: Some(database),
+            })
+            .await
+            .unwrap();
+        let mut outcome = None;
+        while let Some(event) = handle.events.recv().await {
+            match event {
+                Event::StepFinished { outcome: o, .. } => outcome = Some(o),
+                Event::BatchFinished => break,
+                _ => {}
+            }
+        }
+        handle.shutdown().await;
+        outcome.expect("the step finished")
+    });
+    assert_eq!(outcome.status, Status::Pass, "{outcome:?}");
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT (rolled_back_at IS NOT NULL)::text || ' ' || (finished_at IS NULL)::text
+               FROM _prisma_migrations WHERE migration_name = '20261201000000_broken'"
+        ),
+        "true true",
+        "only rolled_back_at is set, as `prisma migrate resolve --rolled-back` sets it"
+    );
+}
