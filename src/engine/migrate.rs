@@ -28,6 +28,10 @@ pub(super) struct MigrateJob<'a> {
     pub timeout: Duration,
 }
 
+/// What a baseline or resolve cancelled part-way did: its one write may have landed.
+const CANCELLED_WRITE: &str =
+    "cancelled before it finished: its record may or may not have been written; run `cutover status`";
+
 /// How long a cancelled deploy may take to cancel its script and record the failure before it
 /// is dropped (a server that no longer answers).
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
@@ -86,7 +90,7 @@ pub(super) async fn run(
                         Ok(result) => baseline_outcome(result),
                         Err(_) => Outcome::error(format!("timed out after {}s", job.timeout.as_secs())),
                     },
-                    _ = cancel.cancelled() => Outcome::error("cancelled"),
+                    _ = cancel.cancelled() => Outcome::error(CANCELLED_WRITE),
                 }
             }
             MigrateOp::ResolveApplied | MigrateOp::ResolveRolledBack => {
@@ -110,7 +114,7 @@ pub(super) async fn run(
                         Ok(Err(err)) => failed(err.to_string(), err.exit_code()),
                         Err(_) => Outcome::error(format!("timed out after {}s", job.timeout.as_secs())),
                     },
-                    _ = cancel.cancelled() => Outcome::error("cancelled"),
+                    _ = cancel.cancelled() => Outcome::error(CANCELLED_WRITE),
                 }
             }
         }

@@ -635,13 +635,17 @@ async fn execute(
             let redactor = read(&context.redactor).clone();
             let outcome =
                 migrate::run(job, context.db.target(), &context.events, &redactor, cancel).await;
-            if cancel.is_cancelled() && outcome.status == Status::Error {
-                Outcome {
+            // Cancelled: the reason goes first ("cancelled: cutover received SIGHUP ...").
+            match outcome.message.strip_prefix("cancelled") {
+                _ if !cancel.is_cancelled() || outcome.status != Status::Error => outcome,
+                Some(rest) => Outcome {
+                    message: format!("{}{rest}", context.cancel_reason()),
+                    ..outcome
+                },
+                None => Outcome {
                     message: format!("{}: {}", context.cancel_reason(), outcome.message),
                     ..outcome
-                }
-            } else {
-                outcome
+                },
             }
         }
     }
