@@ -95,6 +95,9 @@ enum Cmd {
     /// The checklist's Phase 1 on a database without a Prisma history: write 0_init from the
     /// live schema (or take the one there) and record it as applied.
     Baseline(cli::baseline::BaselineArgs),
+    /// Review migration SQL: squawk's rules, the lock each statement takes, graded by the live
+    /// size of each table it locks (default: the pending migrations).
+    Lint(cli::lint::LintArgs),
     /// Validate or export runbooks.
     #[command(subcommand)]
     Runbook(RunbookCmd),
@@ -294,6 +297,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Demo { print_url, check } => demo(global, print_url, check).await,
         Cmd::Deploy(args) => cli::deploy::run(global.database_url.as_deref(), args).await,
+        Cmd::Lint(args) => {
+            let runbook = load_runbook(global.runbook.as_deref())?;
+            cli::lint::run(global.database_url.as_deref(), &runbook.thresholds, args).await
+        }
         Cmd::Resolve(args) => cli::resolve::run(global.database_url.as_deref(), args).await,
         Cmd::Baseline(args) => cli::baseline::run(global.database_url.as_deref(), args).await,
         Cmd::Status { migrations, format } => {

@@ -6,6 +6,7 @@ use cutover::target::Target;
 
 pub mod baseline;
 pub mod deploy;
+pub mod lint;
 pub mod resolve;
 
 /// The typed confirmation of a command that writes to the target: `--confirm DATABASE`, else

@@ -29,8 +29,7 @@ pub(super) struct MigrateJob<'a> {
 }
 
 /// What a baseline or resolve cancelled part-way did: its one write may have landed.
-const CANCELLED_WRITE: &str =
-    "cancelled before it finished: its record may or may not have been written; run `cutover status`";
+const CANCELLED_WRITE: &str = "cancelled before it finished: its record may or may not have been written; run `cutover status`";
 
 /// How long a cancelled deploy may take to cancel its script and record the failure before it
 /// is dropped (a server that no longer answers).

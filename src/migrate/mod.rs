@@ -5,5 +5,6 @@
 pub mod baseline;
 pub mod deploy;
 pub mod history;
+pub mod lint;
 pub mod resolve;
 pub mod script;

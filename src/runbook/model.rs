@@ -65,6 +65,14 @@ pub struct Thresholds {
     pub query_error_pct: f64,
     /// Replica lag above which the replica check fails.
     pub replica_lag_s: f64,
+    /// Rows of a table from which a migration's lock on it is a warning (`cutover lint`).
+    pub lint_warn_rows: f64,
+    /// Rows from which it is an error.
+    pub lint_error_rows: f64,
+    /// Size of a table (with its indexes and TOAST), in MiB, from which a lock is a warning.
+    pub lint_warn_mb: f64,
+    /// Size from which it is an error.
+    pub lint_error_mb: f64,
 }
 
 impl Default for Thresholds {
@@ -83,6 +91,12 @@ impl Default for Thresholds {
             connection_error_pct: 0.1,
             query_error_pct: 0.01,
             replica_lag_s: 30.0,
+            // Not the checklist's: where a lock held for an index build or a scan starts to be
+            // felt (about 100k rows is around a second of work) and where it is an outage.
+            lint_warn_rows: 100_000.0,
+            lint_error_rows: 1_000_000.0,
+            lint_warn_mb: 100.0,
+            lint_error_mb: 1024.0,
         }
     }
 }
