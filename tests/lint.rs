@@ -466,3 +466,147 @@ fn the_command_lints_a_folder_with_positions_locks_and_fixes_in_every_format() {
         "cannot read /nonexistent/migrations",
     );
 }
+
+/// A runbook whose three steps are the bundled review's lint probes over `dir`, with its own
+/// grading limits.
+fn review_runbook(dir: &std::path::Path) -> std::sync::Arc<cutover::runbook::Runbook> {
+    let step = |id: &str, report: &str| {
+        format!(
+            "[[sections.steps]]\nid = \"{id}\"\ntitle = \"{id}\"\nkind = \"probe\"\nprobe = \"lint\"\nparams = {{ dir = \"{}\", report = \"{report}\" }}\n",
+            dir.display()
+        )
+    };
+    runbook_from(&format!(
+        "name = \"review\"\n[thresholds]\nlint_warn_rows = 50\nlint_error_rows = 5000\n[[sections]]\nid = \"review\"\ntitle = \"Review\"\n{}{}{}",
+        step("lint", "findings"),
+        step("locks", "locks"),
+        step("rewrites", "rewrites")
+    ))
+}
+
+fn review(url: &str, dir: &std::path::Path) -> Vec<cutover::check::StepReport> {
+    let options = cutover::check::CheckOptions {
+        only: vec!["review".to_string()],
+        ..Default::default()
+    };
+    block_on(check_with(review_runbook(dir), url, options)).steps
+}
+
+/// The review steps pass on safe pending migrations and fail, with the statement, its lock,
+/// the live size and the fix, once a pending migration would block the app on a big table.
+#[test]
+fn the_review_steps_pass_on_safe_migrations_and_fail_on_a_big_lock_or_rewrite() {
+    use cutover::outcome::Status;
+    let url = empty_database();
+    psql(
+        &url,
+        "CREATE TABLE \"Item\" (id int PRIMARY KEY, name text);
+         INSERT INTO \"Item\" SELECT g, 'x' FROM generate_series(1, 10000) g;
+         ANALYZE \"Item\";",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path();
+    std::fs::write(
+        migrations.join("migration_lock.toml"),
+        "provider = \"postgresql\"\n",
+    )
+    .unwrap();
+    write(
+        migrations,
+        "1_index",
+        "-- CreateIndex\nCREATE INDEX CONCURRENTLY \"Item_name_idx\" ON \"Item\"(\"name\");\n",
+    );
+    let steps = review(&url, migrations);
+    for step in &steps {
+        assert_status(step, Status::Pass);
+    }
+    assert!(
+        steps[1].details[0].contains("SHARE UPDATE EXCLUSIVE on public.\"Item\" (10k rows"),
+        "{:?}",
+        steps[1].details
+    );
+
+    write(
+        migrations,
+        "2_type",
+        "-- AlterTable\nALTER TABLE \"Item\" ALTER COLUMN \"name\" SET DATA TYPE VARCHAR(20);\n",
+    );
+    let steps = review(&url, migrations);
+    for step in &steps {
+        assert_status(step, Status::Fail);
+    }
+    let lint = &steps[0];
+    assert!(lint.message.contains("1 error(s)"), "{}", lint.message);
+    assert!(
+        lint.details
+            .iter()
+            .any(|d| d.contains("2_type:2:40 error[changing-column-type]")),
+        "{:?}",
+        lint.details
+    );
+    assert!(
+        lint.details
+            .iter()
+            .any(|d| d.contains("2 | ALTER TABLE \"Item\" ALTER COLUMN")),
+        "the source line: {:?}",
+        lint.details
+    );
+    assert!(
+        lint.details
+            .iter()
+            .any(|d| d.starts_with("    instead: add a new column")),
+        "{:?}",
+        lint.details
+    );
+    assert!(
+        steps[2].details[0].contains("ACCESS EXCLUSIVE on public.\"Item\" (10k rows"),
+        "{:?}",
+        steps[2].details
+    );
+
+    // Applied, it is no longer pending: the review is about what is still to run.
+    psql(
+        &url,
+        &format!(
+            "CREATE TABLE _prisma_migrations (id varchar(36) PRIMARY KEY, checksum varchar(64) NOT NULL, finished_at timestamptz, migration_name varchar(255) NOT NULL, logs text, rolled_back_at timestamptz, started_at timestamptz NOT NULL DEFAULT now(), applied_steps_count integer NOT NULL DEFAULT 0);
+             INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name) VALUES ('a', '{}', now(), '2_type');",
+            cutover::migrate::history::checksum("x")
+        ),
+    );
+    let steps = review(&url, migrations);
+    assert_status(&steps[2], Status::Pass);
+}
+
+#[test]
+fn a_lock_taken_early_in_a_prisma_file_is_held_through_the_statements_after_it() {
+    let report = lint_offline(
+        "-- AlterTable\nALTER TABLE \"User\" ADD COLUMN \"bio\" TEXT;\n\n-- AlterTable\nALTER TABLE \"Summary\" ALTER COLUMN \"title\" SET DATA TYPE VARCHAR(200);\n",
+    );
+    let held = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "prisma-lock-held-to-end-of-file")
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert!(
+        held.message.starts_with("\"User\" (ACCESS EXCLUSIVE since line 2) stays locked while this statement rewrites its table"),
+        "{}",
+        held.message
+    );
+    assert_eq!(held.line, 5);
+    assert!(
+        held.fix
+            .as_deref()
+            .unwrap()
+            .contains("migration file of its own")
+    );
+    // One statement per file: nothing is held across.
+    let alone = lint_offline(
+        "ALTER TABLE \"Summary\" ALTER COLUMN \"title\" SET DATA TYPE VARCHAR(200);\n",
+    );
+    assert!(
+        !alone
+            .findings
+            .iter()
+            .any(|f| f.rule == "prisma-lock-held-to-end-of-file")
+    );
+}

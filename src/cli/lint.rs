@@ -1,13 +1,12 @@
 //! `cutover lint`: reviews migration SQL, graded by the live size of each table it locks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use cutover::db::{Db, DbSettings};
-use cutover::migrate::history;
 use cutover::migrate::lint::{self, Limits, RuleChoice, output};
 use cutover::runbook::Thresholds;
 use cutover::target::{Target, TargetError};
@@ -75,25 +74,23 @@ pub async fn run(
         None => None,
     };
 
-    let paths = if args.paths.is_empty() {
-        migrations_to_lint(&args.migrations, db.as_ref()).await?
+    let files = if args.paths.is_empty() {
+        lint::pending_files(&args.migrations, db.as_ref()).await?
     } else {
-        let mut paths = Vec::new();
+        let mut files = Vec::new();
         for path in &args.paths {
-            paths.extend(lint::files_under(path).map_err(anyhow::Error::msg)?);
+            for file in lint::files_under(path).map_err(anyhow::Error::msg)? {
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read {}: {e} (a migration file must be UTF-8 text)",
+                        file.display()
+                    )
+                })?;
+                files.push((file, text));
+            }
         }
-        paths
+        files
     };
-    let mut files = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read {}: {e} (a migration file must be UTF-8 text)",
-                path.display()
-            )
-        })?;
-        files.push((path, text));
-    }
     let limits = Limits::from(thresholds);
     let reports = lint::lint(&files, db.as_ref(), &rules, &limits).await?;
     if let Some(db) = db {
@@ -121,21 +118,4 @@ pub async fn run(
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The migrations of `folder` to review: with a target, those it has not applied (what is
-/// about to run); without one, all of them.
-async fn migrations_to_lint(folder: &Path, db: Option<&Db>) -> anyhow::Result<Vec<PathBuf>> {
-    let local = history::migration_dirs(folder)?;
-    let applied = match db {
-        Some(db) => history::read_table(db, db.target().schema())
-            .await?
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
-    Ok(local
-        .into_iter()
-        .filter(|m| !history::is_recorded(&applied, &m.name))
-        .map(|m| m.script_path)
-        .collect())
 }

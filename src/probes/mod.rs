@@ -15,6 +15,7 @@ pub mod fk_valid;
 pub mod index_match;
 pub mod indexes;
 pub mod invalid_indexes;
+pub mod lint;
 pub mod migrations;
 pub mod orphans;
 pub mod pitr;
@@ -145,6 +146,7 @@ catalog! {
     "row_counts" => row_counts [context],
     "query_latency" => query_latency [context],
     "error_rates" => error_rates [context],
+    "lint" => lint [context],
 }
 
 /// What [`Db::warm`] runs on each new connection before the steps need it: the catalog

@@ -580,7 +580,7 @@ fn human_bytes(n: i64) -> String {
 }
 
 /// The severity a lock on `locked` tables deserves, and why.
-fn grade_lock(locked: &[Locked], limits: &Limits) -> (Severity, String) {
+pub fn grade_lock(locked: &[Locked], limits: &Limits) -> (Severity, String) {
     if locked.is_empty() {
         return (Severity::Warning, "size unknown".to_string());
     }
@@ -896,4 +896,55 @@ pub async fn lint(
         created.extend(analysis.creates.iter().map(|(_, r)| sizes.key(r)));
     }
     Ok(reports)
+}
+
+/// The `migration.sql` of each migration of `folder` that the target has not applied (what is
+/// about to run), with its text; all of them without a target.
+pub async fn pending_files(
+    folder: &Path,
+    db: Option<&Db>,
+) -> Result<Vec<(PathBuf, String)>, PendingError> {
+    let local = super::history::migration_dirs(folder).map_err(PendingError::Folder)?;
+    let applied = match db {
+        Some(db) => super::history::read_table(db, db.target().schema())
+            .await
+            .map_err(PendingError::Db)?
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut files = Vec::new();
+    for migration in local
+        .into_iter()
+        .filter(|m| !super::history::is_recorded(&applied, &m.name))
+    {
+        let path = migration.script_path;
+        let text = match migration.script {
+            Some(bytes) => String::from_utf8(bytes).map_err(|_| {
+                PendingError::Unreadable(format!("{} is not UTF-8 text", path.display()))
+            })?,
+            None => {
+                return Err(PendingError::Unreadable(format!(
+                    "migration {} has no migration.sql ({})",
+                    migration.name,
+                    path.display()
+                )));
+            }
+        };
+        files.push((path, text));
+    }
+    Ok(files)
+}
+
+/// Why the pending migrations could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PendingError {
+    /// The folder.
+    #[error(transparent)]
+    Folder(super::history::StatusError),
+    /// The history table.
+    #[error(transparent)]
+    Db(DbError),
+    /// A file.
+    #[error("{0}")]
+    Unreadable(String),
 }
