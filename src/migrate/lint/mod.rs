@@ -579,7 +579,8 @@ fn human_bytes(n: i64) -> String {
     }
 }
 
-/// The severity a lock on `locked` tables deserves, and why.
+/// The severity a lock on `locked` tables deserves, and why: each table's size against the
+/// limits.
 pub fn grade_lock(locked: &[Locked], limits: &Limits) -> (Severity, String) {
     if locked.is_empty() {
         return (Severity::Warning, "size unknown".to_string());
@@ -587,32 +588,53 @@ pub fn grade_lock(locked: &[Locked], limits: &Limits) -> (Severity, String) {
     let mut worst = Severity::Note;
     let mut reasons = Vec::new();
     for table in locked {
-        let severity = if table.new {
-            Severity::Note
+        let (severity, why) = if table.new {
+            (Severity::Note, "new, so empty when this runs".to_string())
         } else {
             match (table.rows, table.bytes) {
-                (None, None) => Severity::Warning,
+                (None, None) => (
+                    Severity::Warning,
+                    "size unknown (no target to read it from)".to_string(),
+                ),
                 (rows, bytes) => {
-                    let rows = rows.unwrap_or(0.0);
-                    let bytes = bytes.unwrap_or(0) as f64;
-                    if rows >= limits.error_rows || bytes >= limits.error_bytes {
-                        Severity::Error
-                    } else if rows >= limits.warn_rows || bytes >= limits.warn_bytes {
-                        Severity::Warning
+                    let r = rows.unwrap_or(0.0);
+                    let b = bytes.unwrap_or(0) as f64;
+                    let size = size_text(table);
+                    if r >= limits.error_rows || b >= limits.error_bytes {
+                        (
+                            Severity::Error,
+                            format!(
+                                "{size}: at or over the error line ({} rows or {})",
+                                human_count(limits.error_rows),
+                                human_bytes(limits.error_bytes as i64)
+                            ),
+                        )
+                    } else if r >= limits.warn_rows || b >= limits.warn_bytes {
+                        (
+                            Severity::Warning,
+                            format!(
+                                "{size}: over the warning line ({} rows or {}; an error from {} rows or {})",
+                                human_count(limits.warn_rows),
+                                human_bytes(limits.warn_bytes as i64),
+                                human_count(limits.error_rows),
+                                human_bytes(limits.error_bytes as i64)
+                            ),
+                        )
                     } else {
-                        Severity::Note
+                        (
+                            Severity::Note,
+                            format!(
+                                "{size}: under the warning line ({} rows, {})",
+                                human_count(limits.warn_rows),
+                                human_bytes(limits.warn_bytes as i64)
+                            ),
+                        )
                     }
                 }
             }
         };
         worst = worst.max(severity);
-        reasons.push(format!(
-            "{} on {} ({}): blocks {}",
-            table.mode,
-            table.table,
-            size_text(table),
-            table.mode.blocks()
-        ));
+        reasons.push(format!("{} {why}", table.table));
     }
     (worst, reasons.join("; "))
 }
