@@ -799,3 +799,35 @@ fn snapshot_run_dependencies_first_80x24() {
     press(&mut app, &[KeyCode::Enter]);
     insta::assert_snapshot!(draw(&app, 80, 24));
 }
+
+/// The review's lint step in the wizard: the findings with their source lines, the lock and
+/// size, and what to write instead (offline here, so the size is unknown).
+#[test]
+fn snapshot_lint_findings_with_their_source_lines_120x40() {
+    let folder = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/unsafe_prisma_migrations/20270101000000_summary_channel_idx"
+    );
+    let path = std::path::PathBuf::from(folder).join("migration.sql");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let files = vec![(
+        std::path::PathBuf::from("20270101000000_summary_channel_idx/migration.sql"),
+        text,
+    )];
+    let limits = cutover::migrate::lint::Limits::from(&cutover::runbook::Thresholds::default());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let reports = runtime
+        .block_on(cutover::migrate::lint::lint(
+            &files,
+            None,
+            &cutover::migrate::lint::RuleChoice::default(),
+            &limits,
+        ))
+        .unwrap();
+    let outcome =
+        cutover::probes::lint::outcome(cutover::probes::lint::Report::Findings, &reports, &limits);
+    let mut app = app();
+    select(&mut app, "review.lint");
+    finish(&mut app, "review.lint", outcome, 12);
+    insta::assert_snapshot!(draw(&app, 120, 40));
+}

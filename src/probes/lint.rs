@@ -65,11 +65,16 @@ pub async fn run(db: &Db, params: Params, context: &ProbeContext) -> ProbeResult
     }
     let limits = Limits::from(&context.thresholds);
     let reports = lint::lint(&files, Some(db), &rules, &limits).await?;
-    Ok(match params.report {
-        Report::Findings => findings(&reports),
-        Report::Locks => locks(&reports, &limits),
-        Report::Rewrites => rewrites(&reports, &limits),
-    })
+    Ok(outcome(params.report, &reports, &limits))
+}
+
+/// The step's outcome from the lint's `reports`.
+pub fn outcome(report: Report, reports: &[FileReport], limits: &Limits) -> Outcome {
+    match report {
+        Report::Findings => findings(reports),
+        Report::Locks => locks(reports, limits),
+        Report::Rewrites => rewrites(reports, limits),
+    }
 }
 
 fn name_of(report: &FileReport) -> &str {
@@ -112,7 +117,22 @@ fn findings(reports: &[FileReport]) -> Outcome {
             if let Some(source) = lines.get(finding.line.saturating_sub(1)) {
                 details.push(format!("    {:>4} | {}", finding.line, source.trim_end()));
             }
-            details.push(format!("    {}", finding.grade));
+            if let Some(statement) = finding.statement.and_then(|i| report.statements.get(i)) {
+                for lock in &statement.locks {
+                    details.push(format!(
+                        "    lock: {} on {}: blocks {}{}",
+                        lock.mode,
+                        lock.table,
+                        lock.mode.blocks(),
+                        match (statement.rewrite, statement.scan) {
+                            (true, _) => ", while it rewrites the table",
+                            (false, true) => ", while it reads every row",
+                            _ => "",
+                        }
+                    ));
+                }
+            }
+            details.push(format!("    {}: {}", finding.severity.as_str(), finding.grade));
             if let Some(fix) = &finding.fix {
                 details.push(format!("    instead: {fix}"));
             }
