@@ -98,6 +98,9 @@ enum Cmd {
     /// Review migration SQL: squawk's rules, the lock each statement takes, graded by the live
     /// size of each table it locks (default: the pending migrations).
     Lint(cli::lint::LintArgs),
+    /// The target's schema against what its applied migrations make, replayed into a
+    /// throwaway cluster (schema drift).
+    Drift(cli::drift::DriftArgs),
     /// Validate or export runbooks.
     #[command(subcommand)]
     Runbook(RunbookCmd),
@@ -297,6 +300,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Demo { print_url, check } => demo(global, print_url, check).await,
         Cmd::Deploy(args) => cli::deploy::run(global.database_url.as_deref(), args).await,
+        Cmd::Drift(args) => cli::drift::run(global.database_url.as_deref(), args).await,
         Cmd::Lint(args) => {
             let runbook = load_runbook(global.runbook.as_deref())?;
             cli::lint::run(global.database_url.as_deref(), &runbook.thresholds, args).await

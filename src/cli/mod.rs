@@ -6,6 +6,7 @@ use cutover::target::Target;
 
 pub mod baseline;
 pub mod deploy;
+pub mod drift;
 pub mod lint;
 pub mod resolve;
 

@@ -4,6 +4,7 @@
 
 pub mod baseline;
 pub mod deploy;
+pub mod drift;
 pub mod history;
 pub mod lint;
 pub mod resolve;

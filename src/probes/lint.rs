@@ -132,7 +132,11 @@ fn findings(reports: &[FileReport]) -> Outcome {
                     ));
                 }
             }
-            details.push(format!("    {}: {}", finding.severity.as_str(), finding.grade));
+            details.push(format!(
+                "    {}: {}",
+                finding.severity.as_str(),
+                finding.grade
+            ));
             if let Some(fix) = &finding.fix {
                 details.push(format!("    instead: {fix}"));
             }

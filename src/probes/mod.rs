@@ -10,6 +10,7 @@ use crate::outcome::Outcome;
 
 pub mod blocking;
 pub mod connection;
+pub mod drift;
 pub mod error_rates;
 pub mod fk_valid;
 pub mod index_match;
@@ -147,6 +148,7 @@ catalog! {
     "query_latency" => query_latency [context],
     "error_rates" => error_rates [context],
     "lint" => lint [context],
+    "drift" => drift,
 }
 
 /// What [`Db::warm`] runs on each new connection before the steps need it: the catalog

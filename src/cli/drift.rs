@@ -1,0 +1,53 @@
+//! `cutover drift`: the target's schema against what its applied migrations make.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use cutover::db::{Db, DbSettings};
+use cutover::migrate::drift::{self, DriftError};
+use cutover::target::Target;
+
+/// Options of `cutover drift`.
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// The Prisma migrations folder.
+    #[arg(long, value_name = "DIR", default_value = "prisma/migrations")]
+    migrations: PathBuf,
+}
+
+/// Runs `cutover drift`: 0 same, 1 differences, 2 error.
+pub async fn run(database_url: Option<&str>, args: DriftArgs) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let target = Target::resolve(database_url, &cwd)?;
+    let db = Db::connect(&target, DbSettings::default()).await?;
+    let result = drift::drift(&db, &args.migrations).await;
+    db.close().await;
+    match result {
+        Ok(report) if report.differences.is_empty() => {
+            println!(
+                "no drift: the schema is what its {} applied migration(s) make",
+                report.replayed.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(report) => {
+            println!(
+                "{} difference(s) between the database and its {} applied migration(s):",
+                report.differences.len(),
+                report.replayed.len()
+            );
+            for line in &report.differences {
+                println!("  {line}");
+            }
+            Ok(ExitCode::from(1))
+        }
+        Err(DriftError::NoHistory) => {
+            eprintln!("error: {}", DriftError::NoHistory);
+            Ok(ExitCode::from(2))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
