@@ -101,6 +101,9 @@ enum Cmd {
     /// The target's schema against what its applied migrations make, replayed into a
     /// throwaway cluster (schema drift).
     Drift(cli::drift::DriftArgs),
+    /// Restore the newest dump into a throwaway cluster and apply the pending migrations to it,
+    /// each timed (a rehearsal on production's data).
+    Rehearse(cli::rehearse::RehearseArgs),
     /// Validate or export runbooks.
     #[command(subcommand)]
     Runbook(RunbookCmd),
@@ -300,6 +303,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Demo { print_url, check } => demo(global, print_url, check).await,
         Cmd::Deploy(args) => cli::deploy::run(global.database_url.as_deref(), args).await,
+        Cmd::Rehearse(args) => cli::rehearse::run(global.database_url.as_deref(), args).await,
         Cmd::Drift(args) => cli::drift::run(global.database_url.as_deref(), args).await,
         Cmd::Lint(args) => {
             let runbook = load_runbook(global.runbook.as_deref())?;

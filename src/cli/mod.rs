@@ -8,6 +8,7 @@ pub mod baseline;
 pub mod deploy;
 pub mod drift;
 pub mod lint;
+pub mod rehearse;
 pub mod resolve;
 
 /// The typed confirmation of a command that writes to the target: `--confirm DATABASE`, else

@@ -7,5 +7,6 @@ pub mod deploy;
 pub mod drift;
 pub mod history;
 pub mod lint;
+pub mod rehearse;
 pub mod resolve;
 pub mod script;

@@ -1,0 +1,386 @@
+//! `cutover rehearse`: the newest dump restored into a throwaway cluster (timed: it is the
+//! restore part of the rollback budget), its rows counted, and the pending migrations applied
+//! to it with the native deploy, each timed; the cluster and its files removed at the end
+//! unless kept.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::deploy::{self, Applied, DeployOptions};
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::db::{Db, DbSettings, literal};
+use crate::target::Target;
+
+/// How a rehearsal runs.
+#[derive(Debug, Clone)]
+pub struct RehearseOptions {
+    /// The dump to restore; `None`: the newest `*.dump` of `backup_dir`.
+    pub dump: Option<PathBuf>,
+    /// Where the dumps are.
+    pub backup_dir: PathBuf,
+    /// The Prisma migrations folder.
+    pub migrations: PathBuf,
+    /// Parallel restore jobs (`pg_restore -j`).
+    pub jobs: usize,
+    /// The URL's schema on the copy (the target's).
+    pub schema: String,
+}
+
+/// What a rehearsal says as it goes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Progress {
+    /// The dump chosen.
+    Dump {
+        /// Its path.
+        path: String,
+        /// Its size.
+        bytes: u64,
+        /// The server version it was made from.
+        from_version: String,
+        /// Tables with data in it.
+        tables: usize,
+    },
+    /// A table's data is restored.
+    Restored {
+        /// Tables done.
+        done: usize,
+        /// Tables in the dump.
+        total: usize,
+        /// The table.
+        table: String,
+    },
+    /// The restore ended.
+    RestoreFinished {
+        /// How long it took.
+        ms: u64,
+    },
+    /// A migration is applied to the copy.
+    Migration(Applied),
+}
+
+/// What a rehearsal measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rehearsal {
+    /// The dump restored.
+    pub dump: String,
+    /// Wall time of `pg_restore`, in milliseconds.
+    pub restore_ms: u64,
+    /// Rows of each table of the copy, counted exactly.
+    pub rows: Vec<(String, i64)>,
+    /// The pending migrations, applied to the copy, in order.
+    pub migrations: Vec<Applied>,
+}
+
+/// Why a rehearsal stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RehearseError {
+    /// No dump to restore.
+    #[error("no dump to rehearse on: {0}")]
+    NoDump(String),
+    /// The dump cannot be read.
+    #[error("{path} cannot be restored: {reason}")]
+    BadDump {
+        /// The dump.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Not enough room.
+    #[error(
+        "not enough free disk for the restore in {dir}: {free_mb} MiB free, the dump of {dump_mb} MiB needs about {needed_mb} MiB restored; free some space or set TMPDIR to a bigger disk"
+    )]
+    Disk {
+        /// Where.
+        dir: String,
+        /// Free.
+        free_mb: u64,
+        /// The dump.
+        dump_mb: u64,
+        /// Needed.
+        needed_mb: u64,
+    },
+    /// The throwaway cluster.
+    #[error(
+        "cannot start the throwaway cluster to restore into: {0} (rehearse needs the PostgreSQL server binaries, initdb and pg_ctl, on this host)"
+    )]
+    Cluster(String),
+    /// The restore failed.
+    #[error("pg_restore failed on {path}: {reason}; the throwaway cluster was removed")]
+    Restore {
+        /// The dump.
+        path: String,
+        /// Its last error line.
+        reason: String,
+    },
+    /// The copy's database.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    /// A migration failed on the copy: that is the rehearsal's finding.
+    #[error("the rehearsal found that a migration fails on production's data: {0}")]
+    Deploy(#[from] deploy::DeployError),
+}
+
+impl RehearseError {
+    /// 1 when the rehearsal found a problem with the migration, 2 when it could not run.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RehearseError::Deploy(err) => err.exit_code().max(1),
+            _ => 2,
+        }
+    }
+}
+
+/// The newest `*.dump` file of `dir`.
+pub fn newest_dump(dir: &Path) -> Result<PathBuf, RehearseError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        RehearseError::NoDump(format!(
+            "cannot read {}: {e} (run backup.dump, or pass --dump FILE)",
+            dir.display()
+        ))
+    })?;
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "dump"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, path)| path)
+        .ok_or_else(|| {
+            RehearseError::NoDump(format!(
+                "{} holds no .dump file (run backup.dump, or pass --dump FILE)",
+                dir.display()
+            ))
+        })
+}
+
+/// What `pg_restore --list` says of a dump: the server version it came from and its tables
+/// with data.
+fn list(dump: &Path) -> Result<(String, Vec<String>), RehearseError> {
+    let bad = |reason: String| RehearseError::BadDump {
+        path: dump.display().to_string(),
+        reason,
+    };
+    let output = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(dump)
+        .output()
+        .map_err(|e| {
+            bad(format!(
+                "cannot run pg_restore: {e} (install the PostgreSQL client tools)"
+            ))
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("it failed without a message")
+            .trim()
+            .trim_start_matches("pg_restore: error: ")
+            .to_string();
+        let hint = if last.contains("unsupported version") {
+            ": it was made by a newer pg_dump than this host's pg_restore; install the client tools of that PostgreSQL version"
+        } else if last.contains("magic string") || last.contains("input file") {
+            ": it is not a complete custom-format dump (truncated, or a plain .sql file); make a new one with backup.dump"
+        } else {
+            ""
+        };
+        return Err(bad(format!("{last}{hint}")));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text
+        .lines()
+        .find_map(|l| l.split("Dumped from database version:").nth(1))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    let tables = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && l.contains(" TABLE DATA "))
+        .map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            // `3350; 0 16390 TABLE DATA public Summary postgres`
+            match parts.iter().position(|p| *p == "DATA") {
+                Some(at) if parts.len() > at + 2 => format!("{}.{}", parts[at + 1], parts[at + 2]),
+                _ => l.to_string(),
+            }
+        })
+        .collect();
+    Ok((version, tables))
+}
+
+/// Free bytes on the file system of `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(stat.blocks_available() as u64 * stat.fragment_size() as u64)
+}
+
+/// Restores the dump into a throwaway cluster, counts its rows, and applies the pending
+/// migrations of `options.migrations` to it. Returns the cluster (dropping it removes it) with
+/// what was measured.
+pub async fn rehearse(
+    options: &RehearseOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<(Cluster, Target, Rehearsal), RehearseError> {
+    let dump = match &options.dump {
+        Some(dump) => dump.clone(),
+        None => newest_dump(&options.backup_dir)?,
+    };
+    let bytes = std::fs::metadata(&dump)
+        .map_err(|e| RehearseError::NoDump(format!("cannot read {}: {e}", dump.display())))?
+        .len();
+    let (from_version, tables) = list(&dump)?;
+    // A custom-format dump is compressed: restored, with indexes, it takes a few times its size.
+    let tmp = std::env::temp_dir();
+    let needed = bytes.saturating_mul(4);
+    if let Some(free) = free_bytes(&tmp)
+        && free < needed
+    {
+        return Err(RehearseError::Disk {
+            dir: tmp.display().to_string(),
+            free_mb: free / 1024 / 1024,
+            dump_mb: bytes / 1024 / 1024,
+            needed_mb: needed / 1024 / 1024,
+        });
+    }
+    progress(Progress::Dump {
+        path: dump.display().to_string(),
+        bytes,
+        from_version: from_version.clone(),
+        tables: tables.len(),
+    });
+
+    // A copy to throw away: no durability needed.
+    let cluster_options = ClusterOptions::default()
+        .setting("fsync", "off")
+        .setting("synchronous_commit", "off")
+        .setting("full_page_writes", "off")
+        .setting("maintenance_work_mem", "256MB");
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(cluster_options))
+        .await
+        .map_err(|e| RehearseError::Cluster(e.to_string()))?
+        .map_err(|e| RehearseError::Cluster(e.to_string()))?;
+    cluster
+        .create_database("rehearsal")
+        .map_err(|e| RehearseError::Cluster(e.to_string()))?;
+    let encoded: String = url::form_urlencoded::byte_serialize(options.schema.as_bytes()).collect();
+    let url = format!("{}?schema={encoded}", cluster.url("rehearsal"));
+    let copy = Target::from_url(&url).map_err(|e| RehearseError::Cluster(e.to_string()))?;
+
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new("pg_restore")
+        .args([
+            "--no-owner",
+            "--no-privileges",
+            "--verbose",
+            "--exit-on-error",
+        ])
+        .arg(format!("--jobs={}", options.jobs.max(1)))
+        .arg(format!("--dbname={}", cluster.url("rehearsal")))
+        .arg(&dump)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| RehearseError::Restore {
+            path: dump.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let mut done = 0;
+    let mut last_error = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        // `pg_restore: finished item 3350 TABLE DATA Summary` (parallel), or `processing data
+        // for table "public.Summary"` (one job).
+        let table = if options.jobs > 1 {
+            line.split("TABLE DATA ")
+                .nth(1)
+                .filter(|_| line.contains("finished item"))
+        } else {
+            line.split("processing data for table ").nth(1)
+        }
+        .map(|t| t.trim().trim_matches('"').to_string());
+        if let Some(table) = table {
+            done += 1;
+            progress(Progress::Restored {
+                done,
+                total: tables.len(),
+                table,
+            });
+        }
+        if line.contains("error:") {
+            last_error = line.trim_start_matches("pg_restore: error: ").to_string();
+        }
+    }
+    let status = child.wait().await.map_err(|e| RehearseError::Restore {
+        path: dump.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    if !status.success() {
+        return Err(RehearseError::Restore {
+            path: dump.display().to_string(),
+            reason: if last_error.is_empty() {
+                format!("it exited with {status}")
+            } else {
+                last_error
+            },
+        });
+    }
+    let restore_ms = started.elapsed().as_millis() as u64;
+    progress(Progress::RestoreFinished { ms: restore_ms });
+
+    let db = Db::connect(&copy, DbSettings::default()).await?;
+    let rows = count_rows(&db, &options.schema).await;
+    db.close().await;
+    let rows = rows?;
+
+    let deploy_options = DeployOptions {
+        migrations: options.migrations.clone(),
+        // The copy is ours alone: no lock to wait for, no app to protect.
+        lock_timeout: Duration::from_secs(3600),
+        retries: 0,
+        ..DeployOptions::default()
+    };
+    let report = deploy::deploy(&copy, &deploy_options, |p| {
+        if let deploy::Progress::Finished(applied) = p {
+            progress(Progress::Migration(applied));
+        }
+    })
+    .await?;
+    Ok((
+        cluster,
+        copy,
+        Rehearsal {
+            dump: dump.display().to_string(),
+            restore_ms,
+            rows,
+            migrations: report.applied,
+        },
+    ))
+}
+
+/// The exact row count of every table of `schema`, in one round trip.
+async fn count_rows(db: &Db, schema: &str) -> Result<Vec<(String, i64)>, crate::db::DbError> {
+    let mut answers = db
+        .read_batch(&[format!(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = {} AND c.relkind IN ('r', 'p') ORDER BY 1",
+            literal(schema)
+        )])
+        .await?;
+    let tables: Vec<String> = answers.column(0).map_err(|e| db.error(e))?;
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let counts: Vec<String> = tables
+        .iter()
+        .map(|t| format!("SELECT {}, count(*)::int8 FROM {t}", literal(t)))
+        .collect();
+    let mut answers = db.read_batch(&[counts.join(" UNION ALL ")]).await?;
+    answers.rows(0).map_err(|e| db.error(e))
+}

@@ -1,0 +1,140 @@
+//! `cutover rehearse`: a dump restored into a throwaway cluster, counted, and the pending
+//! migrations applied to it; and every way it can be refused.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// A custom-format dump of the database at `url` in `dir/backups`.
+fn dump_of(url: &str, dir: &Path) -> std::path::PathBuf {
+    let backups = dir.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let file = backups.join("sightline_20270101_000000.dump");
+    let status = std::process::Command::new("pg_dump")
+        .args(["--format=custom", "--file"])
+        .arg(&file)
+        .arg(url)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    file
+}
+
+/// The sample app's folder plus one pending migration.
+fn app_with_pending(dir: &Path, script: &str) -> std::path::PathBuf {
+    cutover::demo::write_app(dir).unwrap();
+    let migrations = dir.join("prisma/migrations");
+    let pending = migrations.join("20270101000000_tag_note");
+    std::fs::create_dir_all(&pending).unwrap();
+    std::fs::write(pending.join("migration.sql"), script).unwrap();
+    migrations
+}
+
+fn rehearse(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut command = cutover(&[&["rehearse"][..], args].concat());
+    command.current_dir(dir);
+    command.output().unwrap()
+}
+
+#[test]
+fn the_newest_dump_is_restored_counted_and_the_pending_migrations_rehearsed_on_it() {
+    let url = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    dump_of(&url, dir.path());
+    let migrations = app_with_pending(
+        dir.path(),
+        "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT;\n",
+    );
+    let output = rehearse(
+        dir.path(),
+        &["--migrations", migrations.to_str().unwrap(), "--jobs", "2"],
+    );
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}{}", stderr(&output));
+    assert!(
+        out.contains("restoring backups/sightline_20270101_000000.dump"),
+        "{out}"
+    );
+    assert!(out.contains("restored in "), "{out}");
+    assert!(
+        out.contains("applied 20270101000000_tag_note to the copy in"),
+        "{out}"
+    );
+    assert!(out.contains("rehearsed 1 pending migration(s)"), "{out}");
+    assert!(out.contains("removed the throwaway cluster"), "{out}");
+    // Every row of the source, counted on the copy.
+    let rows: i64 = psql(
+        &url,
+        "SELECT sum(n) FROM (SELECT count(*) AS n FROM \"User\" UNION ALL SELECT count(*) FROM \"Summary\"
+           UNION ALL SELECT count(*) FROM \"ShareLink\" UNION ALL SELECT count(*) FROM \"UsageEvent\"
+           UNION ALL SELECT count(*) FROM \"Category\" UNION ALL SELECT count(*) FROM \"Tag\"
+           UNION ALL SELECT count(*) FROM \"_CategoryToSummary\" UNION ALL SELECT count(*) FROM \"_SummaryToTag\"
+           UNION ALL SELECT count(*) FROM \"Progress\" UNION ALL SELECT count(*) FROM _prisma_migrations) s",
+    )
+    .parse()
+    .unwrap();
+    assert!(
+        out.contains(&format!("{rows} row(s) counted on the copy")),
+        "{rows} in {out}"
+    );
+    // The source is untouched: the migration ran on the copy only.
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'Tag' AND column_name = 'note'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn a_migration_that_fails_on_the_copy_is_the_rehearsals_finding() {
+    let url = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    dump_of(&url, dir.path());
+    // Tag names are unique already, so this works; a NOT NULL column without a default on a
+    // table with rows does not.
+    let migrations = app_with_pending(
+        dir.path(),
+        "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT NOT NULL;\n",
+    );
+    let output = rehearse(dir.path(), &["--migrations", migrations.to_str().unwrap()]);
+    assert_one_line_error(
+        &output,
+        1,
+        "the rehearsal found that a migration fails on production's data: migration 20270101000000_tag_note failed: ERROR 23502",
+    );
+}
+
+#[test]
+fn no_dump_or_a_broken_one_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("backups")).unwrap();
+    assert_one_line_error(
+        &rehearse(dir.path(), &[]),
+        2,
+        "backups holds no .dump file (run backup.dump, or pass --dump FILE)",
+    );
+    // A plain SQL file, and a truncated dump.
+    let plain = dir.path().join("plain.dump");
+    std::fs::write(&plain, "CREATE TABLE t (id int);\n").unwrap();
+    assert_one_line_error(
+        &rehearse(dir.path(), &["--dump", plain.to_str().unwrap()]),
+        2,
+        "is not a complete custom-format dump",
+    );
+    let url = fresh_database();
+    let full = dump_of(&url, dir.path());
+    let bytes = std::fs::read(&full).unwrap();
+    let truncated = dir.path().join("truncated.dump");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let output = rehearse(dir.path(), &["--dump", truncated.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("truncated.dump"),
+        "{}",
+        stderr(&output)
+    );
+}
