@@ -303,7 +303,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Demo { print_url, check } => demo(global, print_url, check).await,
         Cmd::Deploy(args) => cli::deploy::run(global.database_url.as_deref(), args).await,
-        Cmd::Rehearse(args) => cli::rehearse::run(global.database_url.as_deref(), args).await,
+        Cmd::Rehearse(args) => {
+            let runbook = load_runbook(global.runbook.as_deref())?;
+            cli::rehearse::run(global.database_url.as_deref(), &runbook, args).await
+        }
         Cmd::Drift(args) => cli::drift::run(global.database_url.as_deref(), args).await,
         Cmd::Lint(args) => {
             let runbook = load_runbook(global.runbook.as_deref())?;

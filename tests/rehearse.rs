@@ -138,3 +138,69 @@ fn no_dump_or_a_broken_one_is_refused_with_what_to_do() {
         stderr(&output)
     );
 }
+
+/// The rehearsal is journaled as a rehearsal run of the runbook: the production deploy that
+/// follows shows each migration's rehearsed time beside its own, and the restore's time.
+#[test]
+fn a_production_deploy_after_a_rehearsal_shows_the_rehearsed_timings() {
+    let source = fresh_database();
+    let production = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    dump_of(&source, dir.path());
+    let migrations = app_with_pending(
+        dir.path(),
+        "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT;\n",
+    );
+    let runbook = write_runbook(
+        dir.path(),
+        &format!(
+            "name = \"release\"\n[[sections]]\nid = \"backup\"\ntitle = \"Backup\"\n[[sections.steps]]\nid = \"restore_tested\"\ntitle = \"Restore tested\"\nkind = \"manual\"\n[[sections]]\nid = \"apply\"\ntitle = \"Apply\"\n[[sections.steps]]\nid = \"deploy\"\ntitle = \"Deploy\"\nkind = \"migrate\"\nmigrate = \"deploy\"\nmigrations = \"{}\"\n",
+            migrations.display()
+        ),
+    );
+    let rehearsed = cutover_in(
+        home.path(),
+        &[
+            "--runbook",
+            &runbook,
+            "rehearse",
+            "--migrations",
+            migrations.to_str().unwrap(),
+        ],
+    )
+    .current_dir(dir.path())
+    .output()
+    .unwrap();
+    assert_eq!(rehearsed.status.code(), Some(0), "{}", stderr(&rehearsed));
+    let database = production.rsplit('/').next().unwrap();
+    let deployed = cutover_in(
+        home.path(),
+        &[
+            "--runbook",
+            &runbook,
+            "check",
+            "--database-url",
+            &production,
+            "--confirm",
+            database,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(deployed.status.code(), Some(0), "{}", stdout(&deployed));
+    let report = cutover_in(home.path(), &["report", "--last"])
+        .output()
+        .unwrap();
+    let markdown = stdout(&report);
+    let row = markdown
+        .lines()
+        .find(|l| l.starts_with("| `20270101000000_tag_note`"))
+        .unwrap_or_else(|| panic!("{markdown}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    // | Migration | Step | Started | Duration | Rehearsal | …
+    assert!(cells[5].ends_with(" ms"), "the rehearsal's time: {row}");
+    assert!(markdown.contains("Rehearsal: run `"), "{markdown}");
+    let runs = stdout(&cutover_in(home.path(), &["runs"]).output().unwrap());
+    assert!(runs.contains("rehearse"), "{runs}");
+}

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use cutover::migrate::rehearse::{self, Progress, RehearseOptions};
+use cutover::journal::{Entry, Mode, NewRun, Recorder};
+use cutover::migrate::rehearse::{self, Progress, Rehearsal, RehearseOptions};
+use cutover::outcome::Outcome;
+use cutover::runbook::Runbook;
 use cutover::target::{Target, TargetError};
 
 /// Options of `cutover rehearse`.
@@ -31,14 +34,40 @@ pub struct RehearseArgs {
 }
 
 /// Runs `cutover rehearse`: 0 rehearsed, 1 a migration failed on the copy, 2 could not run.
-pub async fn run(database_url: Option<&str>, args: RehearseArgs) -> anyhow::Result<ExitCode> {
+/// The rehearsal is journaled as a rehearsal run of `runbook` (the restore as
+/// `backup.restore_tested`, the migrations as `apply.deploy`), so that a production run shows
+/// its timings beside its own.
+pub async fn run(
+    database_url: Option<&str>,
+    runbook: &Runbook,
+    args: RehearseArgs,
+) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    // The target only names the schema the app uses; the rehearsal never connects to it.
-    let schema = match Target::resolve(database_url, &cwd) {
-        Ok(target) => target.schema().to_string(),
-        Err(TargetError::Missing) => "public".to_string(),
+    // The target only names the schema the app uses (and the journal's run); the rehearsal
+    // never connects to it.
+    let target = match Target::resolve(database_url, &cwd) {
+        Ok(target) => Some(target),
+        Err(TargetError::Missing) => None,
         Err(err) => return Err(err.into()),
     };
+    let schema = target
+        .as_ref()
+        .map_or("public".to_string(), |t| t.schema().to_string());
+    let journal = crate::open_journal().await?;
+    let run = journal
+        .create_run(NewRun {
+            runbook_name: runbook.name.clone(),
+            runbook_text: runbook.source.clone(),
+            target: target
+                .as_ref()
+                .map_or("a restored copy (no target given)".to_string(), |t| {
+                    t.to_string()
+                }),
+            mode: Mode::Rehearsal,
+            origin: "rehearse",
+        })
+        .await?;
+    let mut recorder = Recorder::new(Some(journal), run.id.clone());
     let options = RehearseOptions {
         dump: args.dump,
         backup_dir: args.backup_dir,
@@ -73,6 +102,8 @@ pub async fn run(database_url: Option<&str>, args: RehearseArgs) -> anyhow::Resu
     .await;
     match result {
         Ok((cluster, copy, rehearsal)) => {
+            record(&mut recorder, &rehearsal).await?;
+            recorder.finish().await?;
             let rows: i64 = rehearsal.rows.iter().map(|(_, n)| n).sum();
             println!(
                 "verified: {} table(s), {rows} row(s) counted on the copy",
@@ -94,8 +125,46 @@ pub async fn run(database_url: Option<&str>, args: RehearseArgs) -> anyhow::Resu
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
+            recorder.finish().await?;
             eprintln!("error: {err}");
             Ok(ExitCode::from(err.exit_code()))
         }
     }
 }
+
+/// The rehearsal's run: the restore (`backup.restore_tested`) and the migrations
+/// (`apply.deploy`, one record per migration), with their times.
+async fn record(recorder: &mut Recorder, rehearsal: &Rehearsal) -> anyhow::Result<()> {
+    let rows: i64 = rehearsal.rows.iter().map(|(_, n)| n).sum();
+    recorder
+        .record(Some(RESTORE_STEP), Entry::StepStarted)
+        .await?;
+    let restored = Outcome::pass(format!(
+        "rehearsal: {} restored into a throwaway cluster in {:.1} s; {} table(s), {rows} row(s) counted",
+        rehearsal.dump,
+        rehearsal.restore_ms as f64 / 1000.0,
+        rehearsal.rows.len()
+    ));
+    recorder
+        .finished(RESTORE_STEP, &restored, rehearsal.restore_ms)
+        .await?;
+    recorder
+        .record(Some(DEPLOY_STEP), Entry::StepStarted)
+        .await?;
+    for applied in &rehearsal.migrations {
+        recorder
+            .record(Some(DEPLOY_STEP), Entry::MigrationApplied(applied.clone()))
+            .await?;
+    }
+    let total: u64 = rehearsal.migrations.iter().map(|m| m.duration_ms).sum();
+    let deployed = Outcome::pass(format!(
+        "rehearsal: {} pending migration(s) applied to the restored copy in {total} ms",
+        rehearsal.migrations.len()
+    ));
+    recorder.finished(DEPLOY_STEP, &deployed, total).await?;
+    Ok(())
+}
+
+/// The bundled runbook's steps the rehearsal measures.
+const RESTORE_STEP: &str = "backup.restore_tested";
+const DEPLOY_STEP: &str = "apply.deploy";

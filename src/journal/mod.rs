@@ -124,7 +124,7 @@ pub struct NewRun {
     pub target: String,
     /// Rehearsal or production.
     pub mode: Mode,
-    /// `wizard` or `check`.
+    /// `wizard`, `check` or `rehearse`.
     pub origin: &'static str,
 }
 
