@@ -45,7 +45,7 @@ fn the_newest_dump_is_restored_counted_and_the_pending_migrations_rehearsed_on_i
     dump_of(&url, dir.path());
     let migrations = app_with_pending(
         dir.path(),
-        "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT;\n",
+        "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT;\n\n-- AlterTable\nALTER TABLE \"Tag\" ALTER COLUMN \"name\" SET DATA TYPE VARCHAR(200);\n",
     );
     let output = rehearse(
         dir.path(),
@@ -63,6 +63,25 @@ fn the_newest_dump_is_restored_counted_and_the_pending_migrations_rehearsed_on_i
         "{out}"
     );
     assert!(out.contains("rehearsed 1 pending migration(s)"), "{out}");
+    // Statement by statement, in Prisma's one transaction: the lock the first statement takes
+    // is held to the end of the file, and the second rewrites the table.
+    assert!(
+        out.contains("    line 2: ALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT; ("),
+        "{out}"
+    );
+    assert!(
+        out.contains("      AccessExclusive on public.\"Tag\" ("),
+        "{out}"
+    );
+    assert!(
+        out.contains("reads and writes of the app wait that long"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    line 5: ALTER TABLE \"Tag\" ALTER COLUMN"),
+        "{out}"
+    );
+    assert!(out.contains("      rewrote public.\"Tag\""), "{out}");
     assert!(out.contains("removed the throwaway cluster"), "{out}");
     // Every row of the source, counted on the copy.
     let rows: i64 = psql(

@@ -98,6 +98,27 @@ pub async fn run(
             "  applied {} to the copy in {} ms",
             applied.name, applied.duration_ms
         ),
+        Progress::Statement(statement) => {
+            println!(
+                "    line {}: {} ({} ms)",
+                statement.line, statement.text, statement.ms
+            );
+            for lock in &statement.locks {
+                let rows = lock
+                    .rows
+                    .map_or("rows unknown".to_string(), |r| format!("{r:.0} rows"));
+                println!(
+                    "      {} on {} ({rows}) held {:.1} s: {}",
+                    lock.mode.trim_end_matches("Lock"),
+                    lock.table,
+                    lock.held_ms as f64 / 1000.0,
+                    lock_effect(&lock.mode)
+                );
+            }
+            for table in &statement.rewrote {
+                println!("      rewrote {table}");
+            }
+        }
     })
     .await;
     match result {
@@ -160,7 +181,32 @@ async fn record(recorder: &mut Recorder, rehearsal: &Rehearsal) -> anyhow::Resul
     let deployed = Outcome::pass(format!(
         "rehearsal: {} pending migration(s) applied to the restored copy in {total} ms",
         rehearsal.migrations.len()
-    ));
+    ))
+    .with_details(rehearsal.statements.iter().map(|s| {
+        let locks: Vec<String> = s
+            .locks
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} on {} ({}) held {} ms",
+                    l.mode.trim_end_matches("Lock"),
+                    l.table,
+                    l.rows
+                        .map_or("rows unknown".to_string(), |r| format!("{r:.0} rows")),
+                    l.held_ms
+                )
+            })
+            .chain(s.rewrote.iter().map(|t| format!("rewrote {t}")))
+            .collect();
+        format!(
+            "{} line {}: {} ms{}{}",
+            s.migration,
+            s.line,
+            s.ms,
+            if locks.is_empty() { "" } else { "; " },
+            locks.join("; ")
+        )
+    }));
     recorder.finished(DEPLOY_STEP, &deployed, total).await?;
     Ok(())
 }
@@ -168,3 +214,14 @@ async fn record(recorder: &mut Recorder, rehearsal: &Rehearsal) -> anyhow::Resul
 /// The bundled runbook's steps the rehearsal measures.
 const RESTORE_STEP: &str = "backup.restore_tested";
 const DEPLOY_STEP: &str = "apply.deploy";
+
+/// What the app cannot do while a lock of `mode` (as `pg_locks` names it) is held.
+fn lock_effect(mode: &str) -> &'static str {
+    match mode {
+        "AccessExclusiveLock" => "reads and writes of the app wait that long",
+        "ExclusiveLock" | "ShareRowExclusiveLock" | "ShareLock" => {
+            "writes of the app wait that long (reads go on)"
+        }
+        _ => "the app's reads and writes go on",
+    }
+}

@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::deploy::{self, Applied, DeployOptions};
+use super::deploy::{self, Applied};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::db::{Db, DbSettings, literal};
 use crate::target::Target;
@@ -61,6 +61,39 @@ pub enum Progress {
     },
     /// A migration is applied to the copy.
     Migration(Applied),
+    /// A statement of a migration ran on the copy.
+    Statement(StatementTiming),
+}
+
+/// One statement of a migration, run on the copy: its time, and the locks on tables that
+/// existed before the migration, each held from this statement until its transaction ended.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StatementTiming {
+    /// The migration.
+    pub migration: String,
+    /// 1-based line where the statement starts.
+    pub line: usize,
+    /// Its first line, shortened.
+    pub text: String,
+    /// Its own time, in milliseconds.
+    pub ms: u64,
+    /// Locks it took first: table, mode, the table's rows, how long the lock was held.
+    pub locks: Vec<HeldLock>,
+    /// Tables it rewrote (their file changed).
+    pub rewrote: Vec<String>,
+}
+
+/// A lock a statement took, and for how long its transaction kept it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct HeldLock {
+    /// The table.
+    pub table: String,
+    /// The mode, as `pg_locks` names it.
+    pub mode: String,
+    /// The table's rows (`reltuples`).
+    pub rows: Option<f64>,
+    /// From the statement's start to the end of its transaction, in milliseconds.
+    pub held_ms: u64,
 }
 
 /// What a rehearsal measured.
@@ -74,6 +107,8 @@ pub struct Rehearsal {
     pub rows: Vec<(String, i64)>,
     /// The pending migrations, applied to the copy, in order.
     pub migrations: Vec<Applied>,
+    /// Each of their statements, in order.
+    pub statements: Vec<StatementTiming>,
 }
 
 /// Why a rehearsal stopped.
@@ -338,19 +373,7 @@ pub async fn rehearse(
     db.close().await;
     let rows = rows?;
 
-    let deploy_options = DeployOptions {
-        migrations: options.migrations.clone(),
-        // The copy is ours alone: no lock to wait for, no app to protect.
-        lock_timeout: Duration::from_secs(3600),
-        retries: 0,
-        ..DeployOptions::default()
-    };
-    let report = deploy::deploy(&copy, &deploy_options, |p| {
-        if let deploy::Progress::Finished(applied) = p {
-            progress(Progress::Migration(applied));
-        }
-    })
-    .await?;
+    let (migrations, statements) = apply_timed(&copy, &options.migrations, &mut progress).await?;
     Ok((
         cluster,
         copy,
@@ -358,9 +381,209 @@ pub async fn rehearse(
             dump: dump.display().to_string(),
             restore_ms,
             rows,
-            migrations: report.applied,
+            migrations,
+            statements,
         },
     ))
+}
+
+/// Applies the pending migrations of `folder` to the copy statement by statement, inside the
+/// transaction boundaries Prisma would use (a file of several statements in one transaction, a
+/// lone statement on its own), timing each and reading, after each, the locks its session
+/// holds on the tables that existed before and whether their files changed (a rewrite). Each
+/// migration is recorded in the copy's `_prisma_migrations` as deploy records it.
+async fn apply_timed(
+    copy: &Target,
+    folder: &Path,
+    progress: &mut impl FnMut(Progress),
+) -> Result<(Vec<Applied>, Vec<StatementTiming>), RehearseError> {
+    let mut conn = deploy::connect(copy).await?;
+    let pending = deploy::pending(&mut conn, copy, folder).await?;
+    let local = super::history::migration_dirs(folder).map_err(deploy::DeployError::from)?;
+    let db_err = |e: sqlx::Error| RehearseError::Db(crate::db::DbError::from_sqlx(e, copy));
+    deploy::create_table_if_missing(&mut conn, copy).await?;
+    let table = deploy::table_name(copy);
+    let mut applied = Vec::new();
+    let mut timings = Vec::new();
+    for name in pending {
+        let Some(dir) = local.iter().find(|m| m.name == name) else {
+            continue;
+        };
+        let bytes = dir.script.clone().unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let checksum = super::history::checksum_bytes(&bytes);
+        let shape = super::script::shape(&text);
+        // The tables that exist before the migration, with their files and sizes.
+        let before: Vec<(i64, String, i64, Option<f64>)> = sqlx::query_as(
+            "SELECT c.oid::int8, format('%I.%I', n.nspname, c.relname), c.relfilenode::int8,
+                    CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples END::float8
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .map_err(db_err)?;
+        let started_at = chrono::Utc::now();
+        let begun = Instant::now();
+        let parsed = squawk_syntax::SourceFile::parse(&text);
+        let ranges: Vec<(usize, usize)> = parsed
+            .tree()
+            .stmts()
+            .map(|s| {
+                let r = squawk_syntax::ast::AstNode::syntax(&s).text_range();
+                (usize::from(r.start()), usize::from(r.end()))
+            })
+            .collect();
+        // As Prisma runs it: a file of several statements is one transaction; so is a lone
+        // statement (its implicit transaction, made explicit here to read its locks), unless it
+        // cannot run in one (CONCURRENTLY) or the file manages transactions itself.
+        let one_transaction =
+            shape.parsed && !shape.transaction_control && shape.outside_transactions.is_empty();
+        let mut file_timings = Vec::new();
+        if one_transaction {
+            sqlx::raw_sql("BEGIN")
+                .execute(&mut conn)
+                .await
+                .map_err(db_err)?;
+        }
+        let mut seen: Vec<i64> = Vec::new();
+        let statements: Vec<(usize, usize)> = if shape.parsed && !shape.transaction_control {
+            ranges
+        } else {
+            vec![(0, text.len())]
+        };
+        for (start, end) in statements {
+            let sql = text[start..end].to_string();
+            let t0 = Instant::now();
+            let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut conn)
+                .await;
+            let ms = t0.elapsed().as_millis() as u64;
+            if let Err(err) = result {
+                if one_transaction {
+                    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
+                }
+                return Err(RehearseError::Deploy(deploy::DeployError::Failed {
+                    name: name.clone(),
+                    error: err
+                        .as_database_error()
+                        .map(|d| format!("ERROR {}: {}", d.code().unwrap_or_default(), d.message()))
+                        .unwrap_or_else(|| err.to_string()),
+                    after: format!(
+                        " (line {}: {})",
+                        super::lint::position(&text, start).0,
+                        first_line(&sql)
+                    ),
+                }));
+            }
+            // Inside the transaction, what this session holds now; alone, nothing is held
+            // after the statement (its locks lasted as long as it did).
+            let held: Vec<(i64, String)> = if one_transaction {
+                sqlx::query_as(
+                    "SELECT relation::int8, mode FROM pg_locks
+                      WHERE pid = pg_backend_pid() AND relation IS NOT NULL AND granted",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .map_err(db_err)?
+            } else {
+                Vec::new()
+            };
+            let files: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT oid::int8, relfilenode::int8 FROM pg_class WHERE oid = ANY($1)",
+            )
+            .bind(before.iter().map(|b| b.0).collect::<Vec<i64>>())
+            .fetch_all(&mut conn)
+            .await
+            .map_err(db_err)?;
+            let mut locks = Vec::new();
+            for (oid, mode) in &held {
+                let Some((_, table, _, rows)) = before.iter().find(|b| b.0 == *oid) else {
+                    continue;
+                };
+                if seen.contains(oid) || mode == "AccessShareLock" {
+                    continue;
+                }
+                seen.push(*oid);
+                locks.push(HeldLock {
+                    table: table.clone(),
+                    mode: mode.clone(),
+                    rows: *rows,
+                    held_ms: 0,
+                });
+            }
+            let rewrote = before
+                .iter()
+                .filter(|(oid, _, node, _)| files.iter().any(|(o, n)| o == oid && n != node))
+                .map(|(_, table, _, _)| table.clone())
+                .collect();
+            file_timings.push(StatementTiming {
+                migration: name.clone(),
+                line: super::lint::position(&text, start).0,
+                text: first_line(&sql),
+                ms,
+                locks,
+                rewrote,
+            });
+        }
+        if one_transaction {
+            sqlx::raw_sql("COMMIT")
+                .execute(&mut conn)
+                .await
+                .map_err(db_err)?;
+        }
+        let duration = begun.elapsed();
+        // A lock is held from the statement that took it to the end of the transaction.
+        let mut remaining = duration.as_millis() as u64;
+        for timing in &mut file_timings {
+            for lock in &mut timing.locks {
+                lock.held_ms = remaining;
+            }
+            remaining = remaining.saturating_sub(timing.ms);
+        }
+        let finish = format!(
+            "INSERT INTO {table} (id, checksum, started_at, finished_at, migration_name, applied_steps_count)
+             VALUES ({}, {}, {}::timestamptz, now(), {}, 1)",
+            literal(&uuid::Uuid::new_v4().to_string()),
+            literal(&checksum),
+            literal(&started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            literal(&name)
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(finish))
+            .execute(&mut conn)
+            .await
+            .map_err(db_err)?;
+        for timing in &file_timings {
+            progress(Progress::Statement(timing.clone()));
+        }
+        let done = Applied {
+            name: name.clone(),
+            checksum,
+            duration_ms: duration.as_millis() as u64,
+            retries: 0,
+            lost_ms: 0,
+            blocked_ms: 0,
+            started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        };
+        progress(Progress::Migration(done.clone()));
+        applied.push(done);
+        timings.extend(file_timings);
+    }
+    let _ = sqlx::Connection::close(conn).await;
+    Ok((applied, timings))
+}
+
+fn first_line(sql: &str) -> String {
+    let line = sql
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("--"))
+        .unwrap_or("");
+    if line.chars().count() > 100 {
+        format!("{}…", line.chars().take(99).collect::<String>())
+    } else {
+        line.to_string()
+    }
 }
 
 /// The exact row count of every table of `schema`, in one round trip.
