@@ -57,7 +57,9 @@ fn the_newest_dump_is_restored_counted_and_the_pending_migrations_rehearsed_on_i
         out.contains("restoring backups/sightline_20270101_000000.dump"),
         "{out}"
     );
-    assert!(out.contains("restored in "), "{out}");
+    assert!(out.contains("restored and analyzed in "), "{out}");
+    // Analyzed after the restore, the copy plans the critical queries as production does.
+    assert!(out.contains("✓ validation.query_latency"), "{out}");
     assert!(
         out.contains("applied 20270101000000_tag_note to the copy in"),
         "{out}"
@@ -222,4 +224,26 @@ fn a_production_deploy_after_a_rehearsal_shows_the_rehearsed_timings() {
     assert!(markdown.contains("Rehearsal: run `"), "{markdown}");
     let runs = stdout(&cutover_in(home.path(), &["runs"]).output().unwrap());
     assert!(runs.contains("rehearse"), "{runs}");
+}
+
+/// The post-migration validation runs on the migrated copy: a migration that drops a unique
+/// key the checklist requires is caught before production.
+#[test]
+fn validation_on_the_copy_catches_a_migration_that_breaks_a_unique_key() {
+    let url = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    dump_of(&url, dir.path());
+    let migrations = app_with_pending(
+        dir.path(),
+        "-- DropIndex\nDROP INDEX \"ShareLink_slug_key\";\n",
+    );
+    let output = rehearse(dir.path(), &["--migrations", migrations.to_str().unwrap()]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}{}", stderr(&output));
+    assert!(out.contains("validation on the migrated copy:"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  ✗ validation.unique") && l.contains("ShareLink")),
+        "{out}"
+    );
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
+use cutover::check::{self, CheckOptions, Summary};
 use cutover::journal::{Entry, Mode, NewRun, Recorder};
 use cutover::migrate::rehearse::{self, Progress, Rehearsal, RehearseOptions};
 use cutover::outcome::Outcome;
@@ -91,7 +92,7 @@ pub async fn run(
             println!("  [{done}/{total}] {table}")
         }
         Progress::RestoreFinished { ms } => println!(
-            "restored in {:.1} s: the restore part of the rollback budget (the checklist's is 5 minutes)",
+            "restored and analyzed in {:.1} s: the restore part of the rollback budget (the checklist's is 5 minutes)",
             ms as f64 / 1000.0
         ),
         Progress::Migration(applied) => println!(
@@ -124,6 +125,7 @@ pub async fn run(
     match result {
         Ok((cluster, copy, rehearsal)) => {
             record(&mut recorder, &rehearsal).await?;
+            let validation = validate(runbook, &copy, &mut recorder).await?;
             recorder.finish().await?;
             let rows: i64 = rehearsal.rows.iter().map(|(_, n)| n).sum();
             println!(
@@ -143,7 +145,11 @@ pub async fn run(
                 .await
                 .ok();
             println!("removed the throwaway cluster");
-            Ok(ExitCode::SUCCESS)
+            Ok(if validation.fail + validation.error > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Err(err) => {
             recorder.finish().await?;
@@ -225,3 +231,62 @@ fn lock_effect(mode: &str) -> &'static str {
         _ => "the app's reads and writes go on",
     }
 }
+
+/// Runs the runbook's post-migration validation section on the migrated copy, so that a
+/// migration that breaks a critical query or a key is caught before production; records each
+/// step in the rehearsal's run and prints a line each.
+async fn validate(
+    runbook: &Runbook,
+    copy: &Target,
+    recorder: &mut Recorder,
+) -> anyhow::Result<Summary> {
+    let Some(section) = runbook.section(VALIDATION) else {
+        return Ok(Summary::default());
+    };
+    // The steps that stand on their own on the copy: one that compares with a capture taken
+    // in another section (the row-count baseline) has nothing to compare with here (the
+    // rehearsal counted the copy's rows itself).
+    let only: Vec<String> = section
+        .steps
+        .iter()
+        .filter(|step| {
+            step.depends_on
+                .iter()
+                .all(|d| d.starts_with(&format!("{VALIDATION}.")))
+        })
+        .map(|step| step.id.clone())
+        .collect();
+    if only.is_empty() {
+        return Ok(Summary::default());
+    }
+    let options = CheckOptions {
+        only,
+        variables: cutover::engine::resolve_variables(runbook, &Default::default()),
+        ..CheckOptions::default()
+    };
+    let report = check::run_check(std::sync::Arc::new(runbook.clone()), copy, &options).await?;
+    println!("validation on the migrated copy:");
+    for step in &report.steps {
+        println!(
+            "  {} {:<28} {}",
+            step.status.symbol(),
+            step.id,
+            step.message
+        );
+        recorder.record(Some(&step.id), Entry::StepStarted).await?;
+        let outcome = Outcome::new(step.status, format!("rehearsal: {}", step.message))
+            .with_details(step.details.clone());
+        recorder
+            .finished(&step.id, &outcome, step.duration_ms)
+            .await?;
+    }
+    let s = &report.summary;
+    println!(
+        "  {} passed, {} failed, {} warnings, {} skipped, {} errors",
+        s.pass, s.fail, s.warn, s.skip, s.error
+    );
+    Ok(report.summary.clone())
+}
+
+/// The runbook section run on the copy after the migrations.
+const VALIDATION: &str = "validation";

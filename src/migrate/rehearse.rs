@@ -365,6 +365,15 @@ pub async fn rehearse(
             },
         });
     }
+    // pg_restore leaves the planner without statistics: until ANALYZE, queries plan as on
+    // empty tables (a restore for a rollback needs it just the same), so it is part of the
+    // restore's time.
+    let mut conn = deploy::connect(&copy).await?;
+    sqlx::raw_sql("ANALYZE")
+        .execute(&mut conn)
+        .await
+        .map_err(|e| crate::db::DbError::from_sqlx(e, &copy))?;
+    let _ = sqlx::Connection::close(conn).await;
     let restore_ms = started.elapsed().as_millis() as u64;
     progress(Progress::RestoreFinished { ms: restore_ms });
 
