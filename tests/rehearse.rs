@@ -247,3 +247,47 @@ fn validation_on_the_copy_catches_a_migration_that_breaks_a_unique_key() {
         "{out}"
     );
 }
+
+/// A dump cutover makes itself is counted in its own snapshot: the restored counts match
+/// exactly, even while the app writes.
+#[test]
+fn a_fresh_dump_is_counted_in_its_snapshot_and_the_restore_matches_it_while_the_app_writes() {
+    let url = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = app_with_pending(dir.path(), "SELECT 1;\n");
+    let _writer = background_psql(
+        &url,
+        "DO $$ BEGIN FOR i IN 1..20000 LOOP INSERT INTO \"Category\" (id, name) VALUES ('w' || i, 'w' || i); COMMIT; END LOOP; END $$",
+    );
+    wait_until("the app writes", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) > 0 FROM \"Category\" WHERE id LIKE 'w%'",
+        ) == "t"
+    });
+    let output = rehearse(
+        dir.path(),
+        &[
+            "--database-url",
+            &url,
+            "--fresh-dump",
+            "--migrations",
+            migrations.to_str().unwrap(),
+        ],
+    );
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}{}", stderr(&output));
+    assert!(
+        out.contains("(rows counted in the dump's snapshot)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("every count equal to the dump's snapshot"),
+        "{out}"
+    );
+    let dumps: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(dumps.len(), 1, "the dump is kept in --backup-dir");
+}

@@ -32,6 +32,11 @@ pub struct RehearseArgs {
     /// Leave the copy running and print its URL; Ctrl-C removes it.
     #[arg(long)]
     keep: bool,
+    /// Make a fresh dump of the target into --backup-dir first (as backup.dump does), counting
+    /// every table's rows in the very snapshot it reads: the restored counts must then match
+    /// exactly.
+    #[arg(long, conflicts_with = "dump")]
+    fresh_dump: bool,
 }
 
 /// Runs `cutover rehearse`: 0 rehearsed, 1 a migration failed on the copy, 2 could not run.
@@ -69,8 +74,32 @@ pub async fn run(
         })
         .await?;
     let mut recorder = Recorder::new(Some(journal), run.id.clone());
+    let mut dump = args.dump;
+    let mut snapshot_rows = None;
+    if args.fresh_dump {
+        let Some(target) = &target else {
+            anyhow::bail!(
+                "--fresh-dump needs the target to dump: pass --database-url or set DATABASE_URL"
+            );
+        };
+        println!(
+            "dumping {target} into {} (rows counted in the dump's snapshot)",
+            args.backup_dir.display()
+        );
+        match rehearse::dump_with_counts(target, &args.backup_dir).await {
+            Ok(made) => {
+                dump = Some(made.path);
+                snapshot_rows = Some(made.rows);
+            }
+            Err(err) => {
+                recorder.finish().await?;
+                eprintln!("error: {err}");
+                return Ok(ExitCode::from(err.exit_code()));
+            }
+        }
+    }
     let options = RehearseOptions {
-        dump: args.dump,
+        dump,
         backup_dir: args.backup_dir,
         migrations: args.migrations,
         jobs: args
@@ -128,10 +157,28 @@ pub async fn run(
             let validation = validate(runbook, &copy, &mut recorder).await?;
             recorder.finish().await?;
             let rows: i64 = rehearsal.rows.iter().map(|(_, n)| n).sum();
-            println!(
-                "verified: {} table(s), {rows} row(s) counted on the copy",
-                rehearsal.rows.len()
-            );
+            let mut verified = true;
+            match &snapshot_rows {
+                Some(expected) => {
+                    let differences = rehearse::count_differences(expected, &rehearsal.rows);
+                    if differences.is_empty() {
+                        println!(
+                            "verified: {} table(s), {rows} row(s), every count equal to the dump's snapshot",
+                            rehearsal.rows.len()
+                        );
+                    } else {
+                        verified = false;
+                        println!("the restore does not match the dump's snapshot:");
+                        for line in &differences {
+                            println!("  ✗ {line}");
+                        }
+                    }
+                }
+                None => println!(
+                    "verified: {} table(s), {rows} row(s) counted on the copy",
+                    rehearsal.rows.len()
+                ),
+            }
             let total: u64 = rehearsal.migrations.iter().map(|m| m.duration_ms).sum();
             println!(
                 "rehearsed {} pending migration(s) in {total} ms on production's data",
@@ -145,7 +192,7 @@ pub async fn run(
                 .await
                 .ok();
             println!("removed the throwaway cluster");
-            Ok(if validation.fail + validation.error > 0 {
+            Ok(if validation.fail + validation.error > 0 || !verified {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

@@ -248,6 +248,100 @@ fn list(dump: &Path) -> Result<(String, Vec<String>), RehearseError> {
     Ok((version, tables))
 }
 
+/// A dump that cutover made, with the rows of every table counted in the very snapshot the
+/// dump read.
+#[derive(Debug, Clone)]
+pub struct SnapshotDump {
+    /// The dump file.
+    pub path: PathBuf,
+    /// `schema.table` (quoted as `format('%I.%I')` writes it) → rows, as the dump has them.
+    pub rows: Vec<(String, i64)>,
+}
+
+/// Dumps `target` into `dir/<database>_<stamp>.dump` (custom format) and counts the rows of
+/// every table of its schema in the same snapshot: a repeatable-read transaction exports its
+/// snapshot (`pg_export_snapshot()`), counts, and stays open while `pg_dump --snapshot` reads
+/// from it, so the restored counts must match exactly, whatever the app writes meanwhile. The
+/// password reaches pg_dump through its environment, never its argv.
+pub async fn dump_with_counts(target: &Target, dir: &Path) -> Result<SnapshotDump, RehearseError> {
+    use sqlx::Connection as _;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| RehearseError::NoDump(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join(format!(
+        "{}_{}.dump",
+        target.database(),
+        chrono::Utc::now().format("%Y%m%d_%H%M%S")
+    ));
+    let db_err = |e: sqlx::Error| RehearseError::Db(crate::db::DbError::from_sqlx(e, target));
+    let mut conn = sqlx::PgConnection::connect_with(target.connect_options())
+        .await
+        .map_err(db_err)?;
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut conn)
+        .await
+        .map_err(db_err)?;
+    let (snapshot,): (String,) = sqlx::query_as("SELECT pg_export_snapshot()")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(db_err)?;
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1",
+    )
+    .bind(target.schema())
+    .fetch_all(&mut conn)
+    .await
+    .map_err(db_err)?;
+    let mut rows = Vec::new();
+    if !tables.is_empty() {
+        let counts: Vec<String> = tables
+            .iter()
+            .map(|(t,)| format!("SELECT {}, count(*)::int8 FROM {t}", literal(t)))
+            .collect();
+        rows = sqlx::query_as(sqlx::AssertSqlSafe(counts.join(" UNION ALL ")))
+            .fetch_all(&mut conn)
+            .await
+            .map_err(db_err)?;
+    }
+    let output = tokio::process::Command::new("pg_dump")
+        .args(["--format=custom", "--lock-wait-timeout=30s"])
+        .arg(format!("--snapshot={snapshot}"))
+        .arg(format!("--file={}", path.display()))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(target.child_env())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| RehearseError::NoDump(format!("cannot run pg_dump: {e}")))?;
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
+    let _ = conn.close().await;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(RehearseError::NoDump(format!(
+            "pg_dump failed: {}",
+            stderr.lines().last().unwrap_or("without a message").trim()
+        )));
+    }
+    Ok(SnapshotDump { path, rows })
+}
+
+/// The tables whose restored count differs from the dump's snapshot, one line each.
+pub fn count_differences(expected: &[(String, i64)], restored: &[(String, i64)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (table, rows) in expected {
+        match restored.iter().find(|(t, _)| t == table) {
+            Some((_, got)) if got == rows => {}
+            Some((_, got)) => lines.push(format!(
+                "{table}: {got} row(s) restored, {rows} in the dump's snapshot"
+            )),
+            None => lines.push(format!("{table}: not restored ({rows} row(s) in the dump)")),
+        }
+    }
+    lines
+}
+
 /// Free bytes on the file system of `dir`.
 fn free_bytes(dir: &Path) -> Option<u64> {
     let stat = nix::sys::statvfs::statvfs(dir).ok()?;
@@ -615,4 +709,26 @@ async fn count_rows(db: &Db, schema: &str) -> Result<Vec<(String, i64)>, crate::
         .collect();
     let mut answers = db.read_batch(&[counts.join(" UNION ALL ")]).await?;
     answers.rows(0).map_err(|e| db.error(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restored_count_that_differs_from_the_snapshot_is_named() {
+        let expected = vec![
+            ("public.\"User\"".to_string(), 10),
+            ("public.\"Tag\"".to_string(), 3),
+        ];
+        assert!(count_differences(&expected, &expected).is_empty());
+        let restored = vec![("public.\"User\"".to_string(), 9)];
+        assert_eq!(
+            count_differences(&expected, &restored),
+            [
+                "public.\"User\": 9 row(s) restored, 10 in the dump's snapshot",
+                "public.\"Tag\": not restored (3 row(s) in the dump)"
+            ]
+        );
+    }
 }
