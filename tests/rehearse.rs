@@ -291,3 +291,41 @@ fn a_fresh_dump_is_counted_in_its_snapshot_and_the_restore_matches_it_while_the_
         .collect();
     assert_eq!(dumps.len(), 1, "the dump is kept in --backup-dir");
 }
+
+/// Ctrl-C in the middle: pg_restore is stopped and the throwaway cluster removed.
+#[test]
+fn ctrl_c_mid_restore_leaves_no_cluster_behind() {
+    use std::io::BufRead;
+    let url = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    dump_of(&url, dir.path());
+    let mut child = cutover(&["rehearse", "--jobs", "1"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = lines.next().expect("output").unwrap();
+        if let Some(port) = line.strip_prefix("throwaway cluster up on 127.0.0.1:") {
+            break port.trim().parse().unwrap();
+        }
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output)
+            .contains("interrupted by SIGINT: the throwaway cluster and its files were removed"),
+        "{}",
+        stderr(&output)
+    );
+    wait_until("nothing listens on the cluster's port", 15, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
+}

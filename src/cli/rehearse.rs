@@ -107,7 +107,10 @@ pub async fn run(
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         schema,
     };
-    let result = rehearse::rehearse(&options, |progress| match progress {
+    let rehearsal = rehearse::rehearse(&options, |progress| match progress {
+        Progress::ClusterStarted { port } => {
+            println!("throwaway cluster up on 127.0.0.1:{port}")
+        }
         Progress::Dump {
             path,
             bytes,
@@ -149,8 +152,17 @@ pub async fn run(
                 println!("      rewrote {table}");
             }
         }
-    })
-    .await;
+    });
+    // Ctrl-C, SIGTERM or a lost terminal stop the rehearsal: dropping it kills pg_restore and
+    // removes the throwaway cluster and its files.
+    let result = tokio::select! {
+        result = rehearsal => result,
+        signal = cutover::engine::termination_signal() => {
+            recorder.finish().await?;
+            eprintln!("error: interrupted by {signal}: the throwaway cluster and its files were removed");
+            return Ok(ExitCode::from(2));
+        }
+    };
     match result {
         Ok((cluster, copy, rehearsal)) => {
             record(&mut recorder, &rehearsal).await?;

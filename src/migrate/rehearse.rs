@@ -54,6 +54,11 @@ pub enum Progress {
         /// The table.
         table: String,
     },
+    /// The throwaway cluster is up.
+    ClusterStarted {
+        /// Its port on 127.0.0.1.
+        port: u16,
+    },
     /// The restore ended.
     RestoreFinished {
         /// How long it took.
@@ -393,6 +398,9 @@ pub async fn rehearse(
         .await
         .map_err(|e| RehearseError::Cluster(e.to_string()))?
         .map_err(|e| RehearseError::Cluster(e.to_string()))?;
+    progress(Progress::ClusterStarted {
+        port: cluster.port(),
+    });
     cluster
         .create_database("rehearsal")
         .map_err(|e| RehearseError::Cluster(e.to_string()))?;
