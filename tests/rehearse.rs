@@ -329,3 +329,60 @@ fn ctrl_c_mid_restore_leaves_no_cluster_behind() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
     });
 }
+
+/// The runbook's restore test is the rehearsal, and the rollback budget reads its time: it
+/// passes when the restore fits, and fails when it does not.
+#[test]
+fn the_restore_test_step_times_the_restore_and_the_rollback_budget_judges_it() {
+    use cutover::outcome::Status;
+    let url = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    dump_of(&url, dir.path());
+    cutover::demo::write_app(dir.path()).unwrap();
+    let variables: std::collections::BTreeMap<String, String> = [
+        (
+            "backup_dir".to_string(),
+            dir.path().join("backups").display().to_string(),
+        ),
+        ("app_dir".to_string(), dir.path().display().to_string()),
+    ]
+    .into();
+    let report = |runbook: std::sync::Arc<cutover::runbook::Runbook>| {
+        let options = cutover::check::CheckOptions {
+            only: vec![
+                "backup.restore_tested".to_string(),
+                "rollback.time_budget".to_string(),
+            ],
+            variables: variables.clone(),
+            // The restore test follows the dump and its check (shell steps) in its section.
+            allow_shell: true,
+            ..Default::default()
+        };
+        let steps = block_on(check_with(runbook, &url, options)).steps;
+        let of = |id: &str| steps.iter().find(|s| s.id == id).unwrap().clone();
+        [of("backup.restore_tested"), of("rollback.time_budget")]
+    };
+    // No confirmation asked: a rehearsal never writes to the target.
+    let steps = report(bundled());
+    assert_status(&steps[0], Status::Pass);
+    assert!(
+        steps[0].message.starts_with("restored "),
+        "{}",
+        steps[0].message
+    );
+    assert_status(&steps[1], Status::Pass);
+    assert!(
+        steps[1].message.contains("against a budget of 300 s"),
+        "{}",
+        steps[1].message
+    );
+
+    let tight = cutover::runbook::BUNDLED.replace("budget_secs = 300", "budget_secs = 0.001");
+    let steps = report(runbook_from(&tight));
+    assert_status(&steps[1], Status::Fail);
+    assert!(
+        steps[1].message.contains("does not fit"),
+        "{}",
+        steps[1].message
+    );
+}

@@ -9,7 +9,7 @@ use clap::Args;
 
 use cutover::check::{self, CheckOptions, Summary};
 use cutover::journal::{Entry, Mode, NewRun, Recorder};
-use cutover::migrate::rehearse::{self, Progress, Rehearsal, RehearseOptions};
+use cutover::migrate::rehearse::{self, Rehearsal, RehearseOptions};
 use cutover::outcome::Outcome;
 use cutover::runbook::Runbook;
 use cutover::target::{Target, TargetError};
@@ -107,52 +107,7 @@ pub async fn run(
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         schema,
     };
-    let rehearsal = rehearse::rehearse(&options, |progress| match progress {
-        Progress::ClusterStarted { port } => {
-            println!("throwaway cluster up on 127.0.0.1:{port}")
-        }
-        Progress::Dump {
-            path,
-            bytes,
-            from_version,
-            tables,
-        } => println!(
-            "restoring {path} ({:.1} MiB, {tables} tables with data, from PostgreSQL {from_version}) into a throwaway cluster",
-            bytes as f64 / 1024.0 / 1024.0
-        ),
-        Progress::Restored { done, total, table } => {
-            println!("  [{done}/{total}] {table}")
-        }
-        Progress::RestoreFinished { ms } => println!(
-            "restored and analyzed in {:.1} s: the restore part of the rollback budget (the checklist's is 5 minutes)",
-            ms as f64 / 1000.0
-        ),
-        Progress::Migration(applied) => println!(
-            "  applied {} to the copy in {} ms",
-            applied.name, applied.duration_ms
-        ),
-        Progress::Statement(statement) => {
-            println!(
-                "    line {}: {} ({} ms)",
-                statement.line, statement.text, statement.ms
-            );
-            for lock in &statement.locks {
-                let rows = lock
-                    .rows
-                    .map_or("rows unknown".to_string(), |r| format!("{r:.0} rows"));
-                println!(
-                    "      {} on {} ({rows}) held {:.1} s: {}",
-                    lock.mode.trim_end_matches("Lock"),
-                    lock.table,
-                    lock.held_ms as f64 / 1000.0,
-                    lock_effect(&lock.mode)
-                );
-            }
-            for table in &statement.rewrote {
-                println!("      rewrote {table}");
-            }
-        }
-    });
+    let rehearsal = rehearse::rehearse(&options, |progress| println!("{progress}"));
     // Ctrl-C, SIGTERM or a lost terminal stop the rehearsal: dropping it kills pg_restore and
     // removes the throwaway cluster and its files.
     let result = tokio::select! {
@@ -231,6 +186,11 @@ async fn record(recorder: &mut Recorder, rehearsal: &Rehearsal) -> anyhow::Resul
         rehearsal.restore_ms as f64 / 1000.0,
         rehearsal.rows.len()
     ));
+    // The restore's time is a measurement: rollback.time_budget reads it from the journal.
+    let restored = restored.with_data(serde_json::json!({
+        "restore_ms": rehearsal.restore_ms,
+        "dump": rehearsal.dump,
+    }));
     recorder
         .finished(RESTORE_STEP, &restored, rehearsal.restore_ms)
         .await?;
@@ -279,18 +239,6 @@ async fn record(recorder: &mut Recorder, rehearsal: &Rehearsal) -> anyhow::Resul
 /// The bundled runbook's steps the rehearsal measures.
 const RESTORE_STEP: &str = "backup.restore_tested";
 const DEPLOY_STEP: &str = "apply.deploy";
-
-/// What the app cannot do while a lock of `mode` (as `pg_locks` names it) is held.
-fn lock_effect(mode: &str) -> &'static str {
-    match mode {
-        "AccessExclusiveLock" => "reads and writes of the app wait that long",
-        "ExclusiveLock" | "ShareRowExclusiveLock" | "ShareLock" => {
-            "writes of the app wait that long (reads go on)"
-        }
-        _ => "the app's reads and writes go on",
-    }
-}
-
 /// Runs the runbook's post-migration validation section on the migrated copy, so that a
 /// migration that breaks a critical query or a key is caught before production; records each
 /// step in the rehearsal's run and prints a line each.

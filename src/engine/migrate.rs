@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Event, OutputStream};
 use crate::migrate::baseline::{self, BaselineError, BaselineOptions};
 use crate::migrate::deploy::{self, DeployOptions, Progress};
+use crate::migrate::rehearse::{self, RehearseOptions};
 use crate::migrate::resolve::{self, Resolution};
 use crate::outcome::Outcome;
 use crate::redact::Redactor;
@@ -24,6 +25,8 @@ pub(super) struct MigrateJob<'a> {
     pub folder: PathBuf,
     /// The migration it names (baseline, resolve).
     pub migration: Option<String>,
+    /// Where the dumps are (rehearse).
+    pub backup_dir: Option<PathBuf>,
     /// The step's timeout: past it the deploy is cancelled (the running script too).
     pub timeout: Duration,
 }
@@ -47,36 +50,59 @@ pub(super) async fn run(
 ) -> Outcome {
     // The migration code reports synchronously; the lines reach the bounded event channel
     // through an unbounded one, in order, while the action runs.
-    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<Progress>();
+    let (said_tx, mut said_rx) = mpsc::unbounded_channel::<Said>();
+    let rehearsal_tx = said_tx.clone();
     let say = move |progress: Progress| {
         // Taking a free lock is not news; waiting for it was.
         if !matches!(progress, Progress::LockTaken { waited_ms } if waited_ms < 1000) {
-            let _ = progress_tx.send(progress);
+            let _ = said_tx.send(Said::Line(progress.to_string()));
+            if let Progress::Finished(applied) = progress {
+                let _ = said_tx.send(Said::Applied(applied));
+            }
         }
     };
+    // A rehearsal's migrations ran on a copy: lines only, never a record of the target's.
+    let say_rehearsal = move |progress: rehearse::Progress| {
+        let _ = rehearsal_tx.send(Said::Line(progress.to_string()));
+    };
     let forward = async {
-        while let Some(progress) = progress_rx.recv().await {
-            let _ = events
-                .send(Event::StepOutput {
+        while let Some(said) = said_rx.recv().await {
+            let event = match said {
+                Said::Line(line) => Event::StepOutput {
                     id: job.step_id.to_string(),
                     stream: OutputStream::Stdout,
-                    text: format!("{}\n", redactor.redact(&progress.to_string())),
-                })
-                .await;
-            if let Progress::Finished(applied) = progress {
-                let _ = events
-                    .send(Event::MigrationApplied {
-                        id: job.step_id.to_string(),
-                        migration: applied,
-                    })
-                    .await;
-            }
+                    text: format!("{}\n", redactor.redact(&line)),
+                },
+                Said::Applied(applied) => Event::MigrationApplied {
+                    id: job.step_id.to_string(),
+                    migration: applied,
+                },
+            };
+            let _ = events.send(event).await;
         }
     };
     let action = job.action;
     let work = async move {
         match action.op {
             MigrateOp::Deploy => deploy_step(&job, target, cancel, say).await,
+            MigrateOp::Rehearse => {
+                drop(say);
+                let options = RehearseOptions {
+                    dump: None,
+                    backup_dir: job.backup_dir.clone().unwrap_or_else(|| "backups".into()),
+                    migrations: job.folder.clone(),
+                    jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    schema: target.schema().to_string(),
+                };
+                let rehearsal = rehearse::rehearse(&options, say_rehearsal);
+                tokio::select! {
+                    result = tokio::time::timeout(job.timeout, rehearsal) => match result {
+                        Ok(result) => rehearsal_outcome(result).await,
+                        Err(_) => Outcome::error(format!("timed out after {}s; the throwaway cluster was removed", job.timeout.as_secs())),
+                    },
+                    _ = cancel.cancelled() => Outcome::error("cancelled; the throwaway cluster was removed"),
+                }
+            }
             MigrateOp::Baseline => {
                 let options = BaselineOptions {
                     migrations: job.folder.clone(),
@@ -226,6 +252,47 @@ fn baseline_outcome(result: Result<baseline::Baselined, BaselineError>) -> Outco
         Err(BaselineError::HasHistory { rows, newest }) => Outcome::pass(format!(
             "_prisma_migrations already records {rows} migration(s) (the newest: {newest}): the database is baselined, nothing to do"
         )),
+        Err(err) => failed(err.to_string(), err.exit_code()),
+    }
+}
+
+/// What the engine's forwarder passes on: an output line, or a migration recorded.
+enum Said {
+    Line(String),
+    Applied(deploy::Applied),
+}
+
+/// The rehearsal's outcome: the restore's time (its data, for the rollback budget), the rows,
+/// each migration's time and each statement's locks; the throwaway cluster removed.
+async fn rehearsal_outcome(
+    result: Result<(crate::cluster::Cluster, Target, rehearse::Rehearsal), rehearse::RehearseError>,
+) -> Outcome {
+    match result {
+        Ok((cluster, _copy, rehearsal)) => {
+            tokio::task::spawn_blocking(move || drop(cluster))
+                .await
+                .ok();
+            let rows: i64 = rehearsal.rows.iter().map(|(_, n)| n).sum();
+            let total: u64 = rehearsal.migrations.iter().map(|m| m.duration_ms).sum();
+            Outcome::pass(format!(
+                "restored {} in {:.1} s ({} tables, {rows} rows); {} pending migration(s) rehearsed on it in {total} ms",
+                rehearsal.dump,
+                rehearsal.restore_ms as f64 / 1000.0,
+                rehearsal.rows.len(),
+                rehearsal.migrations.len()
+            ))
+            .with_details(
+                rehearsal
+                    .statements
+                    .iter()
+                    .map(|s| rehearse::Progress::Statement(s.clone()).to_string()),
+            )
+            .with_data(serde_json::json!({
+                "restore_ms": rehearsal.restore_ms,
+                "dump": rehearsal.dump,
+                "migrations": rehearsal.migrations,
+            }))
+        }
         Err(err) => failed(err.to_string(), err.exit_code()),
     }
 }

@@ -608,7 +608,7 @@ async fn execute(
             http::run(action, &url, step.timeout.unwrap_or(config.http_timeout)).await
         }
         Action::Migrate(action) => {
-            if !context.confirmed(confirmed) {
+            if action.writes_to_target() && !context.confirmed(confirmed) {
                 return Outcome::skip(format!(
                     "destructive step: not run without --confirm {}",
                     context.db.target().database()
@@ -625,11 +625,19 @@ async fn execute(
                 },
                 None => None,
             };
+            let backup_dir = match action.backup_dir.as_deref() {
+                Some(dir) => match substitute(dir, vars::Quoting::Verbatim) {
+                    Ok(dir) => Some(config.workdir.join(dir)),
+                    Err(name) => return missing(name),
+                },
+                None => None,
+            };
             let job = migrate::MigrateJob {
                 step_id: &step.id,
                 action,
                 folder,
                 migration,
+                backup_dir,
                 timeout: step.timeout.unwrap_or(config.shell_timeout),
             };
             let redactor = read(&context.redactor).clone();

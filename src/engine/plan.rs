@@ -61,7 +61,7 @@ pub fn blockers(step: &Step, known: &Known) -> Vec<Blocker> {
 pub fn is_destructive(step: &Step) -> bool {
     match &step.action {
         Action::Shell(shell) => shell.destructive,
-        Action::Migrate(_) => true,
+        Action::Migrate(migrate) => migrate.writes_to_target(),
         _ => false,
     }
 }

@@ -70,6 +70,76 @@ pub enum Progress {
     Statement(StatementTiming),
 }
 
+impl std::fmt::Display for Progress {
+    /// As `cutover rehearse` prints it and a runbook step's output shows it (a statement may
+    /// take several lines: its locks and rewrites).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Dump {
+                path,
+                bytes,
+                from_version,
+                tables,
+            } => write!(
+                f,
+                "restoring {path} ({:.1} MiB, {tables} tables with data, from PostgreSQL {from_version}) into a throwaway cluster",
+                *bytes as f64 / 1024.0 / 1024.0
+            ),
+            Progress::ClusterStarted { port } => {
+                write!(f, "throwaway cluster up on 127.0.0.1:{port}")
+            }
+            Progress::Restored { done, total, table } => {
+                write!(f, "  [{done}/{total}] {table}")
+            }
+            Progress::RestoreFinished { ms } => write!(
+                f,
+                "restored and analyzed in {:.1} s: the restore part of the rollback budget (the checklist's is 5 minutes)",
+                *ms as f64 / 1000.0
+            ),
+            Progress::Migration(applied) => write!(
+                f,
+                "  applied {} to the copy in {} ms",
+                applied.name, applied.duration_ms
+            ),
+            Progress::Statement(statement) => {
+                write!(
+                    f,
+                    "    line {}: {} ({} ms)",
+                    statement.line, statement.text, statement.ms
+                )?;
+                for lock in &statement.locks {
+                    let rows = lock
+                        .rows
+                        .map_or("rows unknown".to_string(), |r| format!("{r:.0} rows"));
+                    write!(
+                        f,
+                        "\n      {} on {} ({rows}) held {:.1} s: {}",
+                        lock.mode.trim_end_matches("Lock"),
+                        lock.table,
+                        lock.held_ms as f64 / 1000.0,
+                        lock_effect(&lock.mode)
+                    )?;
+                }
+                for table in &statement.rewrote {
+                    write!(f, "\n      rewrote {table}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What the app cannot do while a lock of `mode` (as `pg_locks` names it) is held.
+fn lock_effect(mode: &str) -> &'static str {
+    match mode {
+        "AccessExclusiveLock" => "reads and writes of the app wait that long",
+        "ExclusiveLock" | "ShareRowExclusiveLock" | "ShareLock" => {
+            "writes of the app wait that long (reads go on)"
+        }
+        _ => "the app's reads and writes go on",
+    }
+}
+
 /// One statement of a migration, run on the copy: its time, and the locks on tables that
 /// existed before the migration, each held from this statement until its transaction ended.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]

@@ -23,6 +23,7 @@ pub mod pitr;
 pub mod pool;
 pub mod query_latency;
 pub mod replica;
+pub mod rollback_budget;
 pub mod row_counts;
 pub mod sequences;
 pub mod tables;
@@ -149,6 +150,7 @@ catalog! {
     "error_rates" => error_rates [context],
     "lint" => lint [context],
     "drift" => drift,
+    "rollback_budget" => rollback_budget [context],
 }
 
 /// What [`Db::warm`] runs on each new connection before the steps need it: the catalog

@@ -329,7 +329,7 @@ impl Checker<'_> {
     }
 
     fn reject_foreign_fields(&mut self, raw: &RawStep, kind: Kind) {
-        let present: [(&str, Kind, bool); 20] = [
+        let present: [(&str, Kind, bool); 21] = [
             ("query", Kind::Sql, raw.query.is_some()),
             ("expect", Kind::Sql, raw.expect.is_some()),
             ("probe", Kind::Probe, raw.probe.is_some()),
@@ -358,6 +358,7 @@ impl Checker<'_> {
                 raw.lock_timeout_secs.is_some(),
             ),
             ("retries", Kind::Migrate, raw.retries.is_some()),
+            ("backup_dir", Kind::Migrate, raw.backup_dir.is_some()),
         ];
         for (field, owner, is_present) in present {
             if is_present && owner != kind {
@@ -519,7 +520,7 @@ impl Checker<'_> {
         let op = *op_field.get_ref();
         let op_span = op_field.span();
         let migration = match (&raw.migration, op) {
-            (Some(name), MigrateOp::Deploy) => {
+            (Some(name), MigrateOp::Deploy | MigrateOp::Rehearse) => {
                 self.report(
                     name.span(),
                     format!("step `{full_id}`: a deploy applies every pending migration; `migration` names one"),
@@ -540,8 +541,17 @@ impl Checker<'_> {
                 None
             }
             (None, MigrateOp::Baseline) => Some("0_init".to_string()),
-            (None, MigrateOp::Deploy) => None,
+            (None, MigrateOp::Deploy | MigrateOp::Rehearse) => None,
         };
+        if let Some(dir) = &raw.backup_dir
+            && op != MigrateOp::Rehearse
+        {
+            self.report(
+                dir.span(),
+                format!("step `{full_id}`: `backup_dir` belongs to `migrate = \"rehearse\"`"),
+                "remove `backup_dir`",
+            );
+        }
         if op != MigrateOp::Deploy {
             let deploy_only = [
                 (
@@ -592,6 +602,7 @@ impl Checker<'_> {
             lock_wait,
             lock_timeout,
             retries: raw.retries.as_ref().map_or(3, |r| *r.get_ref()),
+            backup_dir: raw.backup_dir.as_ref().map(|d| d.get_ref().clone()),
         }))
     }
 }

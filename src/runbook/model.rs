@@ -235,6 +235,7 @@ impl Step {
             Action::Migrate(migrate) => {
                 let mut texts = vec![migrate.migrations.as_str()];
                 texts.extend(migrate.migration.as_deref());
+                texts.extend(migrate.backup_dir.as_deref());
                 texts
             }
         }
@@ -298,6 +299,10 @@ pub enum MigrateOp {
     ResolveApplied,
     /// Record `migration`'s failed run as rolled back (`cutover resolve --rolled-back`).
     ResolveRolledBack,
+    /// Restore the newest dump of `backup_dir` into a throwaway cluster, timed, and apply the
+    /// pending migrations to the copy statement by statement (`cutover rehearse`). It never
+    /// writes to the target.
+    Rehearse,
 }
 
 impl MigrateOp {
@@ -308,6 +313,7 @@ impl MigrateOp {
             MigrateOp::Baseline => "baseline",
             MigrateOp::ResolveApplied => "resolve_applied",
             MigrateOp::ResolveRolledBack => "resolve_rolled_back",
+            MigrateOp::Rehearse => "rehearse",
         }
     }
 
@@ -318,6 +324,7 @@ impl MigrateOp {
             MigrateOp::Baseline => "cutover baseline",
             MigrateOp::ResolveApplied => "cutover resolve --applied",
             MigrateOp::ResolveRolledBack => "cutover resolve --rolled-back",
+            MigrateOp::Rehearse => "cutover rehearse",
         }
     }
 }
@@ -337,6 +344,15 @@ pub struct MigrateAction {
     pub lock_timeout: Duration,
     /// Runs again of a migration that timed out on a lock and left nothing behind (deploy).
     pub retries: u32,
+    /// Where the dumps are (rehearse).
+    pub backup_dir: Option<String>,
+}
+
+impl MigrateAction {
+    /// Whether it writes to the target (all but a rehearsal, which works on a copy).
+    pub fn writes_to_target(&self) -> bool {
+        self.op != MigrateOp::Rehearse
+    }
 }
 
 /// What a SQL step's rows must look like.

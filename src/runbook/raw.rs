@@ -83,6 +83,7 @@ pub(super) struct RawStep {
     pub lock_wait_secs: Option<Spanned<f64>>,
     pub lock_timeout_secs: Option<Spanned<f64>>,
     pub retries: Option<Spanned<u32>>,
+    pub backup_dir: Option<Spanned<String>>,
 }
 
 /// A SQL step's expectation as written: the model's, plus bounds that name one of the
