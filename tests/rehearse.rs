@@ -222,6 +222,17 @@ fn a_production_deploy_after_a_rehearsal_shows_the_rehearsed_timings() {
     // | Migration | Step | Started | Duration | Rehearsal | …
     assert!(cells[5].ends_with(" ms"), "the rehearsal's time: {row}");
     assert!(markdown.contains("Rehearsal: run `"), "{markdown}");
+    // The "Rehearsal" part: the restore and its time, each statement with its lock.
+    assert!(markdown.contains("\n## Rehearsal\n"), "{markdown}");
+    assert!(
+        markdown.contains("- ✓ `backup.restore_tested` rehearsal: "),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("  - 20270101000000_tag_note line 2: ")
+            && markdown.contains("AccessExclusive on public.\"Tag\""),
+        "{markdown}"
+    );
     let runs = stdout(&cutover_in(home.path(), &["runs"]).output().unwrap());
     assert!(runs.contains("rehearse"), "{runs}");
 }

@@ -531,6 +531,24 @@ impl Journal {
         for (name, duration_ms) in rows {
             rehearsal.migrations.insert(name, duration_ms.max(0) as u64);
         }
+        // What it found, step by step (the last outcome of each), for the report.
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT step_id, json_extract(data, '$.status'), json_extract(data, '$.message'),
+                    json_extract(data, '$.details')
+               FROM events
+              WHERE run_id = $1 AND kind = 'step_finished' AND step_id IS NOT NULL ORDER BY seq",
+        )
+        .bind(&run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        for (step, status, message, details) in rows {
+            let details: Vec<String> = details
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or_default();
+            rehearsal.outcomes.retain(|o| o.0 != step);
+            rehearsal.outcomes.push((step, status, message, details));
+        }
         Ok(rehearsal)
     }
 
@@ -664,6 +682,8 @@ pub struct Rehearsal {
     pub steps: std::collections::HashMap<String, u64>,
     /// Each migration's duration, in milliseconds, by migration name.
     pub migrations: std::collections::HashMap<String, u64>,
+    /// What each step of the rehearsal ended with: step, status, message, details.
+    pub outcomes: Vec<(String, String, String, Vec<String>)>,
 }
 
 /// `user@host` of whoever runs cutover.

@@ -248,6 +248,7 @@ pub fn markdown(
     }
 
     migrations(&mut out, events, rehearsal);
+    rehearsed(&mut out, rehearsal);
 
     let signoffs: Vec<(String, String)> = events
         .iter()
@@ -308,6 +309,31 @@ fn migrations(out: &mut String, events: &[Recorded], rehearsal: &Rehearsal) {
             migration.retries,
             &migration.checksum[..migration.checksum.len().min(12)]
         );
+    }
+}
+
+/// "Rehearsal": what the newest rehearsal before this run found, step by step (the restore and
+/// its time, each statement's time, locks and rewrites, the validation on the copy).
+fn rehearsed(out: &mut String, rehearsal: &Rehearsal) {
+    let Some(run) = &rehearsal.run_id else { return };
+    if rehearsal.outcomes.is_empty() {
+        return;
+    }
+    let short: String = run.chars().take(13).collect();
+    let _ = writeln!(out, "\n## Rehearsal\n");
+    let _ = writeln!(out, "The newest rehearsal before this run: `{short}`.\n");
+    for (step, status, message, details) in &rehearsal.outcomes {
+        let symbol = match status.as_str() {
+            "pass" => "✓",
+            "fail" => "✗",
+            "warn" => "!",
+            "skip" => "-",
+            _ => "E",
+        };
+        let _ = writeln!(out, "- {symbol} `{step}` {}", md(message));
+        for line in details {
+            let _ = writeln!(out, "  - {}", md(line.trim()));
+        }
     }
 }
 
