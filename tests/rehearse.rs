@@ -397,3 +397,60 @@ fn the_restore_test_step_times_the_restore_and_the_rollback_budget_judges_it() {
         steps[1].message
     );
 }
+
+/// A dump cutover did not make is compared with the row-count baseline journaled for the
+/// target, which it names; a difference is shown (the app may have written in between).
+#[test]
+fn a_dump_made_elsewhere_is_compared_with_the_journaled_baseline() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let captured = cutover_in(
+        home.path(),
+        &[
+            "check",
+            "--database-url",
+            &url,
+            "--only",
+            "baseline.row_counts",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(captured.status.code(), Some(0), "{}", stdout(&captured));
+    psql(
+        &url,
+        "INSERT INTO \"Tag\" (id, name, type) VALUES ('later', 'later', 'TOPIC')",
+    );
+    let tags = psql(&url, "SELECT count(*) FROM \"Tag\"");
+    dump_of(&url, dir.path());
+    let migrations = app_with_pending(dir.path(), "SELECT 1;\n");
+    let output = cutover_in(
+        home.path(),
+        &[
+            "rehearse",
+            "--database-url",
+            &url,
+            "--migrations",
+            migrations.to_str().unwrap(),
+        ],
+    )
+    .current_dir(dir.path())
+    .output()
+    .unwrap();
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}{}", stderr(&output));
+    assert!(
+        out.contains("compared with the row-count baseline of run "),
+        "{out}"
+    );
+    assert!(
+        out.contains(", 1 differ (the app may have written"),
+        "{out}"
+    );
+    let before: i64 = tags.parse::<i64>().unwrap() - 1;
+    assert!(
+        out.contains(&format!("  Tag: {tags} restored, {before} in the baseline")),
+        "{out}"
+    );
+}

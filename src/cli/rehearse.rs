@@ -141,10 +141,15 @@ pub async fn run(
                         }
                     }
                 }
-                None => println!(
-                    "verified: {} table(s), {rows} row(s) counted on the copy",
-                    rehearsal.rows.len()
-                ),
+                None => {
+                    println!(
+                        "verified: {} table(s), {rows} row(s) counted on the copy",
+                        rehearsal.rows.len()
+                    );
+                    if let Some(target) = &target {
+                        compare_with_baseline(target, &rehearsal).await;
+                    }
+                }
             }
             let total: u64 = rehearsal.migrations.iter().map(|m| m.duration_ms).sum();
             println!(
@@ -297,3 +302,56 @@ async fn validate(
 
 /// The runbook section run on the copy after the migrations.
 const VALIDATION: &str = "validation";
+
+/// For a dump cutover did not make: the restored counts beside the row-count baseline
+/// journaled for the target (`baseline.row_counts`), saying which one. The app may have
+/// written between the two, so a difference is shown, not judged.
+async fn compare_with_baseline(target: &Target, rehearsal: &Rehearsal) {
+    let Ok(journal) = crate::open_journal().await else {
+        return;
+    };
+    let Ok(measured) = journal.measurements(&target.to_string()).await else {
+        return;
+    };
+    let Some(baseline) = measured.get("baseline.row_counts") else {
+        println!(
+            "no row-count baseline journaled for this target to compare with (baseline.row_counts)"
+        );
+        return;
+    };
+    let Some(tables) = baseline.data.get("tables").and_then(|t| t.as_object()) else {
+        return;
+    };
+    let restored: std::collections::HashMap<String, i64> = rehearsal
+        .rows
+        .iter()
+        .filter_map(|(key, n)| {
+            cutover::migrate::lint::locks::relation(key, false).map(|r| (r.name, *n))
+        })
+        .collect();
+    let mut equal = 0;
+    let mut differ = Vec::new();
+    for (table, count) in tables {
+        let Some(rows) = count.get("rows").and_then(|r| r.as_i64()) else {
+            continue;
+        };
+        match restored.get(table) {
+            Some(got) if *got == rows => equal += 1,
+            Some(got) => differ.push(format!("{table}: {got} restored, {rows} in the baseline")),
+            None => differ.push(format!("{table}: not in the dump ({rows} in the baseline)")),
+        }
+    }
+    println!(
+        "compared with the row-count baseline of {}: {equal} table(s) equal, {} differ{}",
+        baseline.source,
+        differ.len(),
+        if differ.is_empty() {
+            ""
+        } else {
+            " (the app may have written between the baseline and the dump)"
+        }
+    );
+    for line in differ {
+        println!("  {line}");
+    }
+}
