@@ -332,7 +332,7 @@ fn ctrl_c_mid_restore_leaves_no_cluster_behind() {
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output)
-            .contains("interrupted by SIGINT: the throwaway cluster and its files were removed"),
+            .contains("interrupted by SIGINT: the throwaway cluster and its files (or the scratch database) were removed"),
         "{}",
         stderr(&output)
     );
@@ -452,5 +452,69 @@ fn a_dump_made_elsewhere_is_compared_with_the_journaled_baseline() {
     assert!(
         out.contains(&format!("  Tag: {tags} restored, {before} in the baseline")),
         "{out}"
+    );
+}
+
+/// Without local server binaries, an existing scratch server takes the copy: a database is
+/// created there and dropped at the end; the target itself is refused.
+#[test]
+fn a_scratch_server_takes_the_copy_and_the_target_itself_is_refused() {
+    let url = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    dump_of(&url, dir.path());
+    let migrations = app_with_pending(
+        dir.path(),
+        "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT;\n",
+    );
+    let scratch = shared().url("postgres");
+    let output = rehearse(
+        dir.path(),
+        &[
+            "--database-url",
+            &url,
+            "--scratch-url",
+            &scratch,
+            "--migrations",
+            migrations.to_str().unwrap(),
+        ],
+    );
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}{}", stderr(&output));
+    assert!(!out.contains("throwaway cluster up"), "{out}");
+    assert!(
+        out.contains("applied 20270101000000_tag_note to the copy"),
+        "{out}"
+    );
+    let dropped = out
+        .lines()
+        .find_map(|l| l.strip_prefix("dropped the scratch database "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    assert!(dropped.starts_with("cutover_rehearsal_"), "{dropped}");
+    assert_eq!(
+        shared()
+            .psql(
+                "postgres",
+                &format!("SELECT count(*) FROM pg_database WHERE datname = '{dropped}'")
+            )
+            .unwrap(),
+        "0"
+    );
+
+    // SHADOW_DATABASE_URL, Prisma's name, naming the target: refused before anything runs.
+    let mut refused = cutover(&[
+        "rehearse",
+        "--database-url",
+        &url,
+        "--migrations",
+        migrations.to_str().unwrap(),
+    ]);
+    refused
+        .current_dir(dir.path())
+        .env("SHADOW_DATABASE_URL", &url);
+    assert_one_line_error(
+        &refused.output().unwrap(),
+        2,
+        "the scratch URL names the target database itself",
     );
 }

@@ -37,6 +37,11 @@ pub struct RehearseArgs {
     /// exactly.
     #[arg(long, conflicts_with = "dump")]
     fresh_dump: bool,
+    /// Restore into a database created (and dropped at the end) on this existing server,
+    /// instead of a throwaway local cluster (a bastion without the server binaries); default
+    /// `SHADOW_DATABASE_URL`. Never the target's database.
+    #[arg(long, value_name = "URL")]
+    scratch_url: Option<String>,
 }
 
 /// Runs `cutover rehearse`: 0 rehearsed, 1 a migration failed on the copy, 2 could not run.
@@ -98,7 +103,16 @@ pub async fn run(
             }
         }
     }
+    let scratch = match rehearse::scratch_from(args.scratch_url.as_deref(), target.as_ref()) {
+        Ok(scratch) => scratch,
+        Err(err) => {
+            recorder.finish().await?;
+            eprintln!("error: {err}");
+            return Ok(ExitCode::from(err.exit_code()));
+        }
+    };
     let options = RehearseOptions {
+        scratch,
         dump,
         backup_dir: args.backup_dir,
         migrations: args.migrations,
@@ -114,12 +128,12 @@ pub async fn run(
         result = rehearsal => result,
         signal = cutover::engine::termination_signal() => {
             recorder.finish().await?;
-            eprintln!("error: interrupted by {signal}: the throwaway cluster and its files were removed");
+            eprintln!("error: interrupted by {signal}: the throwaway cluster and its files (or the scratch database) were removed");
             return Ok(ExitCode::from(2));
         }
     };
     match result {
-        Ok((cluster, copy, rehearsal)) => {
+        Ok((scratch, copy, rehearsal)) => {
             record(&mut recorder, &rehearsal).await?;
             let validation = validate(runbook, &copy, &mut recorder).await?;
             recorder.finish().await?;
@@ -160,10 +174,16 @@ pub async fn run(
                 println!("the copy stays up until Ctrl-C: {copy}");
                 let _ = tokio::signal::ctrl_c().await;
             }
-            tokio::task::spawn_blocking(move || drop(cluster))
+            let removed = match &scratch {
+                rehearse::Scratch::Cluster(_) => "removed the throwaway cluster".to_string(),
+                rehearse::Scratch::Database(_) => {
+                    format!("dropped the scratch database {}", copy.database())
+                }
+            };
+            tokio::task::spawn_blocking(move || drop(scratch))
                 .await
                 .ok();
-            println!("removed the throwaway cluster");
+            println!("{removed}");
             Ok(if validation.fail + validation.error > 0 || !verified {
                 ExitCode::from(1)
             } else {

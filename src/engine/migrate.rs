@@ -87,7 +87,12 @@ pub(super) async fn run(
             MigrateOp::Deploy => deploy_step(&job, target, cancel, say).await,
             MigrateOp::Rehearse => {
                 drop(say);
+                let scratch = match rehearse::scratch_from(None, Some(target)) {
+                    Ok(scratch) => scratch,
+                    Err(err) => return Outcome::error(err.to_string()),
+                };
                 let options = RehearseOptions {
+                    scratch,
                     dump: None,
                     backup_dir: job.backup_dir.clone().unwrap_or_else(|| "backups".into()),
                     migrations: job.folder.clone(),
@@ -265,7 +270,7 @@ enum Said {
 /// The rehearsal's outcome: the restore's time (its data, for the rollback budget), the rows,
 /// each migration's time and each statement's locks; the throwaway cluster removed.
 async fn rehearsal_outcome(
-    result: Result<(crate::cluster::Cluster, Target, rehearse::Rehearsal), rehearse::RehearseError>,
+    result: Result<(rehearse::Scratch, Target, rehearse::Rehearsal), rehearse::RehearseError>,
 ) -> Outcome {
     match result {
         Ok((cluster, _copy, rehearsal)) => {

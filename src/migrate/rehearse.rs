@@ -28,6 +28,121 @@ pub struct RehearseOptions {
     pub jobs: usize,
     /// The URL's schema on the copy (the target's).
     pub schema: String,
+    /// An existing server to restore into instead of a throwaway cluster (`--scratch-url`,
+    /// `SHADOW_DATABASE_URL`): a database is created on it and dropped at the end.
+    pub scratch: Option<Target>,
+}
+
+/// Where the copy lives: a throwaway cluster, or a database made on a scratch server. Dropping
+/// it removes it (the cluster and its files; the database, `WITH (FORCE)`).
+pub enum Scratch {
+    /// A throwaway local cluster.
+    Cluster(Cluster),
+    /// A database on an existing server.
+    Database(ScratchDatabase),
+}
+
+/// A database cutover made on a scratch server; dropped with it.
+pub struct ScratchDatabase {
+    admin: Target,
+    name: String,
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop may run inside the runtime (a cancelled rehearsal): a thread of its own, with
+        // a runtime of its own, does the round trips.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                use sqlx::Connection as _;
+                let mut conn = sqlx::PgConnection::connect_with(admin.connect_options())
+                    .await
+                    .ok()?;
+                let sql = format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    name.replace('"', "\"\"")
+                );
+                let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+                done.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            tracing::warn!(database = %self.name, "could not drop the rehearsal's scratch database");
+        }
+    }
+}
+
+/// The scratch server to restore into: `flag`, else `SHADOW_DATABASE_URL` (Prisma's name for
+/// the same idea), else none (a throwaway cluster). Refused when it names `target` itself.
+pub fn scratch_from(
+    flag: Option<&str>,
+    target: Option<&Target>,
+) -> Result<Option<Target>, RehearseError> {
+    let url = match flag {
+        Some(url) => url.to_string(),
+        None => match std::env::var("SHADOW_DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => return Ok(None),
+        },
+    };
+    let scratch = Target::from_url(&url).map_err(|e| RehearseError::Cluster(e.to_string()))?;
+    if let Some(target) = target
+        && scratch.host().eq_ignore_ascii_case(target.host())
+        && scratch.connect_options().get_port() == target.connect_options().get_port()
+        && scratch.database() == target.database()
+    {
+        return Err(RehearseError::ScratchIsTarget(target.to_string()));
+    }
+    Ok(Some(scratch))
+}
+
+/// Creates a database for the copy on the scratch server `admin`; its target (with `schema`).
+async fn scratch_database(
+    admin: &Target,
+    schema: &str,
+) -> Result<(ScratchDatabase, Target), RehearseError> {
+    use sqlx::Connection as _;
+    let name = format!(
+        "cutover_rehearsal_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let db_err = |e: sqlx::Error| RehearseError::Db(crate::db::DbError::from_sqlx(e, admin));
+    let mut conn = sqlx::PgConnection::connect_with(admin.connect_options())
+        .await
+        .map_err(db_err)?;
+    let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    created.map_err(db_err)?;
+    let guard = ScratchDatabase {
+        admin: admin.clone(),
+        name: name.clone(),
+    };
+    let mut url = url::Url::parse(&admin.child_env()["DATABASE_URL"])
+        .map_err(|e| RehearseError::Cluster(e.to_string()))?;
+    url.set_path(&format!("/{name}"));
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "schema")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("schema", schema);
+    let copy = Target::from_url(url.as_str()).map_err(|e| RehearseError::Cluster(e.to_string()))?;
+    Ok((guard, copy))
 }
 
 /// What a rehearsal says as it goes.
@@ -216,9 +331,14 @@ pub enum RehearseError {
     },
     /// The throwaway cluster.
     #[error(
-        "cannot start the throwaway cluster to restore into: {0} (rehearse needs the PostgreSQL server binaries, initdb and pg_ctl, on this host)"
+        "cannot start the throwaway cluster to restore into: {0} (rehearse needs the PostgreSQL server binaries, initdb and pg_ctl, on this host, or a scratch server: --scratch-url URL or SHADOW_DATABASE_URL)"
     )]
     Cluster(String),
+    /// The scratch URL names the target itself.
+    #[error(
+        "the scratch URL names the target database itself ({0}): a rehearsal never restores into the database it rehearses for; give a scratch server's URL (a database there is created and dropped)"
+    )]
+    ScratchIsTarget(String),
     /// The restore failed.
     #[error("pg_restore failed on {path}: {reason}; the throwaway cluster was removed")]
     Restore {
@@ -429,7 +549,7 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 pub async fn rehearse(
     options: &RehearseOptions,
     mut progress: impl FnMut(Progress),
-) -> Result<(Cluster, Target, Rehearsal), RehearseError> {
+) -> Result<(Scratch, Target, Rehearsal), RehearseError> {
     let dump = match &options.dump {
         Some(dump) => dump.clone(),
         None => newest_dump(&options.backup_dir)?,
@@ -458,25 +578,35 @@ pub async fn rehearse(
         tables: tables.len(),
     });
 
-    // A copy to throw away: no durability needed.
-    let cluster_options = ClusterOptions::default()
-        .setting("fsync", "off")
-        .setting("synchronous_commit", "off")
-        .setting("full_page_writes", "off")
-        .setting("maintenance_work_mem", "256MB");
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start(cluster_options))
-        .await
-        .map_err(|e| RehearseError::Cluster(e.to_string()))?
-        .map_err(|e| RehearseError::Cluster(e.to_string()))?;
-    progress(Progress::ClusterStarted {
-        port: cluster.port(),
-    });
-    cluster
-        .create_database("rehearsal")
-        .map_err(|e| RehearseError::Cluster(e.to_string()))?;
-    let encoded: String = url::form_urlencoded::byte_serialize(options.schema.as_bytes()).collect();
-    let url = format!("{}?schema={encoded}", cluster.url("rehearsal"));
-    let copy = Target::from_url(&url).map_err(|e| RehearseError::Cluster(e.to_string()))?;
+    let (scratch, copy) = match &options.scratch {
+        Some(admin) => {
+            let (database, copy) = scratch_database(admin, &options.schema).await?;
+            (Scratch::Database(database), copy)
+        }
+        None => {
+            // A copy to throw away: no durability needed.
+            let cluster_options = ClusterOptions::default()
+                .setting("fsync", "off")
+                .setting("synchronous_commit", "off")
+                .setting("full_page_writes", "off")
+                .setting("maintenance_work_mem", "256MB");
+            let cluster = tokio::task::spawn_blocking(move || Cluster::start(cluster_options))
+                .await
+                .map_err(|e| RehearseError::Cluster(e.to_string()))?
+                .map_err(|e| RehearseError::Cluster(e.to_string()))?;
+            progress(Progress::ClusterStarted {
+                port: cluster.port(),
+            });
+            cluster
+                .create_database("rehearsal")
+                .map_err(|e| RehearseError::Cluster(e.to_string()))?;
+            let encoded: String =
+                url::form_urlencoded::byte_serialize(options.schema.as_bytes()).collect();
+            let url = format!("{}?schema={encoded}", cluster.url("rehearsal"));
+            let copy = Target::from_url(&url).map_err(|e| RehearseError::Cluster(e.to_string()))?;
+            (Scratch::Cluster(cluster), copy)
+        }
+    };
 
     let started = Instant::now();
     let mut child = tokio::process::Command::new("pg_restore")
@@ -487,8 +617,12 @@ pub async fn rehearse(
             "--exit-on-error",
         ])
         .arg(format!("--jobs={}", options.jobs.max(1)))
-        .arg(format!("--dbname={}", cluster.url("rehearsal")))
+        .arg(format!("--dbname={}", copy.database()))
         .arg(&dump)
+        // The copy's address and any password reach pg_restore through its environment.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(copy.child_env())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -556,7 +690,7 @@ pub async fn rehearse(
 
     let (migrations, statements) = apply_timed(&copy, &options.migrations, &mut progress).await?;
     Ok((
-        cluster,
+        scratch,
         copy,
         Rehearsal {
             dump: dump.display().to_string(),
