@@ -39,7 +39,7 @@ pub enum Scratch {
     /// A throwaway local cluster.
     Cluster(Cluster),
     /// A database on an existing server.
-    Database(ScratchDatabase),
+    Database(Box<ScratchDatabase>),
 }
 
 /// A database cutover made on a scratch server; dropped with it.
@@ -581,7 +581,7 @@ pub async fn rehearse(
     let (scratch, copy) = match &options.scratch {
         Some(admin) => {
             let (database, copy) = scratch_database(admin, &options.schema).await?;
-            (Scratch::Database(database), copy)
+            (Scratch::Database(Box::new(database)), copy)
         }
         None => {
             // A copy to throw away: no durability needed.
