@@ -105,3 +105,47 @@ fn the_drift_command_exits_by_what_it_found_and_refuses_what_it_cannot_replay() 
         "no _prisma_migrations table",
     );
 }
+
+/// Without local server binaries, a scratch server takes the replay: a database is created
+/// there and dropped at the end; the target's own database is refused.
+#[test]
+fn drift_replays_on_a_scratch_server_when_given_one() {
+    let url = fresh_database();
+    let app = app();
+    let migrations = app.path().join("prisma/migrations");
+    let scratch = shared().url("postgres");
+    let same = run(&[
+        "drift",
+        "--database-url",
+        &url,
+        "--migrations",
+        migrations.to_str().unwrap(),
+        "--scratch-url",
+        &scratch,
+    ]);
+    assert_eq!(same.status.code(), Some(0), "{}", stderr(&same));
+    assert!(stdout(&same).starts_with("no drift"), "{}", stdout(&same));
+    assert_eq!(
+        shared()
+            .psql(
+                "postgres",
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'cutover_rehearsal_%'",
+            )
+            .unwrap(),
+        "0",
+        "the scratch database was dropped"
+    );
+    assert_one_line_error(
+        &run(&[
+            "drift",
+            "--database-url",
+            &url,
+            "--migrations",
+            migrations.to_str().unwrap(),
+            "--scratch-url",
+            &url,
+        ]),
+        2,
+        "the scratch URL names the target database itself",
+    );
+}

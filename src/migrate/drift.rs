@@ -205,7 +205,7 @@ pub enum DriftError {
     NotLocal(String),
     /// The throwaway cluster.
     #[error(
-        "cannot start the throwaway cluster to replay the migrations in: {0} (drift needs the PostgreSQL server binaries, initdb and pg_ctl, on this host)"
+        "cannot set up the empty database to replay the migrations in: {0} (drift needs the PostgreSQL server binaries, initdb and pg_ctl, on this host, or a scratch server: --scratch-url URL or SHADOW_DATABASE_URL)"
     )]
     Cluster(String),
     /// A migration failed when replayed on an empty database.
@@ -220,9 +220,14 @@ pub enum DriftError {
     },
 }
 
-/// Replays the migrations `db`'s target has applied (from `folder`) into a throwaway cluster
-/// and compares the two catalogs.
-pub async fn drift(db: &Db, folder: &Path) -> Result<DriftReport, DriftError> {
+/// Replays the migrations `db`'s target has applied (from `folder`) into a throwaway cluster,
+/// or into a database created (and dropped) on the `scratch` server, and compares the two
+/// catalogs.
+pub async fn drift(
+    db: &Db,
+    folder: &Path,
+    scratch: Option<&Target>,
+) -> Result<DriftReport, DriftError> {
     let target = db.target().clone();
     let schema = target.schema().to_string();
     let rows = history::read_table(db, &schema)
@@ -248,15 +253,34 @@ pub async fn drift(db: &Db, folder: &Path) -> Result<DriftReport, DriftError> {
     }
     let database = catalog(db, &schema).await?;
 
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start(ClusterOptions::default()))
-        .await
-        .map_err(|e| DriftError::Cluster(e.to_string()))?
-        .map_err(|e: ClusterError| DriftError::Cluster(e.to_string()))?;
-    let result = replay(&cluster, &schema, &scripts).await;
-    // The cluster and its files go when it drops, whatever the result.
-    tokio::task::spawn_blocking(move || drop(cluster))
-        .await
-        .ok();
+    let (place, shadow) = match scratch {
+        Some(admin) => {
+            let (database, shadow) = super::rehearse::scratch_database(admin, &schema)
+                .await
+                .map_err(|e| DriftError::Cluster(e.to_string()))?;
+            (
+                super::rehearse::Scratch::Database(Box::new(database)),
+                shadow,
+            )
+        }
+        None => {
+            let cluster = tokio::task::spawn_blocking(|| Cluster::start(ClusterOptions::default()))
+                .await
+                .map_err(|e| DriftError::Cluster(e.to_string()))?
+                .map_err(|e: ClusterError| DriftError::Cluster(e.to_string()))?;
+            cluster
+                .create_database("shadow")
+                .map_err(|e| DriftError::Cluster(e.to_string()))?;
+            let encoded: String = url::form_urlencoded::byte_serialize(schema.as_bytes()).collect();
+            let shadow = Target::from_url(&format!("{}?schema={encoded}", cluster.url("shadow")))
+                .map_err(|e| DriftError::Cluster(e.to_string()))?;
+            (super::rehearse::Scratch::Cluster(cluster), shadow)
+        }
+    };
+    let result = replay(&shadow, &schema, &scripts).await;
+    // The cluster and its files (or the scratch database) go when it drops, whatever the
+    // result.
+    tokio::task::spawn_blocking(move || drop(place)).await.ok();
     let migrations = result?;
     Ok(DriftReport {
         replayed: scripts.into_iter().map(|(name, _)| name).collect(),
@@ -265,15 +289,11 @@ pub async fn drift(db: &Db, folder: &Path) -> Result<DriftReport, DriftError> {
 }
 
 async fn replay(
-    cluster: &Cluster,
+    shadow: &Target,
     schema: &str,
     scripts: &[(String, String)],
 ) -> Result<Catalog, DriftError> {
-    let blocking = |e: ClusterError| DriftError::Cluster(e.to_string());
-    cluster.create_database("shadow").map_err(blocking)?;
-    let encoded: String = url::form_urlencoded::byte_serialize(schema.as_bytes()).collect();
-    let shadow = Target::from_url(&format!("{}?schema={encoded}", cluster.url("shadow")))
-        .map_err(|e| DriftError::Cluster(e.to_string()))?;
+    let shadow = shadow.clone();
     // A session of its own, writable, the URL's schema first on its path, as deploy's is.
     let mut conn = super::deploy::connect(&shadow).await?;
     let create = format!(

@@ -107,7 +107,7 @@ pub fn scratch_from(
 }
 
 /// Creates a database for the copy on the scratch server `admin`; its target (with `schema`).
-async fn scratch_database(
+pub(crate) async fn scratch_database(
     admin: &Target,
     schema: &str,
 ) -> Result<(ScratchDatabase, Target), RehearseError> {

@@ -21,7 +21,12 @@ pub struct Params {
 /// Runs the probe: passes when the schema is what the migrations make, fails with one line per
 /// difference.
 pub async fn run(db: &Db, params: Params) -> ProbeResult {
-    match drift::drift(db, Path::new(&params.dir)).await {
+    // SHADOW_DATABASE_URL, when set, names a scratch server instead of a throwaway cluster.
+    let scratch = match crate::migrate::rehearse::scratch_from(None, Some(db.target())) {
+        Ok(scratch) => scratch,
+        Err(err) => return Ok(Outcome::error(err.to_string())),
+    };
+    match drift::drift(db, Path::new(&params.dir), scratch.as_ref()).await {
         Ok(report) if report.differences.is_empty() => Ok(Outcome::pass(format!(
             "no drift: the schema is what its {} applied migration(s) make",
             report.replayed.len()
