@@ -11,18 +11,6 @@ use cutover::migrate::lint::locks::{self, LockMode};
 use cutover::migrate::lint::{self, Limits, RuleChoice, Severity};
 use sqlx::{Connection, Row};
 
-/// Every lock mode as `pg_locks` names it.
-const MODES: [LockMode; 8] = [
-    LockMode::AccessShare,
-    LockMode::RowShare,
-    LockMode::RowExclusive,
-    LockMode::ShareUpdateExclusive,
-    LockMode::Share,
-    LockMode::ShareRowExclusive,
-    LockMode::Exclusive,
-    LockMode::AccessExclusive,
-];
-
 const SETUP: &str = "
 CREATE TABLE u (id int PRIMARY KEY);
 INSERT INTO u SELECT g FROM generate_series(1, 100) g;
@@ -71,10 +59,7 @@ async fn observe(url: &str, statement: &str) -> (HashMap<String, LockMode>, Vec<
     for (name, oid, filenode) in before {
         for (relation, mode) in &held {
             if *relation == oid {
-                let mode = MODES
-                    .into_iter()
-                    .find(|m| m.pg_locks_mode() == mode)
-                    .unwrap();
+                let mode = LockMode::from_pg_locks(mode).unwrap();
                 let strongest = locks.entry(name.clone()).or_insert(mode);
                 *strongest = (*strongest).max(mode);
             }

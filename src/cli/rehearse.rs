@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use cutover::check::{self, CheckOptions, Summary};
-use cutover::journal::{Entry, Mode, NewRun, Recorder};
+use cutover::journal::{Entry, Journal, Mode, NewRun, Recorder};
 use cutover::migrate::rehearse::{self, Rehearsal, RehearseOptions};
 use cutover::outcome::Outcome;
 use cutover::runbook::Runbook;
@@ -78,7 +78,7 @@ pub async fn run(
             origin: "rehearse",
         })
         .await?;
-    let mut recorder = Recorder::new(Some(journal), run.id.clone());
+    let mut recorder = Recorder::new(Some(journal.clone()), run.id.clone());
     let mut dump = args.dump;
     let mut snapshot_rows = None;
     if args.fresh_dump {
@@ -161,7 +161,7 @@ pub async fn run(
                         rehearsal.rows.len()
                     );
                     if let Some(target) = &target {
-                        compare_with_baseline(target, &rehearsal).await;
+                        compare_with_baseline(&journal, target, &rehearsal).await;
                     }
                 }
             }
@@ -326,10 +326,7 @@ const VALIDATION: &str = "validation";
 /// For a dump cutover did not make: the restored counts beside the row-count baseline
 /// journaled for the target (`baseline.row_counts`), saying which one. The app may have
 /// written between the two, so a difference is shown, not judged.
-async fn compare_with_baseline(target: &Target, rehearsal: &Rehearsal) {
-    let Ok(journal) = crate::open_journal().await else {
-        return;
-    };
+async fn compare_with_baseline(journal: &Journal, target: &Target, rehearsal: &Rehearsal) {
     let Ok(measured) = journal.measurements(&target.to_string()).await else {
         return;
     };

@@ -161,15 +161,7 @@ async fn dump_schema(target: &Target) -> Result<String, BaselineError> {
             })
         })?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason = stderr
-            .lines()
-            .rev()
-            .find(|line| !line.trim().is_empty())
-            .unwrap_or("it failed without a message")
-            .trim()
-            .to_string();
-        return Err(BaselineError::Dump(reason));
+        return Err(BaselineError::Dump(super::last_error_line(&output.stderr)));
     }
     Ok(as_migration(&String::from_utf8_lossy(&output.stdout)))
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::history::{self, StatusError};
-use crate::cluster::{Cluster, ClusterError, ClusterOptions};
+use crate::cluster::ClusterOptions;
 use crate::db::{Db, DbError, DbSettings, literal};
 use crate::target::Target;
 
@@ -253,30 +253,13 @@ pub async fn drift(
     }
     let database = catalog(db, &schema).await?;
 
-    let (place, shadow) = match scratch {
-        Some(admin) => {
-            let (database, shadow) = super::rehearse::scratch_database(admin, &schema)
-                .await
-                .map_err(|e| DriftError::Cluster(e.to_string()))?;
-            (
-                super::rehearse::Scratch::Database(Box::new(database)),
-                shadow,
-            )
-        }
-        None => {
-            let cluster = tokio::task::spawn_blocking(|| Cluster::start(ClusterOptions::default()))
-                .await
-                .map_err(|e| DriftError::Cluster(e.to_string()))?
-                .map_err(|e: ClusterError| DriftError::Cluster(e.to_string()))?;
-            cluster
-                .create_database("shadow")
-                .map_err(|e| DriftError::Cluster(e.to_string()))?;
-            let encoded: String = url::form_urlencoded::byte_serialize(schema.as_bytes()).collect();
-            let shadow = Target::from_url(&format!("{}?schema={encoded}", cluster.url("shadow")))
-                .map_err(|e| DriftError::Cluster(e.to_string()))?;
-            (super::rehearse::Scratch::Cluster(cluster), shadow)
-        }
-    };
+    let (place, shadow) =
+        super::rehearse::empty_database(scratch, &schema, ClusterOptions::default(), "shadow")
+            .await
+            .map_err(|e| match e {
+                super::rehearse::RehearseError::Cluster(reason) => DriftError::Cluster(reason),
+                other => DriftError::Cluster(other.to_string()),
+            })?;
     let result = replay(&shadow, &schema, &scripts).await;
     // The cluster and its files (or the scratch database) go when it drops, whatever the
     // result.

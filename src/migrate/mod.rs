@@ -10,3 +10,14 @@ pub mod lint;
 pub mod rehearse;
 pub mod resolve;
 pub mod script;
+
+/// The last non-empty line a failed tool wrote to stderr (its error), trimmed.
+pub(crate) fn last_error_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("it failed without a message")
+        .trim()
+        .to_string()
+}

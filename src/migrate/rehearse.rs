@@ -106,8 +106,35 @@ pub fn scratch_from(
     Ok(Some(scratch))
 }
 
+/// An empty database to restore or replay into, its target carrying `schema`: one created on
+/// the `scratch` server, else database `name` of a throwaway cluster started with `settings`.
+/// Dropping the [`Scratch`] removes it.
+pub(crate) async fn empty_database(
+    scratch: Option<&Target>,
+    schema: &str,
+    settings: ClusterOptions,
+    name: &str,
+) -> Result<(Scratch, Target), RehearseError> {
+    if let Some(admin) = scratch {
+        let (database, copy) = scratch_database(admin, schema).await?;
+        return Ok((Scratch::Database(Box::new(database)), copy));
+    }
+    let cluster_error = |e: String| RehearseError::Cluster(e);
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(settings))
+        .await
+        .map_err(|e| cluster_error(e.to_string()))?
+        .map_err(|e| cluster_error(e.to_string()))?;
+    cluster
+        .create_database(name)
+        .map_err(|e| cluster_error(e.to_string()))?;
+    let encoded: String = url::form_urlencoded::byte_serialize(schema.as_bytes()).collect();
+    let copy = Target::from_url(&format!("{}?schema={encoded}", cluster.url(name)))
+        .map_err(|e| cluster_error(e.to_string()))?;
+    Ok((Scratch::Cluster(cluster), copy))
+}
+
 /// Creates a database for the copy on the scratch server `admin`; its target (with `schema`).
-pub(crate) async fn scratch_database(
+async fn scratch_database(
     admin: &Target,
     schema: &str,
 ) -> Result<(ScratchDatabase, Target), RehearseError> {
@@ -246,11 +273,10 @@ impl std::fmt::Display for Progress {
 
 /// What the app cannot do while a lock of `mode` (as `pg_locks` names it) is held.
 fn lock_effect(mode: &str) -> &'static str {
-    match mode {
-        "AccessExclusiveLock" => "reads and writes of the app wait that long",
-        "ExclusiveLock" | "ShareRowExclusiveLock" | "ShareLock" => {
-            "writes of the app wait that long (reads go on)"
-        }
+    use super::lint::locks::LockMode;
+    match LockMode::from_pg_locks(mode) {
+        Some(LockMode::AccessExclusive) => "reads and writes of the app wait that long",
+        Some(mode) if mode.blocks_the_app() => "writes of the app wait that long (reads go on)",
         _ => "the app's reads and writes go on",
     }
 }
@@ -404,13 +430,7 @@ fn list(dump: &Path) -> Result<(String, Vec<String>), RehearseError> {
             ))
         })?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("it failed without a message")
-            .trim()
+        let last = super::last_error_line(&output.stderr)
             .trim_start_matches("pg_restore: error: ")
             .to_string();
         let hint = if last.contains("unsupported version") {
@@ -479,22 +499,14 @@ pub async fn dump_with_counts(target: &Target, dir: &Path) -> Result<SnapshotDum
         .fetch_one(&mut conn)
         .await
         .map_err(db_err)?;
-    let tables: Vec<(String,)> = sqlx::query_as(
-        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-           JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1",
-    )
-    .bind(target.schema())
-    .fetch_all(&mut conn)
-    .await
-    .map_err(db_err)?;
+    let tables: Vec<String> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(tables_query(target.schema())))
+            .fetch_all(&mut conn)
+            .await
+            .map_err(db_err)?;
     let mut rows = Vec::new();
     if !tables.is_empty() {
-        let counts: Vec<String> = tables
-            .iter()
-            .map(|(t,)| format!("SELECT {}, count(*)::int8 FROM {t}", literal(t)))
-            .collect();
-        rows = sqlx::query_as(sqlx::AssertSqlSafe(counts.join(" UNION ALL ")))
+        rows = sqlx::query_as(sqlx::AssertSqlSafe(counts_query(&tables)))
             .fetch_all(&mut conn)
             .await
             .map_err(db_err)?;
@@ -513,10 +525,9 @@ pub async fn dump_with_counts(target: &Target, dir: &Path) -> Result<SnapshotDum
     let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
     let _ = conn.close().await;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(RehearseError::NoDump(format!(
             "pg_dump failed: {}",
-            stderr.lines().last().unwrap_or("without a message").trim()
+            super::last_error_line(&output.stderr)
         )));
     }
     Ok(SnapshotDump { path, rows })
@@ -578,35 +589,24 @@ pub async fn rehearse(
         tables: tables.len(),
     });
 
-    let (scratch, copy) = match &options.scratch {
-        Some(admin) => {
-            let (database, copy) = scratch_database(admin, &options.schema).await?;
-            (Scratch::Database(Box::new(database)), copy)
-        }
-        None => {
-            // A copy to throw away: no durability needed.
-            let cluster_options = ClusterOptions::default()
-                .setting("fsync", "off")
-                .setting("synchronous_commit", "off")
-                .setting("full_page_writes", "off")
-                .setting("maintenance_work_mem", "256MB");
-            let cluster = tokio::task::spawn_blocking(move || Cluster::start(cluster_options))
-                .await
-                .map_err(|e| RehearseError::Cluster(e.to_string()))?
-                .map_err(|e| RehearseError::Cluster(e.to_string()))?;
-            progress(Progress::ClusterStarted {
-                port: cluster.port(),
-            });
-            cluster
-                .create_database("rehearsal")
-                .map_err(|e| RehearseError::Cluster(e.to_string()))?;
-            let encoded: String =
-                url::form_urlencoded::byte_serialize(options.schema.as_bytes()).collect();
-            let url = format!("{}?schema={encoded}", cluster.url("rehearsal"));
-            let copy = Target::from_url(&url).map_err(|e| RehearseError::Cluster(e.to_string()))?;
-            (Scratch::Cluster(cluster), copy)
-        }
-    };
+    // A copy to throw away: no durability needed.
+    let settings = ClusterOptions::default()
+        .setting("fsync", "off")
+        .setting("synchronous_commit", "off")
+        .setting("full_page_writes", "off")
+        .setting("maintenance_work_mem", "256MB");
+    let (scratch, copy) = empty_database(
+        options.scratch.as_ref(),
+        &options.schema,
+        settings,
+        "rehearsal",
+    )
+    .await?;
+    if let Scratch::Cluster(cluster) = &scratch {
+        progress(Progress::ClusterStarted {
+            port: cluster.port(),
+        });
+    }
 
     let started = Instant::now();
     let mut child = tokio::process::Command::new("pg_restore")
@@ -901,25 +901,33 @@ fn first_line(sql: &str) -> String {
     }
 }
 
+/// Every table of `schema`, qualified and quoted (`public."User"`), in order.
+fn tables_query(schema: &str) -> String {
+    format!(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname = {} AND c.relkind IN ('r', 'p') ORDER BY 1",
+        literal(schema)
+    )
+}
+
+/// One query counting the rows of each of `tables` exactly: (table, rows).
+fn counts_query(tables: &[String]) -> String {
+    tables
+        .iter()
+        .map(|t| format!("SELECT {}, count(*)::int8 FROM {t}", literal(t)))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
 /// The exact row count of every table of `schema`, in one round trip.
 async fn count_rows(db: &Db, schema: &str) -> Result<Vec<(String, i64)>, crate::db::DbError> {
-    let mut answers = db
-        .read_batch(&[format!(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = {} AND c.relkind IN ('r', 'p') ORDER BY 1",
-            literal(schema)
-        )])
-        .await?;
+    let mut answers = db.read_batch(&[tables_query(schema)]).await?;
     let tables: Vec<String> = answers.column(0).map_err(|e| db.error(e))?;
     if tables.is_empty() {
         return Ok(Vec::new());
     }
-    let counts: Vec<String> = tables
-        .iter()
-        .map(|t| format!("SELECT {}, count(*)::int8 FROM {t}", literal(t)))
-        .collect();
-    let mut answers = db.read_batch(&[counts.join(" UNION ALL ")]).await?;
+    let mut answers = db.read_batch(&[counts_query(&tables)]).await?;
     answers.rows(0).map_err(|e| db.error(e))
 }
 

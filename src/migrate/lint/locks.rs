@@ -34,6 +34,25 @@ pub enum LockMode {
 }
 
 impl LockMode {
+    /// Every mode, weakest first.
+    pub const ALL: [LockMode; 8] = [
+        LockMode::AccessShare,
+        LockMode::RowShare,
+        LockMode::RowExclusive,
+        LockMode::ShareUpdateExclusive,
+        LockMode::Share,
+        LockMode::ShareRowExclusive,
+        LockMode::Exclusive,
+        LockMode::AccessExclusive,
+    ];
+
+    /// The mode `pg_locks.mode` names (`AccessExclusiveLock`).
+    pub fn from_pg_locks(mode: &str) -> Option<LockMode> {
+        LockMode::ALL
+            .into_iter()
+            .find(|m| m.pg_locks_mode() == mode)
+    }
+
     /// As the documentation writes it: `ACCESS EXCLUSIVE`.
     pub fn label(self) -> &'static str {
         match self {
