@@ -326,3 +326,38 @@ pub async fn run_check(
         summary,
     })
 }
+
+/// The runbook section run on a rehearsal's migrated copy.
+pub const VALIDATION: &str = "validation";
+
+/// Runs the runbook's post-migration validation section on a rehearsal's migrated copy, so
+/// that a migration that breaks a critical query or a key is caught before production. Only
+/// the steps that stand on their own run: one that compares with a capture taken in another
+/// section (the row-count baseline) has nothing to compare with on a copy. `None` when the
+/// runbook has no such step.
+pub async fn validate_copy(
+    runbook: Arc<Runbook>,
+    copy: &Target,
+    variables: BTreeMap<String, String>,
+) -> Result<Option<CheckReport>, CheckError> {
+    let Some(section) = runbook.section(VALIDATION) else {
+        return Ok(None);
+    };
+    let own = format!("{VALIDATION}.");
+    let only: Vec<String> = section
+        .steps
+        .iter()
+        .filter(|step| step.depends_on.iter().all(|d| d.starts_with(&own)))
+        .map(|step| step.id.clone())
+        .collect();
+    if only.is_empty() {
+        return Ok(None);
+    }
+    let options = CheckOptions {
+        only,
+        variables,
+        ..CheckOptions::default()
+    };
+    // Boxed: the engine runs this from a step of its own.
+    Box::pin(run_check(runbook, copy, &options)).await.map(Some)
+}

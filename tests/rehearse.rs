@@ -110,22 +110,123 @@ fn the_newest_dump_is_restored_counted_and_the_pending_migrations_rehearsed_on_i
     );
 }
 
+/// A migration that fails on the copy is the rehearsal's finding: it names the statement and
+/// the server's error, the restore's time is still journaled, and the production deploy of the
+/// same script warns before it runs and says the rehearsal foretold its failure.
 #[test]
-fn a_migration_that_fails_on_the_copy_is_the_rehearsals_finding() {
+fn a_migration_that_fails_on_the_copy_is_the_rehearsals_finding_and_the_deploy_warns_of_it() {
     let url = fresh_database();
     let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
     dump_of(&url, dir.path());
-    // Tag names are unique already, so this works; a NOT NULL column without a default on a
-    // table with rows does not.
+    // A NOT NULL column without a default on a table with rows fails.
     let migrations = app_with_pending(
         dir.path(),
         "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT NOT NULL;\n",
     );
-    let output = rehearse(dir.path(), &["--migrations", migrations.to_str().unwrap()]);
+    let runbook = write_runbook(
+        dir.path(),
+        &format!(
+            "name = \"release\"\n[[sections]]\nid = \"apply\"\ntitle = \"Apply\"\n[[sections.steps]]\nid = \"deploy\"\ntitle = \"Deploy\"\nkind = \"migrate\"\nmigrate = \"deploy\"\nmigrations = \"{}\"\n",
+            migrations.display()
+        ),
+    );
+    let output = cutover_in(
+        home.path(),
+        &[
+            "--runbook",
+            &runbook,
+            "rehearse",
+            "--database-url",
+            &url,
+            "--migrations",
+            migrations.to_str().unwrap(),
+        ],
+    )
+    .current_dir(dir.path())
+    .output()
+    .unwrap();
     assert_one_line_error(
         &output,
         1,
-        "the rehearsal found that a migration fails on production's data: migration 20270101000000_tag_note failed: ERROR 23502",
+        "the rehearsal found that migration 20270101000000_tag_note fails at line 2 (ALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT NOT NULL;): ERROR 23502",
+    );
+    let out = stdout(&output);
+    assert!(
+        out.contains("  ✗ migration 20270101000000_tag_note fails at line 2"),
+        "{out}"
+    );
+    assert!(!out.contains("validation on the migrated copy"), "{out}");
+
+    // The production deploy of the same script: warned before, told after.
+    let database = url.rsplit('/').next().unwrap();
+    let deployed = cutover_in(
+        home.path(),
+        &[
+            "--runbook",
+            &runbook,
+            "check",
+            "--database-url",
+            &url,
+            "--confirm",
+            database,
+            "--format",
+            "json",
+        ],
+    )
+    .output()
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout(&deployed)).unwrap();
+    let step = &report["steps"][0];
+    assert_eq!(step["status"], "fail", "{step}");
+    let message = step["message"].as_str().unwrap();
+    assert!(
+        message.contains("(the rehearsal of run ")
+            && message.contains("had found that migration 20270101000000_tag_note fails at line 2"),
+        "{message}"
+    );
+
+    // Marked rolled back and deployed again where the table has no rows: it goes through, and
+    // the step warns that production's data differs from the rehearsal's copy.
+    let resolved = cutover(&[
+        "resolve",
+        "--rolled-back",
+        "20270101000000_tag_note",
+        "--migrations",
+        migrations.to_str().unwrap(),
+        "--database-url",
+        &url,
+        "--confirm",
+        database,
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(resolved.status.code(), Some(0), "{}", stderr(&resolved));
+    psql(&url, "TRUNCATE \"Tag\" CASCADE");
+    let deployed = cutover_in(
+        home.path(),
+        &[
+            "--runbook",
+            &runbook,
+            "check",
+            "--database-url",
+            &url,
+            "--confirm",
+            database,
+            "--format",
+            "json",
+        ],
+    )
+    .output()
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout(&deployed)).unwrap();
+    let step = &report["steps"][0];
+    assert_eq!(step["status"], "warn", "{step}");
+    let message = step["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("applied 1 migration(s), but the rehearsal of run ")
+            && message.contains("production's data differs from the rehearsal's copy"),
+        "{message}"
     );
 }
 
@@ -349,7 +450,10 @@ fn the_restore_test_step_times_the_restore_and_the_rollback_budget_judges_it() {
     let url = fresh_database();
     let dir = tempfile::tempdir().unwrap();
     dump_of(&url, dir.path());
-    cutover::demo::write_app(dir.path()).unwrap();
+    app_with_pending(
+        dir.path(),
+        "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT;\n",
+    );
     let variables: std::collections::BTreeMap<String, String> = [
         (
             "backup_dir".to_string(),
@@ -381,11 +485,43 @@ fn the_restore_test_step_times_the_restore_and_the_rollback_budget_judges_it() {
         "{}",
         steps[0].message
     );
+    // The validation section ran on the migrated copy.
+    assert!(
+        steps[0]
+            .message
+            .contains("; validation on the migrated copy: ")
+            && steps[0].message.ends_with(" passed, 0 failed"),
+        "{}",
+        steps[0].message
+    );
+    assert!(
+        steps[0]
+            .details
+            .iter()
+            .any(|d| d.starts_with("validation on the copy: ✓ validation.")),
+        "{:?}",
+        steps[0].details
+    );
     assert_status(&steps[1], Status::Pass);
     assert!(
         steps[1].message.contains("against a budget of 300 s"),
         "{}",
         steps[1].message
+    );
+    // Beside the restore, the rehearsal's locks that make the app wait, longest first.
+    assert!(
+        steps[1]
+            .message
+            .contains("; the rehearsed migrations made the app wait up to "),
+        "{}",
+        steps[1].message
+    );
+    assert!(
+        steps[1].details.iter().any(|d| d.starts_with("rehearsed: ")
+            && d.contains("AccessExclusive on public.")
+            && d.ends_with("reads and writes of the app wait that long")),
+        "{:?}",
+        steps[1].details
     );
 
     let tight = cutover::runbook::BUNDLED.replace("budget_secs = 300", "budget_secs = 0.001");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use cutover::check::{self, CheckOptions, Summary};
+use cutover::check::{self, Summary};
 use cutover::journal::{Entry, Journal, Mode, NewRun, Recorder};
 use cutover::migrate::rehearse::{self, Rehearsal, RehearseOptions};
 use cutover::outcome::Outcome;
@@ -135,7 +135,12 @@ pub async fn run(
     match result {
         Ok((scratch, copy, rehearsal)) => {
             record(&mut recorder, &rehearsal).await?;
-            let validation = validate(runbook, &copy, &mut recorder).await?;
+            // A copy a migration failed on is not what production would be: nothing to
+            // validate.
+            let validation = match &rehearsal.failed {
+                None => validate(runbook, &copy, &mut recorder).await?,
+                Some(_) => Summary::default(),
+            };
             recorder.finish().await?;
             let rows: i64 = rehearsal.rows.iter().map(|(_, n)| n).sum();
             let mut verified = true;
@@ -166,10 +171,18 @@ pub async fn run(
                 }
             }
             let total: u64 = rehearsal.migrations.iter().map(|m| m.duration_ms).sum();
-            println!(
-                "rehearsed {} pending migration(s) in {total} ms on production's data",
-                rehearsal.migrations.len()
-            );
+            match &rehearsal.failed {
+                None => println!(
+                    "rehearsed {} pending migration(s) in {total} ms on production's data",
+                    rehearsal.migrations.len()
+                ),
+                Some(failed) => {
+                    verified = false;
+                    eprintln!(
+                        "error: the rehearsal found that {failed}: the production deploy would fail there; fix the migration and rehearse again"
+                    );
+                }
+            }
             if args.keep {
                 println!("the copy stays up until Ctrl-C: {copy}");
                 let _ = tokio::signal::ctrl_c().await;
@@ -198,8 +211,9 @@ pub async fn run(
     }
 }
 
-/// The rehearsal's run: the restore (`backup.restore_tested`) and the migrations
-/// (`apply.deploy`, one record per migration), with their times.
+/// The rehearsal's run: the restore (`backup.restore_tested`, whose data holds what the
+/// rollback section and the production deploy read) and the migrations (`apply.deploy`, one
+/// record per migration, failed when one failed on the copy), with their times.
 async fn record(recorder: &mut Recorder, rehearsal: &Rehearsal) -> anyhow::Result<()> {
     let rows: i64 = rehearsal.rows.iter().map(|(_, n)| n).sum();
     recorder
@@ -210,12 +224,8 @@ async fn record(recorder: &mut Recorder, rehearsal: &Rehearsal) -> anyhow::Resul
         rehearsal.dump,
         rehearsal.restore_ms as f64 / 1000.0,
         rehearsal.rows.len()
-    ));
-    // The restore's time is a measurement: rollback.time_budget reads it from the journal.
-    let restored = restored.with_data(serde_json::json!({
-        "restore_ms": rehearsal.restore_ms,
-        "dump": rehearsal.dump,
-    }));
+    ))
+    .with_data(rehearsal.measurement());
     recorder
         .finished(RESTORE_STEP, &restored, rehearsal.restore_ms)
         .await?;
@@ -228,35 +238,16 @@ async fn record(recorder: &mut Recorder, rehearsal: &Rehearsal) -> anyhow::Resul
             .await?;
     }
     let total: u64 = rehearsal.migrations.iter().map(|m| m.duration_ms).sum();
-    let deployed = Outcome::pass(format!(
-        "rehearsal: {} pending migration(s) applied to the restored copy in {total} ms",
-        rehearsal.migrations.len()
-    ))
-    .with_details(rehearsal.statements.iter().map(|s| {
-        let locks: Vec<String> = s
-            .locks
-            .iter()
-            .map(|l| {
-                format!(
-                    "{} on {} ({}) held {} ms",
-                    l.mode.trim_end_matches("Lock"),
-                    l.table,
-                    l.rows
-                        .map_or("rows unknown".to_string(), |r| format!("{r:.0} rows")),
-                    l.held_ms
-                )
-            })
-            .chain(s.rewrote.iter().map(|t| format!("rewrote {t}")))
-            .collect();
-        format!(
-            "{} line {}: {} ms{}{}",
-            s.migration,
-            s.line,
-            s.ms,
-            if locks.is_empty() { "" } else { "; " },
-            locks.join("; ")
-        )
-    }));
+    let deployed = match &rehearsal.failed {
+        None => Outcome::pass(format!(
+            "rehearsal: {} pending migration(s) applied to the restored copy in {total} ms",
+            rehearsal.migrations.len()
+        )),
+        Some(failed) => Outcome::fail(format!(
+            "rehearsal: {failed}; the production deploy would fail there"
+        )),
+    }
+    .with_details(rehearsal.statement_lines());
     recorder.finished(DEPLOY_STEP, &deployed, total).await?;
     Ok(())
 }
@@ -264,39 +255,21 @@ async fn record(recorder: &mut Recorder, rehearsal: &Rehearsal) -> anyhow::Resul
 /// The bundled runbook's steps the rehearsal measures.
 const RESTORE_STEP: &str = "backup.restore_tested";
 const DEPLOY_STEP: &str = "apply.deploy";
-/// Runs the runbook's post-migration validation section on the migrated copy, so that a
-/// migration that breaks a critical query or a key is caught before production; records each
-/// step in the rehearsal's run and prints a line each.
+
+/// Runs the runbook's post-migration validation section on the migrated copy
+/// ([`check::validate_copy`]); records each step in the rehearsal's run and prints a line
+/// each.
 async fn validate(
     runbook: &Runbook,
     copy: &Target,
     recorder: &mut Recorder,
 ) -> anyhow::Result<Summary> {
-    let Some(section) = runbook.section(VALIDATION) else {
+    let variables = cutover::engine::resolve_variables(runbook, &Default::default());
+    let Some(report) =
+        check::validate_copy(std::sync::Arc::new(runbook.clone()), copy, variables).await?
+    else {
         return Ok(Summary::default());
     };
-    // The steps that stand on their own on the copy: one that compares with a capture taken
-    // in another section (the row-count baseline) has nothing to compare with here (the
-    // rehearsal counted the copy's rows itself).
-    let only: Vec<String> = section
-        .steps
-        .iter()
-        .filter(|step| {
-            step.depends_on
-                .iter()
-                .all(|d| d.starts_with(&format!("{VALIDATION}.")))
-        })
-        .map(|step| step.id.clone())
-        .collect();
-    if only.is_empty() {
-        return Ok(Summary::default());
-    }
-    let options = CheckOptions {
-        only,
-        variables: cutover::engine::resolve_variables(runbook, &Default::default()),
-        ..CheckOptions::default()
-    };
-    let report = check::run_check(std::sync::Arc::new(runbook.clone()), copy, &options).await?;
     println!("validation on the migrated copy:");
     for step in &report.steps {
         println!(
@@ -319,9 +292,6 @@ async fn validate(
     );
     Ok(report.summary.clone())
 }
-
-/// The runbook section run on the copy after the migrations.
-const VALIDATION: &str = "validation";
 
 /// For a dump cutover did not make: the restored counts beside the row-count baseline
 /// journaled for the target (`baseline.row_counts`), saying which one. The app may have

@@ -1,7 +1,9 @@
 //! `migrate` steps: deploy, baseline and resolve, run natively by the engine (no Node), with
 //! their progress streamed as output lines, as a shell step's would be.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -10,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 use super::{Event, OutputStream};
 use crate::migrate::baseline::{self, BaselineError, BaselineOptions};
 use crate::migrate::deploy::{self, DeployOptions, Progress};
-use crate::migrate::rehearse::{self, RehearseOptions};
+use crate::migrate::rehearse::{self, FailedStatement, RehearseOptions};
 use crate::migrate::resolve::{self, Resolution};
 use crate::outcome::Outcome;
 use crate::redact::Redactor;
-use crate::runbook::{MigrateAction, MigrateOp};
+use crate::runbook::{MigrateAction, MigrateOp, Runbook};
 use crate::target::Target;
 
 /// One `migrate` step, its templates substituted.
@@ -29,6 +31,13 @@ pub(super) struct MigrateJob<'a> {
     pub backup_dir: Option<PathBuf>,
     /// The step's timeout: past it the deploy is cancelled (the running script too).
     pub timeout: Duration,
+    /// The runbook and its variables: a rehearsal runs its validation section on the copy.
+    pub runbook: Arc<Runbook>,
+    /// The variables of the run.
+    pub variables: BTreeMap<String, String>,
+    /// What rehearsals journaled for the target found failing (deploy warns of them), with
+    /// where each was measured.
+    pub rehearsed: Vec<(FailedStatement, String)>,
 }
 
 /// What a baseline or resolve cancelled part-way did: its one write may have landed.
@@ -52,6 +61,10 @@ pub(super) async fn run(
     // through an unbounded one, in order, while the action runs.
     let (said_tx, mut said_rx) = mpsc::unbounded_channel::<Said>();
     let rehearsal_tx = said_tx.clone();
+    let warning_tx = said_tx.clone();
+    let warn = move |line: String| {
+        let _ = warning_tx.send(Said::Line(line));
+    };
     let say = move |progress: Progress| {
         // Taking a free lock is not news; waiting for it was.
         if !matches!(progress, Progress::LockTaken { waited_ms } if waited_ms < 1000) {
@@ -84,9 +97,9 @@ pub(super) async fn run(
     let action = job.action;
     let work = async move {
         match action.op {
-            MigrateOp::Deploy => deploy_step(&job, target, cancel, say).await,
+            MigrateOp::Deploy => deploy_step(&job, target, cancel, say, warn).await,
             MigrateOp::Rehearse => {
-                drop(say);
+                drop((say, warn));
                 let scratch = match rehearse::scratch_from(None, Some(target)) {
                     Ok(scratch) => scratch,
                     Err(err) => return Outcome::error(err.to_string()),
@@ -102,7 +115,7 @@ pub(super) async fn run(
                 let rehearsal = rehearse::rehearse(&options, say_rehearsal);
                 tokio::select! {
                     result = tokio::time::timeout(job.timeout, rehearsal) => match result {
-                        Ok(result) => rehearsal_outcome(result).await,
+                        Ok(result) => rehearsal_outcome(result, &job).await,
                         Err(_) => Outcome::error(format!("timed out after {}s; the throwaway cluster was removed", job.timeout.as_secs())),
                     },
                     _ = cancel.cancelled() => Outcome::error("cancelled; the throwaway cluster was removed"),
@@ -161,7 +174,14 @@ async fn deploy_step(
     target: &Target,
     cancel: &CancellationToken,
     say: impl FnMut(Progress),
+    warn: impl Fn(String),
 ) -> Outcome {
+    let findings = standing_findings(job);
+    for (finding, source) in &findings {
+        warn(format!(
+            "warning: the rehearsal of {source} found that {finding}; the script is unchanged since"
+        ));
+    }
     let stop = cancel.child_token();
     let options = DeployOptions {
         migrations: job.folder.clone(),
@@ -199,8 +219,26 @@ async fn deploy_step(
             }
         }
     };
+    // A migration the rehearsal saw fail went through here: production's data differs from
+    // the copy's (a newer dump would tell); one that fails here again, the rehearsal foretold.
+    let foretold = |names: &[&str]| -> Vec<String> {
+        findings
+            .iter()
+            .filter(|(f, _)| names.contains(&f.migration.as_str()))
+            .map(|(f, source)| format!("the rehearsal of {source} had found that {f}"))
+            .collect()
+    };
     match result {
         Ok(report) => {
+            let applied: Vec<&str> = report.applied.iter().map(|a| a.name.as_str()).collect();
+            let surprises = foretold(&applied);
+            if !surprises.is_empty() {
+                return Outcome::warn(format!(
+                    "applied {} migration(s), but {}: production's data differs from the rehearsal's copy; rehearse on a newer dump",
+                    report.applied.len(),
+                    surprises.join("; ")
+                ));
+            }
             if report.applied.is_empty() {
                 Outcome::pass(format!(
                     "no pending migrations: all {} are applied",
@@ -232,10 +270,15 @@ async fn deploy_step(
             }
         }
         Err(err) => {
-            let message = match (&err, timed_out) {
+            let mut message = match (&err, timed_out) {
                 (_, true) => format!("timed out after {}s: {err}", job.timeout.as_secs()),
                 _ => err.to_string(),
             };
+            if let deploy::DeployError::Failed { name, .. } = &err {
+                for line in foretold(&[name.as_str()]) {
+                    message.push_str(&format!(" ({line})"));
+                }
+            }
             match err {
                 // Stopped from outside (a timeout, a cancel): the step could not run to its end.
                 _ if timed_out || cancel.is_cancelled() => Outcome::error(message),
@@ -268,38 +311,77 @@ enum Said {
 }
 
 /// The rehearsal's outcome: the restore's time (its data, for the rollback budget), the rows,
-/// each migration's time and each statement's locks; the throwaway cluster removed.
+/// each migration's time and each statement's locks, and the validation section's results on
+/// the migrated copy. It fails when a migration fails on the copy or the copy fails its
+/// validation. The throwaway cluster is removed.
 async fn rehearsal_outcome(
     result: Result<(rehearse::Scratch, Target, rehearse::Rehearsal), rehearse::RehearseError>,
+    job: &MigrateJob<'_>,
 ) -> Outcome {
-    match result {
-        Ok((cluster, _copy, rehearsal)) => {
-            tokio::task::spawn_blocking(move || drop(cluster))
-                .await
-                .ok();
-            let rows: i64 = rehearsal.rows.iter().map(|(_, n)| n).sum();
-            let total: u64 = rehearsal.migrations.iter().map(|m| m.duration_ms).sum();
-            Outcome::pass(format!(
-                "restored {} in {:.1} s ({} tables, {rows} rows); {} pending migration(s) rehearsed on it in {total} ms",
-                rehearsal.dump,
-                rehearsal.restore_ms as f64 / 1000.0,
-                rehearsal.rows.len(),
-                rehearsal.migrations.len()
-            ))
-            .with_details(
-                rehearsal
-                    .statements
-                    .iter()
-                    .map(|s| rehearse::Progress::Statement(s.clone()).to_string()),
-            )
-            .with_data(serde_json::json!({
-                "restore_ms": rehearsal.restore_ms,
-                "dump": rehearsal.dump,
-                "migrations": rehearsal.migrations,
-            }))
+    let (scratch, copy, rehearsal) = match result {
+        Ok(done) => done,
+        Err(err) => return failed(err.to_string(), err.exit_code()),
+    };
+    let mut details = rehearsal.statement_lines();
+    let mut message = rehearsal.summary();
+    let mut passed = rehearsal.failed.is_none();
+    if passed {
+        match crate::check::validate_copy(job.runbook.clone(), &copy, job.variables.clone()).await {
+            Ok(Some(report)) => {
+                let s = &report.summary;
+                let bad = s.fail + s.error;
+                message.push_str(&format!(
+                    "; validation on the migrated copy: {} passed, {bad} failed",
+                    s.pass
+                ));
+                passed = bad == 0;
+                details.extend(report.steps.iter().map(|step| {
+                    format!(
+                        "validation on the copy: {} {} {}",
+                        step.status.symbol(),
+                        step.id,
+                        step.message
+                    )
+                }));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                passed = false;
+                message.push_str(&format!("; validation on the copy could not run: {err}"));
+            }
         }
-        Err(err) => failed(err.to_string(), err.exit_code()),
     }
+    tokio::task::spawn_blocking(move || drop(scratch))
+        .await
+        .ok();
+    let outcome = if passed {
+        Outcome::pass(message)
+    } else {
+        Outcome::fail(message)
+    };
+    outcome
+        .with_details(details)
+        .with_data(rehearsal.measurement())
+}
+
+/// The rehearsals' findings that still stand: the migration is still in the folder with the
+/// very script the rehearsal ran (an edited script makes the finding stale).
+fn standing_findings<'j>(job: &'j MigrateJob<'_>) -> Vec<(&'j FailedStatement, &'j str)> {
+    let Ok(local) = crate::migrate::history::migration_dirs(&job.folder) else {
+        return Vec::new();
+    };
+    job.rehearsed
+        .iter()
+        .filter(|(finding, _)| {
+            local.iter().any(|m| {
+                m.name == finding.migration
+                    && m.script.as_deref().is_some_and(|s| {
+                        crate::migrate::history::checksum_bytes(s) == finding.checksum
+                    })
+            })
+        })
+        .map(|(finding, source)| (finding, source.as_str()))
+        .collect()
 }
 
 /// A refusal or a failed migration fails the step; what kept it from running (the folder, the

@@ -639,6 +639,18 @@ async fn execute(
                 migration,
                 backup_dir,
                 timeout: step.timeout.unwrap_or(config.shell_timeout),
+                runbook: context.runbook.clone(),
+                variables: variables.clone(),
+                rehearsed: read(&context.measured)
+                    .values()
+                    .filter_map(|measured| {
+                        let failed = measured.data.get("failed")?.clone();
+                        Some((
+                            serde_json::from_value(failed).ok()?,
+                            measured.source.clone(),
+                        ))
+                    })
+                    .collect(),
             };
             let redactor = read(&context.redactor).clone();
             let outcome =

@@ -210,6 +210,8 @@ pub enum Progress {
     Migration(Applied),
     /// A statement of a migration ran on the copy.
     Statement(StatementTiming),
+    /// A statement failed on the copy: the rehearsal's finding.
+    Failed(FailedStatement),
 }
 
 impl std::fmt::Display for Progress {
@@ -250,34 +252,49 @@ impl std::fmt::Display for Progress {
                     statement.line, statement.text, statement.ms
                 )?;
                 for lock in &statement.locks {
-                    let rows = lock
-                        .rows
-                        .map_or("rows unknown".to_string(), |r| format!("{r:.0} rows"));
-                    write!(
-                        f,
-                        "\n      {} on {} ({rows}) held {:.1} s: {}",
-                        lock.mode.trim_end_matches("Lock"),
-                        lock.table,
-                        lock.held_ms as f64 / 1000.0,
-                        lock_effect(&lock.mode)
-                    )?;
+                    write!(f, "\n      {lock}")?;
                 }
                 for table in &statement.rewrote {
                     write!(f, "\n      rewrote {table}")?;
                 }
                 Ok(())
             }
+            Progress::Failed(failed) => write!(f, "  ✗ {failed}"),
         }
     }
 }
 
-/// What the app cannot do while a lock of `mode` (as `pg_locks` names it) is held.
-fn lock_effect(mode: &str) -> &'static str {
-    use super::lint::locks::LockMode;
-    match LockMode::from_pg_locks(mode) {
-        Some(LockMode::AccessExclusive) => "reads and writes of the app wait that long",
-        Some(mode) if mode.blocks_the_app() => "writes of the app wait that long (reads go on)",
-        _ => "the app's reads and writes go on",
+impl HeldLock {
+    /// Whether the app's writes (or reads and writes) wait while it is held.
+    pub fn blocks_the_app(&self) -> bool {
+        super::lint::locks::LockMode::from_pg_locks(&self.mode).is_some_and(|m| m.blocks_the_app())
+    }
+
+    /// What the app cannot do while it is held.
+    fn effect(&self) -> &'static str {
+        use super::lint::locks::LockMode;
+        match LockMode::from_pg_locks(&self.mode) {
+            Some(LockMode::AccessExclusive) => "reads and writes of the app wait that long",
+            Some(mode) if mode.blocks_the_app() => "writes of the app wait that long (reads go on)",
+            _ => "the app's reads and writes go on",
+        }
+    }
+}
+
+impl std::fmt::Display for HeldLock {
+    /// `AccessExclusive on public."Tag" (1200000 rows) held 8.4 s: reads and writes of the app
+    /// wait that long`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} on {} ({}) held {:.1} s: {}",
+            self.mode.trim_end_matches("Lock"),
+            self.table,
+            self.rows
+                .map_or("rows unknown".to_string(), |r| format!("{r:.0} rows")),
+            self.held_ms as f64 / 1000.0,
+            self.effect()
+        )
     }
 }
 
@@ -325,6 +342,104 @@ pub struct Rehearsal {
     pub migrations: Vec<Applied>,
     /// Each of their statements, in order.
     pub statements: Vec<StatementTiming>,
+    /// The statement that failed on the copy, if one did: the rehearsal's finding. The
+    /// migrations after it were not tried.
+    pub failed: Option<FailedStatement>,
+}
+
+/// A statement that failed on the copy: which, where, and the server's error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FailedStatement {
+    /// The migration.
+    pub migration: String,
+    /// Its checksum: a later edit of the file makes the finding stale.
+    pub checksum: String,
+    /// 1-based line where the statement starts.
+    pub line: usize,
+    /// Its first line, shortened.
+    pub text: String,
+    /// The server's error: `ERROR 23502: …`.
+    pub error: String,
+}
+
+impl std::fmt::Display for FailedStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "migration {} fails at line {} ({}): {}",
+            self.migration, self.line, self.text, self.error
+        )
+    }
+}
+
+impl Rehearsal {
+    /// What the journal keeps of it, as the restore step's data: the restore's time (the
+    /// rollback budget reads it), each migration and statement with its locks (the rollback
+    /// section shows them), and the statement that failed (the production deploy warns of it).
+    pub fn measurement(&self) -> serde_json::Value {
+        serde_json::json!({
+            "restore_ms": self.restore_ms,
+            "dump": self.dump,
+            "migrations": self.migrations,
+            "statements": self.statements,
+            "failed": self.failed,
+        })
+    }
+
+    /// One line: what was restored, how fast, and what the migrations did on it.
+    pub fn summary(&self) -> String {
+        let rows: i64 = self.rows.iter().map(|(_, n)| n).sum();
+        let total: u64 = self.migrations.iter().map(|m| m.duration_ms).sum();
+        let restored = format!(
+            "restored {} in {:.1} s ({} tables, {rows} rows)",
+            self.dump,
+            self.restore_ms as f64 / 1000.0,
+            self.rows.len()
+        );
+        match &self.failed {
+            Some(failed) => format!(
+                "{restored}; the rehearsal found that {failed}{}",
+                match self.migrations.len() {
+                    0 => String::new(),
+                    n => format!(" (after {n} migration(s) applied in {total} ms)"),
+                }
+            ),
+            None => format!(
+                "{restored}; {} pending migration(s) rehearsed on it in {total} ms",
+                self.migrations.len()
+            ),
+        }
+    }
+
+    /// Each statement rehearsed, with its time, locks and rewrites, as output and report
+    /// lines; the failed one last.
+    pub fn statement_lines(&self) -> Vec<String> {
+        self.statements
+            .iter()
+            .map(|s| {
+                let locks: Vec<String> = s
+                    .locks
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(s.rewrote.iter().map(|t| format!("rewrote {t}")))
+                    .collect();
+                format!(
+                    "{} line {}: {} ms{}{}",
+                    s.migration,
+                    s.line,
+                    s.ms,
+                    if locks.is_empty() { "" } else { "; " },
+                    locks.join("; ")
+                )
+            })
+            .chain(self.failed.iter().map(|f| {
+                format!(
+                    "{} line {}: failed: {} ({})",
+                    f.migration, f.line, f.error, f.text
+                )
+            }))
+            .collect()
+    }
 }
 
 /// Why a rehearsal stopped.
@@ -376,8 +491,8 @@ pub enum RehearseError {
     /// The copy's database.
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
-    /// A migration failed on the copy: that is the rehearsal's finding.
-    #[error("the rehearsal found that a migration fails on production's data: {0}")]
+    /// The migrations could not be read or checked against the copy's history.
+    #[error("cannot rehearse the migrations: {0}")]
     Deploy(#[from] deploy::DeployError),
 }
 
@@ -688,7 +803,8 @@ pub async fn rehearse(
     db.close().await;
     let rows = rows?;
 
-    let (migrations, statements) = apply_timed(&copy, &options.migrations, &mut progress).await?;
+    let (migrations, statements, failed) =
+        apply_timed(&copy, &options.migrations, &mut progress).await?;
     Ok((
         scratch,
         copy,
@@ -698,6 +814,7 @@ pub async fn rehearse(
             rows,
             migrations,
             statements,
+            failed,
         },
     ))
 }
@@ -706,12 +823,13 @@ pub async fn rehearse(
 /// transaction boundaries Prisma would use (a file of several statements in one transaction, a
 /// lone statement on its own), timing each and reading, after each, the locks its session
 /// holds on the tables that existed before and whether their files changed (a rewrite). Each
-/// migration is recorded in the copy's `_prisma_migrations` as deploy records it.
+/// migration is recorded in the copy's `_prisma_migrations` as deploy records it. A statement
+/// that fails stops it there: the statements timed until then, and the failure, are returned.
 async fn apply_timed(
     copy: &Target,
     folder: &Path,
     progress: &mut impl FnMut(Progress),
-) -> Result<(Vec<Applied>, Vec<StatementTiming>), RehearseError> {
+) -> Result<(Vec<Applied>, Vec<StatementTiming>, Option<FailedStatement>), RehearseError> {
     let mut conn = deploy::connect(copy).await?;
     let pending = deploy::pending(&mut conn, copy, folder).await?;
     let local = super::history::migration_dirs(folder).map_err(deploy::DeployError::from)?;
@@ -754,7 +872,7 @@ async fn apply_timed(
         // cannot run in one (CONCURRENTLY) or the file manages transactions itself.
         let one_transaction =
             shape.parsed && !shape.transaction_control && shape.outside_transactions.is_empty();
-        let mut file_timings = Vec::new();
+        let mut file_timings: Vec<StatementTiming> = Vec::new();
         if one_transaction {
             sqlx::raw_sql("BEGIN")
                 .execute(&mut conn)
@@ -778,18 +896,24 @@ async fn apply_timed(
                 if one_transaction {
                     let _ = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
                 }
-                return Err(RehearseError::Deploy(deploy::DeployError::Failed {
-                    name: name.clone(),
+                let _ = sqlx::Connection::close(conn).await;
+                let failed = FailedStatement {
+                    migration: name.clone(),
+                    checksum,
+                    line: super::lint::position(&text, start).0,
+                    text: first_line(&sql),
                     error: err
                         .as_database_error()
                         .map(|d| format!("ERROR {}: {}", d.code().unwrap_or_default(), d.message()))
                         .unwrap_or_else(|| err.to_string()),
-                    after: format!(
-                        " (line {}: {})",
-                        super::lint::position(&text, start).0,
-                        first_line(&sql)
-                    ),
-                }));
+                };
+                hold_until(&mut file_timings, begun.elapsed());
+                for timing in &file_timings {
+                    progress(Progress::Statement(timing.clone()));
+                }
+                progress(Progress::Failed(failed.clone()));
+                timings.extend(file_timings);
+                return Ok((applied, timings, Some(failed)));
             }
             // Inside the transaction, what this session holds now; alone, nothing is held
             // after the statement (its locks lasted as long as it did).
@@ -848,14 +972,7 @@ async fn apply_timed(
                 .map_err(db_err)?;
         }
         let duration = begun.elapsed();
-        // A lock is held from the statement that took it to the end of the transaction.
-        let mut remaining = duration.as_millis() as u64;
-        for timing in &mut file_timings {
-            for lock in &mut timing.locks {
-                lock.held_ms = remaining;
-            }
-            remaining = remaining.saturating_sub(timing.ms);
-        }
+        hold_until(&mut file_timings, duration);
         let finish = format!(
             "INSERT INTO {table} (id, checksum, started_at, finished_at, migration_name, applied_steps_count)
              VALUES ({}, {}, {}::timestamptz, now(), {}, 1)",
@@ -885,7 +1002,19 @@ async fn apply_timed(
         timings.extend(file_timings);
     }
     let _ = sqlx::Connection::close(conn).await;
-    Ok((applied, timings))
+    Ok((applied, timings, None))
+}
+
+/// A lock is held from the statement that took it to the end of its transaction, `elapsed`
+/// after the first statement started.
+fn hold_until(timings: &mut [StatementTiming], elapsed: std::time::Duration) {
+    let mut remaining = elapsed.as_millis() as u64;
+    for timing in timings {
+        for lock in &mut timing.locks {
+            lock.held_ms = remaining;
+        }
+        remaining = remaining.saturating_sub(timing.ms);
+    }
 }
 
 fn first_line(sql: &str) -> String {

@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use super::{ProbeContext, ProbeResult};
 use crate::db::Db;
+use crate::migrate::rehearse::{self, FailedStatement, StatementTiming};
 use crate::outcome::Outcome;
 
 /// Parameters of the `rollback_budget` probe.
@@ -48,11 +49,52 @@ pub async fn run(_db: &Db, params: Params, context: &ProbeContext) -> ProbeResul
         "a full restore took {secs:.1} s ({}), against a budget of {budget:.0} s for the whole rollback",
         measured.source
     );
-    Ok(if secs <= budget {
-        Outcome::pass(message)
+    let (locks, details) = rehearsed_locks(&measured.data);
+    let outcome = if secs <= budget {
+        Outcome::pass(format!("{message}{locks}"))
     } else {
         Outcome::fail(format!(
-            "{message}: a full restore does not fit; plan fix-forward or PITR, and say so"
+            "{message}: a full restore does not fit; plan fix-forward or PITR, and say so{locks}"
         ))
-    })
+    };
+    Ok(outcome.with_details(details))
+}
+
+/// What the same rehearsal measured of the migrations: the locks that made the app wait,
+/// longest first (the window the deploy, and a down script taking the same locks, will hold
+/// production's tables), and the statement that failed, if one did.
+fn rehearsed_locks(data: &serde_json::Value) -> (String, Vec<String>) {
+    let statements: Vec<StatementTiming> = data
+        .get("statements")
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .unwrap_or_default();
+    let mut locks: Vec<(&StatementTiming, &rehearse::HeldLock)> = statements
+        .iter()
+        .flat_map(|s| s.locks.iter().map(move |l| (s, l)))
+        .filter(|(_, l)| l.blocks_the_app())
+        .collect();
+    locks.sort_by_key(|(_, l)| std::cmp::Reverse(l.held_ms));
+    let mut details: Vec<String> = locks
+        .iter()
+        .map(|(s, l)| format!("rehearsed: {} line {}: {l}", s.migration, s.line))
+        .collect();
+    let failed: Option<FailedStatement> = data
+        .get("failed")
+        .and_then(|f| serde_json::from_value(f.clone()).ok());
+    if let Some(failed) = failed {
+        details.push(format!("the rehearsal found that {failed}"));
+    }
+    let summary = match locks.first() {
+        Some((_, longest)) => format!(
+            "; the rehearsed migrations made the app wait up to {:.1} s ({} on {})",
+            longest.held_ms as f64 / 1000.0,
+            longest.mode.trim_end_matches("Lock"),
+            longest.table
+        ),
+        None if data.get("statements").is_some() => {
+            "; the rehearsed migrations took no lock that makes the app wait".to_string()
+        }
+        None => String::new(),
+    };
+    (summary, details)
 }
