@@ -661,3 +661,120 @@ fn a_resumed_run_names_the_processes_a_killed_session_left_and_ends_them() {
     second.wait_for("ending 1 process group(s)");
     second.keys(&["q"]);
 }
+
+/// The demo rehearsed, then walked for real: `cutover rehearse --fresh-dump` restores a fresh
+/// dump of the demo into a throwaway cluster, verifies every count against the dump's own
+/// snapshot, rehearses the six pending migrations with their locks, and validates the copy; the
+/// production wizard that follows shows each step's rehearsed time, and its rollback section
+/// the measured restore beside the locks that will make the app wait.
+#[test]
+fn the_demo_rehearsed_on_a_fresh_dump_shows_its_timings_in_the_production_walk() {
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    cutover::demo::write_app(work.path()).unwrap();
+    let app_dir = work.path().display().to_string();
+    let mut demo = Stopped(
+        cutover_in(
+            home.path(),
+            &[
+                "demo",
+                "--print-url",
+                "--var",
+                &format!("app_dir={app_dir}"),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let mut reader = std::io::BufReader::new(demo.0.stdout.take().unwrap());
+    let mut url = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut url).unwrap();
+    let url = url.trim().to_string();
+    assert!(
+        url.starts_with("postgres"),
+        "the demo prints its URL: {url:?}"
+    );
+
+    let migrations = work.path().join("prisma/migrations");
+    let rehearsed = cutover_in(
+        home.path(),
+        &[
+            "rehearse",
+            "--fresh-dump",
+            "--database-url",
+            &url,
+            "--migrations",
+            migrations.to_str().unwrap(),
+        ],
+    )
+    .current_dir(work.path())
+    .output()
+    .unwrap();
+    let out = stdout(&rehearsed);
+    assert_eq!(
+        rehearsed.status.code(),
+        Some(0),
+        "{out}{}",
+        stderr(&rehearsed)
+    );
+    assert!(
+        out.contains("every count equal to the dump's snapshot"),
+        "{out}"
+    );
+    // The release builds its indexes CONCURRENTLY: each holds SHARE UPDATE EXCLUSIVE on its
+    // table while it builds, which the app does not wait for.
+    assert!(
+        out.lines().any(|l| l
+            .contains("ShareUpdateExclusive on public.\"Summary\" (200000 rows) held ")
+            && l.ends_with("the app's reads and writes go on")),
+        "each statement with its locks: {out}"
+    );
+    assert!(out.contains("validation on the migrated copy:"), "{out}");
+    assert!(
+        out.contains("rehearsed 6 pending migration(s) in "),
+        "{out}"
+    );
+
+    // The production walk on the same database.
+    let command = format!(
+        "CUTOVER_HOME={home} {bin} run --database-url '{url}' --var app_dir={app_dir}; echo WIZARD-EXITED; sleep 60",
+        home = home.path().display(),
+        bin = env!("CARGO_BIN_EXE_cutover"),
+    );
+    let tmux = Tmux::start(160, 45, &command);
+    tmux.wait_for_within("Overview", 60);
+    // Apply: the deploy's row shows what it took in the rehearsal.
+    tmux.keys(&["Down", "Down", "Down", "Down", "Enter"]);
+    tmux.wait_for("┌ Apply");
+    let screen = tmux.screen();
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains(" deploy ") && l.contains(" ~")),
+        "the deploy's rehearsed time on its row:\n{screen}"
+    );
+    // Rollback: the time budget reads the rehearsal's restore and its locks.
+    tmux.keys(&["Right"; 4]);
+    tmux.wait_for("┌ Rollback");
+    tmux.keys(&["Down", "Down", "Down", "Enter"]);
+    tmux.wait_for_within("a full restore took ", 60);
+    tmux.wait_for("the rehearsed migrations took no lock");
+
+    tmux.keys(&["q"]);
+    tmux.wait_for("WIZARD-EXITED");
+}
+
+/// A demo stopped as Ctrl-C stops it (its cluster and files removed) when the test ends, even
+/// when it fails.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}

@@ -859,12 +859,15 @@ async fn apply_timed(
         let started_at = chrono::Utc::now();
         let begun = Instant::now();
         let parsed = squawk_syntax::SourceFile::parse(&text);
-        let ranges: Vec<(usize, usize)> = parsed
+        // Each statement's range, and the locks the lock table says it takes (syntax nodes
+        // stay on this thread: only plain data crosses the awaits below).
+        let ranges: Vec<(usize, usize, Vec<super::lint::locks::TableLock>)> = parsed
             .tree()
             .stmts()
             .map(|s| {
                 let r = squawk_syntax::ast::AstNode::syntax(&s).text_range();
-                (usize::from(r.start()), usize::from(r.end()))
+                let locks = super::lint::locks::effect(&s).map_or(Vec::new(), |e| e.locks);
+                (usize::from(r.start()), usize::from(r.end()), locks)
             })
             .collect();
         // As Prisma runs it: a file of several statements is one transaction; so is a lone
@@ -880,13 +883,23 @@ async fn apply_timed(
                 .map_err(db_err)?;
         }
         let mut seen: Vec<i64> = Vec::new();
-        let statements: Vec<(usize, usize)> = if shape.parsed && !shape.transaction_control {
+        let statements = if shape.parsed && !shape.transaction_control {
             ranges
         } else {
-            vec![(0, text.len())]
+            vec![(0, text.len(), Vec::new())]
         };
-        for (start, end) in statements {
+        for (start, end, table_locks) in statements {
             let sql = text[start..end].to_string();
+            // Outside a transaction (CONCURRENTLY) the locks last as long as the statement and
+            // are gone when it ends: they are the ones the lock table says it takes, on the
+            // tables it names, as they resolve before it runs.
+            let expected = if one_transaction {
+                Vec::new()
+            } else {
+                expected_locks(&mut conn, table_locks)
+                    .await
+                    .map_err(db_err)?
+            };
             let t0 = Instant::now();
             let result = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
                 .execute(&mut conn)
@@ -907,7 +920,9 @@ async fn apply_timed(
                         .map(|d| format!("ERROR {}: {}", d.code().unwrap_or_default(), d.message()))
                         .unwrap_or_else(|| err.to_string()),
                 };
-                hold_until(&mut file_timings, begun.elapsed());
+                if one_transaction {
+                    hold_until(&mut file_timings, begun.elapsed());
+                }
                 for timing in &file_timings {
                     progress(Progress::Statement(timing.clone()));
                 }
@@ -926,7 +941,7 @@ async fn apply_timed(
                 .await
                 .map_err(db_err)?
             } else {
-                Vec::new()
+                expected.clone()
             };
             let files: Vec<(i64, i64)> = sqlx::query_as(
                 "SELECT oid::int8, relfilenode::int8 FROM pg_class WHERE oid = ANY($1)",
@@ -940,7 +955,7 @@ async fn apply_timed(
                 let Some((_, table, _, rows)) = before.iter().find(|b| b.0 == *oid) else {
                     continue;
                 };
-                if seen.contains(oid) || mode == "AccessShareLock" {
+                if (one_transaction && seen.contains(oid)) || mode == "AccessShareLock" {
                     continue;
                 }
                 seen.push(*oid);
@@ -948,7 +963,8 @@ async fn apply_timed(
                     table: table.clone(),
                     mode: mode.clone(),
                     rows: *rows,
-                    held_ms: 0,
+                    // In a transaction, until it ends (set below); alone, while it runs.
+                    held_ms: if one_transaction { 0 } else { ms },
                 });
             }
             let rewrote = before
@@ -972,7 +988,9 @@ async fn apply_timed(
                 .map_err(db_err)?;
         }
         let duration = begun.elapsed();
-        hold_until(&mut file_timings, duration);
+        if one_transaction {
+            hold_until(&mut file_timings, duration);
+        }
         let finish = format!(
             "INSERT INTO {table} (id, checksum, started_at, finished_at, migration_name, applied_steps_count)
              VALUES ({}, {}, {}::timestamptz, now(), {}, 1)",
@@ -1003,6 +1021,30 @@ async fn apply_timed(
     }
     let _ = sqlx::Connection::close(conn).await;
     Ok((applied, timings, None))
+}
+
+/// The locks a statement takes by the lock table (`lint::locks`), as (table oid, `pg_locks` mode):
+/// for a statement outside a transaction, whose locks are gone when it ends. An index it names
+/// stands for its table; a name that does not resolve (yet) has nothing to lock.
+async fn expected_locks(
+    conn: &mut sqlx::PgConnection,
+    table_locks: Vec<super::lint::locks::TableLock>,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let mut locks = Vec::new();
+    for lock in table_locks {
+        let oid: Option<i64> = sqlx::query_scalar(
+            "SELECT CASE WHEN $2 THEN (SELECT indrelid::int8 FROM pg_index WHERE indexrelid = to_regclass($1))
+                         ELSE to_regclass($1)::oid::int8 END",
+        )
+        .bind(lock.relation.to_string())
+        .bind(lock.relation.index)
+        .fetch_one(&mut *conn)
+        .await?;
+        if let Some(oid) = oid {
+            locks.push((oid, lock.mode.pg_locks_mode().to_string()));
+        }
+    }
+    Ok(locks)
 }
 
 /// A lock is held from the statement that took it to the end of its transaction, `elapsed`

@@ -60,8 +60,8 @@ pub async fn run(_db: &Db, params: Params, context: &ProbeContext) -> ProbeResul
     Ok(outcome.with_details(details))
 }
 
-/// What the same rehearsal measured of the migrations: the locks that made the app wait,
-/// longest first (the window the deploy, and a down script taking the same locks, will hold
+/// What the same rehearsal measured of the migrations: every lock it held on a table that
+/// existed, those that made the app wait first, longest first (the window the deploy, and a down script taking the same locks, will hold
 /// production's tables), and the statement that failed, if one did.
 fn rehearsed_locks(data: &serde_json::Value) -> (String, Vec<String>) {
     let statements: Vec<StatementTiming> = data
@@ -71,9 +71,9 @@ fn rehearsed_locks(data: &serde_json::Value) -> (String, Vec<String>) {
     let mut locks: Vec<(&StatementTiming, &rehearse::HeldLock)> = statements
         .iter()
         .flat_map(|s| s.locks.iter().map(move |l| (s, l)))
-        .filter(|(_, l)| l.blocks_the_app())
         .collect();
-    locks.sort_by_key(|(_, l)| std::cmp::Reverse(l.held_ms));
+    // Those that make the app wait first, each group longest first.
+    locks.sort_by_key(|(_, l)| (!l.blocks_the_app(), std::cmp::Reverse(l.held_ms)));
     let mut details: Vec<String> = locks
         .iter()
         .map(|(s, l)| format!("rehearsed: {} line {}: {l}", s.migration, s.line))
@@ -84,7 +84,7 @@ fn rehearsed_locks(data: &serde_json::Value) -> (String, Vec<String>) {
     if let Some(failed) = failed {
         details.push(format!("the rehearsal found that {failed}"));
     }
-    let summary = match locks.first() {
+    let summary = match locks.first().filter(|(_, l)| l.blocks_the_app()) {
         Some((_, longest)) => format!(
             "; the rehearsed migrations made the app wait up to {:.1} s ({} on {})",
             longest.held_ms as f64 / 1000.0,

@@ -299,6 +299,10 @@ pub struct App {
     pub rehearsal: HashMap<String, Duration>,
     /// Watching a run another wizard holds (who): nothing can be run, ticked or signed here.
     pub read_only: Option<String>,
+    /// Steps whose measurement the journal holds for this target (a rehearsal's restore, the
+    /// row-count baseline): they count as passed for what depends on them, as in `check`,
+    /// until they run in this run.
+    pub measured: Known,
 }
 
 impl App {
@@ -340,6 +344,7 @@ impl App {
             monitor_error: None,
             rehearsal: HashMap::new(),
             read_only: None,
+            measured: Known::new(),
         }
     }
 
@@ -395,10 +400,13 @@ impl App {
     /// tick or a signature is a pass, a skip by hand a skip; running, interrupted and pending
     /// steps have no status.
     pub fn known(&self) -> Known {
-        self.steps
-            .iter()
-            .filter_map(|(id, state)| state.status.ended().map(|status| (id.clone(), status)))
-            .collect()
+        let mut known = self.measured.clone();
+        known.extend(
+            self.steps
+                .iter()
+                .filter_map(|(id, state)| state.status.ended().map(|status| (id.clone(), status))),
+        );
+        known
     }
 
     /// The first variable `step` needs that has no value yet.

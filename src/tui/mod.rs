@@ -135,6 +135,7 @@ where
         },
         ..EngineConfig::default()
     };
+    let measured = engine::plan::passed(config.measured.keys());
     let mut engine = engine::spawn(runbook.clone(), db.clone(), config);
     let stop = CancellationToken::new();
     tokio::spawn(watch_connection(db.clone(), input_tx, stop.clone()));
@@ -157,6 +158,7 @@ where
         options.variables.clone(),
     );
     app.color = options.color;
+    app.measured = measured;
     let run_id = match (&options.journal, &options.resume) {
         (Some(journal), Some(id)) => {
             let run = journal.run(id).await?;
