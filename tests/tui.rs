@@ -831,3 +831,65 @@ fn snapshot_lint_findings_with_their_source_lines_120x40() {
     finish(&mut app, "review.lint", outcome, 12);
     insta::assert_snapshot!(draw(&app, 120, 40));
 }
+
+/// A rehearsal that found a pending migration failing is said in the deploy's confirmation,
+/// before the name is typed; once the script is edited the finding no longer stands.
+#[test]
+fn the_deploy_confirmation_says_what_the_rehearsal_found_while_the_script_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    cutover::demo::write_app(dir.path()).unwrap();
+    let script = dir
+        .path()
+        .join("prisma/migrations/20261130100000_add_progress/migration.sql");
+    let checksum = cutover::migrate::history::checksum_bytes(&std::fs::read(&script).unwrap());
+    let confirmation = |app: &App| match &app.overlay {
+        Some(Overlay::Input {
+            purpose: InputPurpose::ConfirmDestructive { warnings, .. },
+            ..
+        }) => warnings.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut app = app();
+    app.variables
+        .insert("app_dir".into(), dir.path().display().to_string());
+    app.measured.insert(
+        "backup.restore_tested".into(),
+        cutover::probes::Measured {
+            data: serde_json::json!({
+                "restore_ms": 1200,
+                "failed": {
+                    "migration": "20261130100000_add_progress",
+                    "checksum": checksum,
+                    "line": 2,
+                    "text": "CREATE TABLE \"Progress\" (",
+                    "error": "ERROR 42P07: relation \"Progress\" already exists"
+                }
+            }),
+            source: "run 01a2 at 2026-12-02 11:57 UTC".into(),
+            fresh: false,
+        },
+    );
+    dependencies_passed(&mut app, "apply.deploy");
+    select(&mut app, "apply.deploy");
+    press(&mut app, &[KeyCode::Enter]);
+    assert_eq!(
+        confirmation(&app),
+        [
+            "warning: the rehearsal of run 01a2 at 2026-12-02 11:57 UTC found that migration 20261130100000_add_progress fails at line 2 (CREATE TABLE \"Progress\" (): ERROR 42P07: relation \"Progress\" already exists; the script is unchanged since"
+        ]
+    );
+    let screen = draw(&app, 100, 30);
+    assert!(
+        screen.contains("warning: the rehearsal of run 01a2"),
+        "{screen}"
+    );
+
+    press(&mut app, &[KeyCode::Esc]);
+    std::fs::write(
+        &script,
+        "-- fixed\nCREATE TABLE IF NOT EXISTS \"Progress\" (id TEXT);\n",
+    )
+    .unwrap();
+    press(&mut app, &[KeyCode::Enter]);
+    assert!(confirmation(&app).is_empty());
+}

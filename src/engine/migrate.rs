@@ -176,11 +176,9 @@ async fn deploy_step(
     say: impl FnMut(Progress),
     warn: impl Fn(String),
 ) -> Outcome {
-    let findings = standing_findings(job);
+    let findings = standing_findings(&job.folder, &job.rehearsed);
     for (finding, source) in &findings {
-        warn(format!(
-            "warning: the rehearsal of {source} found that {finding}; the script is unchanged since"
-        ));
+        warn(finding_warning(finding, source));
     }
     let stop = cancel.child_token();
     let options = DeployOptions {
@@ -364,13 +362,17 @@ async fn rehearsal_outcome(
         .with_data(rehearsal.measurement())
 }
 
-/// The rehearsals' findings that still stand: the migration is still in the folder with the
-/// very script the rehearsal ran (an edited script makes the finding stale).
-fn standing_findings<'j>(job: &'j MigrateJob<'_>) -> Vec<(&'j FailedStatement, &'j str)> {
-    let Ok(local) = crate::migrate::history::migration_dirs(&job.folder) else {
+/// The rehearsals' findings that still stand for the migrations of `folder`: the migration is
+/// still there with the very script the rehearsal ran (an edited script makes the finding
+/// stale). The deploy step and the wizard's confirmation both warn of them.
+pub fn standing_findings<'r>(
+    folder: &std::path::Path,
+    rehearsed: &'r [(FailedStatement, String)],
+) -> Vec<(&'r FailedStatement, &'r str)> {
+    let Ok(local) = crate::migrate::history::migration_dirs(folder) else {
         return Vec::new();
     };
-    job.rehearsed
+    rehearsed
         .iter()
         .filter(|(finding, _)| {
             local.iter().any(|m| {
@@ -382,6 +384,30 @@ fn standing_findings<'j>(job: &'j MigrateJob<'_>) -> Vec<(&'j FailedStatement, &
         })
         .map(|(finding, source)| (finding, source.as_str()))
         .collect()
+}
+
+/// What the rehearsals journaled (or run earlier in this run) found failing, with where each
+/// was measured: a step whose data holds a failed statement.
+pub fn rehearsal_findings(
+    measured: &std::collections::HashMap<String, crate::probes::Measured>,
+) -> Vec<(FailedStatement, String)> {
+    measured
+        .values()
+        .filter_map(|measured| {
+            let failed = measured.data.get("failed")?.clone();
+            Some((
+                serde_json::from_value(failed).ok()?,
+                measured.source.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// The warning the deploy gives, before it runs, for a finding that stands.
+pub fn finding_warning(finding: &FailedStatement, source: &str) -> String {
+    format!(
+        "warning: the rehearsal of {source} found that {finding}; the script is unchanged since"
+    )
 }
 
 /// A refusal or a failed migration fails the step; what kept it from running (the folder, the

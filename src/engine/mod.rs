@@ -4,6 +4,7 @@
 
 mod http;
 mod migrate;
+pub use migrate::{finding_warning, rehearsal_findings, standing_findings};
 pub mod plan;
 mod shell;
 
@@ -641,16 +642,7 @@ async fn execute(
                 timeout: step.timeout.unwrap_or(config.shell_timeout),
                 runbook: context.runbook.clone(),
                 variables: variables.clone(),
-                rehearsed: read(&context.measured)
-                    .values()
-                    .filter_map(|measured| {
-                        let failed = measured.data.get("failed")?.clone();
-                        Some((
-                            serde_json::from_value(failed).ok()?,
-                            measured.source.clone(),
-                        ))
-                    })
-                    .collect(),
+                rehearsed: migrate::rehearsal_findings(&read(&context.measured)),
             };
             let redactor = read(&context.redactor).clone();
             let outcome =

@@ -11,7 +11,6 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::history::{self, StatusError};
-use crate::cluster::ClusterOptions;
 use crate::db::{Db, DbError, DbSettings, literal};
 use crate::target::Target;
 
@@ -253,13 +252,17 @@ pub async fn drift(
     }
     let database = catalog(db, &schema).await?;
 
-    let (place, shadow) =
-        super::rehearse::empty_database(scratch, &schema, ClusterOptions::default(), "shadow")
-            .await
-            .map_err(|e| match e {
-                super::rehearse::RehearseError::Cluster(reason) => DriftError::Cluster(reason),
-                other => DriftError::Cluster(other.to_string()),
-            })?;
+    let (place, shadow) = super::rehearse::empty_database(
+        scratch,
+        &schema,
+        super::rehearse::throwaway_settings(),
+        "shadow",
+    )
+    .await
+    .map_err(|e| match e {
+        super::rehearse::RehearseError::Cluster(reason) => DriftError::Cluster(reason),
+        other => DriftError::Cluster(other.to_string()),
+    })?;
     let result = replay(&shadow, &schema, &scripts).await;
     // The cluster and its files (or the scratch database) go when it drops, whatever the
     // result.

@@ -172,6 +172,15 @@ async fn scratch_database(
     Ok((guard, copy))
 }
 
+/// A throwaway cluster's settings: nothing in it needs to survive a crash, so no durability.
+pub fn throwaway_settings() -> ClusterOptions {
+    ClusterOptions::default()
+        .setting("fsync", "off")
+        .setting("synchronous_commit", "off")
+        .setting("full_page_writes", "off")
+        .setting("maintenance_work_mem", "256MB")
+}
+
 /// What a rehearsal says as it goes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -704,16 +713,10 @@ pub async fn rehearse(
         tables: tables.len(),
     });
 
-    // A copy to throw away: no durability needed.
-    let settings = ClusterOptions::default()
-        .setting("fsync", "off")
-        .setting("synchronous_commit", "off")
-        .setting("full_page_writes", "off")
-        .setting("maintenance_work_mem", "256MB");
     let (scratch, copy) = empty_database(
         options.scratch.as_ref(),
         &options.schema,
-        settings,
+        throwaway_settings(),
         "rehearsal",
     )
     .await?;

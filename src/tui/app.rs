@@ -199,6 +199,9 @@ pub enum InputPurpose {
         /// What runs on this confirmation: the step, after the dependencies the person
         /// chose to run first.
         ids: Vec<String>,
+        /// What to know before typing: a rehearsal found that a migration this deploy will
+        /// apply fails.
+        warnings: Vec<String>,
     },
 }
 
@@ -299,10 +302,13 @@ pub struct App {
     pub rehearsal: HashMap<String, Duration>,
     /// Watching a run another wizard holds (who): nothing can be run, ticked or signed here.
     pub read_only: Option<String>,
-    /// Steps whose measurement the journal holds for this target (a rehearsal's restore, the
-    /// row-count baseline): they count as passed for what depends on them, as in `check`,
-    /// until they run in this run.
-    pub measured: Known,
+    /// What steps measured, by step id: from the journal for this target at the start (a
+    /// rehearsal's restore, the row-count baseline), then as this run's steps measure. A step
+    /// measured counts as passed for what depends on it, as in `check`, until it runs in this
+    /// run; a rehearsal's finding is shown when a deploy asks for its confirmation.
+    pub measured: HashMap<String, crate::probes::Measured>,
+    /// Where the steps run (a runbook's relative folders are read from here).
+    pub workdir: std::path::PathBuf,
 }
 
 impl App {
@@ -344,7 +350,8 @@ impl App {
             monitor_error: None,
             rehearsal: HashMap::new(),
             read_only: None,
-            measured: Known::new(),
+            measured: HashMap::new(),
+            workdir: std::path::PathBuf::from("."),
         }
     }
 
@@ -400,7 +407,7 @@ impl App {
     /// tick or a signature is a pass, a skip by hand a skip; running, interrupted and pending
     /// steps have no status.
     pub fn known(&self) -> Known {
-        let mut known = self.measured.clone();
+        let mut known = crate::engine::plan::passed(self.measured.keys());
         known.extend(
             self.steps
                 .iter()

@@ -135,7 +135,7 @@ where
         },
         ..EngineConfig::default()
     };
-    let measured = engine::plan::passed(config.measured.keys());
+    let measured = config.measured.clone();
     let mut engine = engine::spawn(runbook.clone(), db.clone(), config);
     let stop = CancellationToken::new();
     tokio::spawn(watch_connection(db.clone(), input_tx, stop.clone()));
@@ -159,6 +159,7 @@ where
     );
     app.color = options.color;
     app.measured = measured;
+    app.workdir = options.workdir.clone();
     let run_id = match (&options.journal, &options.resume) {
         (Some(journal), Some(id)) => {
             let run = journal.run(id).await?;

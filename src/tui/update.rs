@@ -180,6 +180,19 @@ fn engine_event(app: &mut App, event: Event) {
             outcome,
             duration,
         } => {
+            if let Some(data) = &outcome.data {
+                app.measured.insert(
+                    id.clone(),
+                    crate::probes::Measured {
+                        data: data.clone(),
+                        source: format!(
+                            "earlier in this run ({})",
+                            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+                        ),
+                        fresh: true,
+                    },
+                );
+            }
             if let Some(state) = app.steps.get_mut(&id) {
                 app.notice = Some(format!(
                     "{id}: {} — {}",
@@ -393,15 +406,40 @@ fn run(app: &mut App, step: &Step) -> Vec<Command> {
 /// Starts `ids` (ending with `step`), after the typed confirmation when `step` is destructive.
 fn confirm_and_start(app: &mut App, step: &Step, ids: Vec<String>) -> Vec<Command> {
     if is_destructive(step) {
+        let warnings = rehearsal_warnings(app, step);
         return ask(
             app,
             InputPurpose::ConfirmDestructive {
                 step: step.id.clone(),
                 ids,
+                warnings,
             },
         );
     }
     start(app, ids, None)
+}
+
+/// For a deploy step: the rehearsals' findings that still stand for its migrations, as the
+/// step itself will warn of them when it starts.
+fn rehearsal_warnings(app: &App, step: &Step) -> Vec<String> {
+    let crate::runbook::Action::Migrate(action) = &step.action else {
+        return Vec::new();
+    };
+    if action.op != crate::runbook::MigrateOp::Deploy {
+        return Vec::new();
+    }
+    let Ok(folder) = crate::runbook::vars::substitute(
+        &action.migrations,
+        &app.variables,
+        crate::runbook::vars::Quoting::Verbatim,
+    ) else {
+        return Vec::new();
+    };
+    let findings = crate::engine::rehearsal_findings(&app.measured);
+    crate::engine::standing_findings(&app.workdir.join(folder), &findings)
+        .into_iter()
+        .map(|(finding, source)| crate::engine::finding_warning(finding, source))
+        .collect()
 }
 
 fn start(app: &mut App, ids: Vec<String>, confirmed_database: Option<String>) -> Vec<Command> {
@@ -667,7 +705,7 @@ fn submit(app: &mut App, purpose: &InputPurpose, text: String) -> Result<Vec<Com
             }
             Ok(commands)
         }
-        InputPurpose::ConfirmDestructive { step, ids } => {
+        InputPurpose::ConfirmDestructive { step, ids, .. } => {
             if text != app.database {
                 return Err(format!(
                     "that is not the database name: type {} to run it, or Esc",

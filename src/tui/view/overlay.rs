@@ -154,10 +154,18 @@ fn describe(app: &App, purpose: &InputPurpose) -> (String, String) {
                 format!("{step} needs `{name}`: {description}"),
             )
         }
-        InputPurpose::ConfirmDestructive { step, ids } => (
+        InputPurpose::ConfirmDestructive {
+            step,
+            ids,
+            warnings,
+        } => (
             " Destructive step ".to_string(),
             format!(
-                "{step}: {} changes the database.{} Type the database name, {}, to run it:",
+                "{}{step}: {} changes the database.{} Type the database name, {}, to run it:",
+                warnings
+                    .iter()
+                    .map(|w| format!("{w}. "))
+                    .collect::<String>(),
                 title_of(step),
                 if ids.len() > 1 {
                     format!(
