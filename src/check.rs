@@ -327,29 +327,36 @@ pub async fn run_check(
     })
 }
 
-/// The runbook section run on a rehearsal's migrated copy.
-pub const VALIDATION: &str = "validation";
+/// The runbook sections run on a rehearsal's migrated copy: the critical tables, columns and
+/// indexes (the restore verified, as the migrations leave it), then the post-migration
+/// validation.
+pub const COPY_SECTIONS: &[&str] = &["tables", "validation"];
 
-/// Runs the runbook's post-migration validation section on a rehearsal's migrated copy, so
-/// that a migration that breaks a critical query or a key is caught before production. Only
-/// the steps that stand on their own run: one that compares with a capture taken in another
-/// section (the row-count baseline) has nothing to compare with on a copy. `None` when the
-/// runbook has no such step.
+/// Runs the runbook's critical-tables and post-migration validation sections
+/// ([`COPY_SECTIONS`]) on a rehearsal's migrated copy, so that a restore that lost a critical
+/// table or index, or a migration that breaks a critical query or a key, is caught before
+/// production. Only the steps that stand on their own run: one that compares with a capture
+/// taken in another section (the row-count baseline) has nothing to compare with on a copy.
+/// `None` when the runbook has no such step.
 pub async fn validate_copy(
     runbook: Arc<Runbook>,
     copy: &Target,
     variables: BTreeMap<String, String>,
 ) -> Result<Option<CheckReport>, CheckError> {
-    let Some(section) = runbook.section(VALIDATION) else {
-        return Ok(None);
-    };
-    let own = format!("{VALIDATION}.");
-    let only: Vec<String> = section
-        .steps
-        .iter()
-        .filter(|step| step.depends_on.iter().all(|d| d.starts_with(&own)))
-        .map(|step| step.id.clone())
-        .collect();
+    let mut only = Vec::new();
+    for id in COPY_SECTIONS {
+        let Some(section) = runbook.section(id) else {
+            continue;
+        };
+        let own = format!("{id}.");
+        only.extend(
+            section
+                .steps
+                .iter()
+                .filter(|step| step.depends_on.iter().all(|d| d.starts_with(&own)))
+                .map(|step| step.id.clone()),
+        );
+    }
     if only.is_empty() {
         return Ok(None);
     }

@@ -498,7 +498,11 @@ fn the_restore_test_step_times_the_restore_and_the_rollback_budget_judges_it() {
         steps[0]
             .details
             .iter()
-            .any(|d| d.starts_with("validation on the copy: ✓ validation.")),
+            .any(|d| d.starts_with("validation on the copy: ✓ validation."))
+            && steps[0]
+                .details
+                .iter()
+                .any(|d| d.starts_with("validation on the copy: ✓ tables.required")),
         "{:?}",
         steps[0].details
     );
@@ -652,5 +656,27 @@ fn a_scratch_server_takes_the_copy_and_the_target_itself_is_refused() {
         &refused.output().unwrap(),
         2,
         "the scratch URL names the target database itself",
+    );
+}
+
+/// The copy is verified for the checklist's critical tables, columns and indexes: a dump that
+/// lost one (here a critical column dropped by hand before the dump) fails the rehearsal.
+#[test]
+fn a_restore_missing_a_critical_column_fails_the_checks_on_the_copy() {
+    let url = fresh_database();
+    psql(&url, "ALTER TABLE \"Tag\" DROP COLUMN \"type\" CASCADE");
+    let dir = tempfile::tempdir().unwrap();
+    dump_of(&url, dir.path());
+    let migrations = app_with_pending(
+        dir.path(),
+        "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT;\n",
+    );
+    let output = rehearse(dir.path(), &["--migrations", migrations.to_str().unwrap()]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}{}", stderr(&output));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  ✗ tables.required") && l.contains("Tag")),
+        "{out}"
     );
 }
