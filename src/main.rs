@@ -66,6 +66,12 @@ enum Cmd {
         #[arg(long, requires = "resume")]
         read_only: bool,
     },
+    /// Follow a run live on this terminal, at its own size, with your own navigation: a second
+    /// engineer watching the one who runs it. Never runs a step.
+    Watch {
+        /// The run (an id or its start; default: the newest unfinished run of the journal).
+        run: Option<String>,
+    },
     /// Run every automated step headless and print the results.
     Check(CheckArgs),
     /// Start a throwaway PostgreSQL with the sample Sightline database and open the wizard on it.
@@ -271,6 +277,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             tui::run(Arc::new(runbook), &target, options).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Watch { run } => watch(global, run).await,
         Cmd::Check(args) => {
             let runbook = load_runbook(global.runbook.as_deref())?;
             check_variables(&runbook, &global)?;
@@ -452,6 +459,66 @@ fn load_runbook(path: Option<&Path>) -> Result<Runbook, RunbookError> {
         Some(path) => runbook::load_file(path, &Catalog),
         None => runbook::bundled(&Catalog),
     }
+}
+
+/// `cutover watch [RUN]`: the run's own runbook and mode, read from the journal, on a wizard
+/// that only follows what the run records.
+async fn watch(global: Global, run: Option<String>) -> anyhow::Result<ExitCode> {
+    let journal = open_journal().await?;
+    let run = match run {
+        Some(id) => journal.run(&id).await?,
+        None => journal
+            .runs()
+            .await?
+            .into_iter()
+            .find(|run| run.finished_at.is_none())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no unfinished run to watch in {}: name one (`cutover runs` lists them)",
+                    journal.path().display()
+                )
+            })?,
+    };
+    let runbook = runbook::load_str(&load_text(&journal, &run.id).await?, "journal", &Catalog)
+        .with_context(|| format!("the runbook journaled with run {}", run.id))?;
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    // The live panels need the database: the URL given, else the one the run recorded, which
+    // never holds a password.
+    let target = match Target::resolve(global.database_url.as_deref(), &cwd) {
+        Ok(target) => target,
+        Err(cutover::target::TargetError::Missing) if run.target.contains("***") => anyhow::bail!(
+            "run {} was recorded against {}, whose password cutover never keeps: pass --database-url (or set DATABASE_URL) to watch it",
+            run.id,
+            run.target
+        ),
+        Err(cutover::target::TargetError::Missing) => Target::from_url(&run.target)?,
+        Err(err) => return Err(err.into()),
+    };
+    let holder = journal
+        .holder(&run.id)
+        .unwrap_or_else(|| match &run.finished_at {
+            Some(at) => format!("nobody: the run finished at {at}"),
+            None => "nobody: the wizard that ran it is gone".to_string(),
+        });
+    let mode = if run.mode == "production" {
+        RunMode::Production
+    } else {
+        RunMode::Rehearsal
+    };
+    let variables = engine::resolve_variables(&runbook, &global.vars.into_iter().collect());
+    let options = WizardOptions {
+        mode,
+        variables,
+        workdir: cwd,
+        color: color_wanted(),
+        refresh: std::time::Duration::from_secs_f64(global.refresh),
+        journal: Some(journal),
+        resume: Some(run.id),
+        watch: Some(holder),
+    };
+    require_terminal()?;
+    tui::run(Arc::new(runbook), &target, options).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<ExitCode> {

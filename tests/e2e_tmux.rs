@@ -778,3 +778,48 @@ impl Drop for Stopped {
         let _ = self.0.wait();
     }
 }
+
+/// `cutover watch` with no run named follows the newest unfinished one, on the observer's own
+/// terminal size, from the URL the run recorded; the operator's step shows up on its screen.
+#[test]
+fn an_observer_watches_the_newest_run_on_a_terminal_of_their_own() {
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let operator = Tmux::start(
+        110,
+        32,
+        &format!(
+            "CUTOVER_HOME={} {bin} run --rehearsal --database-url '{url}'; sleep 60",
+            home.path().display()
+        ),
+    );
+    operator.wait_for("● connected");
+    let observer = Tmux::start(
+        150,
+        40,
+        &format!(
+            "CUTOVER_HOME={} {bin} watch; echo WATCH-EXITED; sleep 60",
+            home.path().display()
+        ),
+    );
+    observer.wait_for("WATCHING");
+    observer.keys(&["Enter"]);
+    observer.wait_for("Environment");
+
+    operator.keys(&["Enter"]);
+    operator.wait_for("Environment");
+    operator.keys(&["j", "j", "Enter"]);
+    operator.wait_for("A note for the record");
+    operator.keys(&["Enter"]);
+    operator.wait_for("✓ database_url");
+    observer.wait_for("✓ database_url");
+    observer.keys(&["q"]);
+    observer.wait_for("WATCH-EXITED");
+    operator.keys(&["q"]);
+
+    // A journal with no run: nothing to watch, said on one line.
+    let empty = tempfile::tempdir().unwrap();
+    let output = cutover_in(empty.path(), &["watch"]).output().unwrap();
+    assert_one_line_error(&output, 2, "no unfinished run to watch in ");
+}

@@ -449,10 +449,22 @@ impl Journal {
 
     /// A run's events in order.
     pub async fn events(&self, run_id: &str) -> Result<Vec<Recorded>, JournalError> {
+        self.events_after(run_id, 0).await
+    }
+
+    /// A run's events after sequence number `after`, in order: what a watcher has not seen yet
+    /// (one indexed range read, however long the run already is).
+    pub async fn events_after(
+        &self,
+        run_id: &str,
+        after: i64,
+    ) -> Result<Vec<Recorded>, JournalError> {
         let rows = sqlx::query(
-            "SELECT seq, at, step_id, data, output FROM events WHERE run_id = $1 ORDER BY seq",
+            "SELECT seq, at, step_id, data, output FROM events
+              WHERE run_id = $1 AND seq > $2 ORDER BY seq",
         )
         .bind(run_id)
+        .bind(after)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.write_error(e))?;

@@ -309,9 +309,8 @@ where
     while !app.quitting {
         if let Some((journal, run_id)) = &watching {
             // Follow what the wizard holding the run records, once per tick at most.
-            match journal.events(run_id).await {
-                Ok(events) => {
-                    let new: Vec<_> = events.into_iter().filter(|e| e.seq > seen).collect();
+            match journal.events_after(run_id, seen).await {
+                Ok(new) => {
                     if let Some(last) = new.last() {
                         seen = last.seq;
                         app.follow(&new);
