@@ -447,6 +447,23 @@ impl Journal {
             .ok_or_else(|| JournalError::UnknownRun(run_id.to_string()))
     }
 
+    /// The size and modification time of the journal and its write-ahead log: when they are
+    /// the same as at the last look, nothing was recorded since. `None` when they cannot be
+    /// read.
+    pub fn change_stamp(&self) -> Option<[(u64, std::time::SystemTime); 2]> {
+        let stamp = |path: &Path| {
+            std::fs::metadata(path)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)))
+        };
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        Some([
+            stamp(&self.path)?,
+            stamp(Path::new(&wal)).unwrap_or((0, std::time::UNIX_EPOCH)),
+        ])
+    }
+
     /// A run's events in order.
     pub async fn events(&self, run_id: &str) -> Result<Vec<Recorded>, JournalError> {
         self.events_after(run_id, 0).await

@@ -138,7 +138,7 @@ where
     let measured = config.measured.clone();
     let mut engine = engine::spawn(runbook.clone(), db.clone(), config);
     let stop = CancellationToken::new();
-    tokio::spawn(watch_connection(db.clone(), input_tx, stop.clone()));
+    tokio::spawn(watch_connection(db.clone(), input_tx.clone(), stop.clone()));
     let monitor_config = monitor::MonitorConfig {
         interval: options.refresh,
         ..monitor::MonitorConfig::for_runbook(&runbook, target.schema()).with_storage_limit_mb(
@@ -230,6 +230,8 @@ where
         _ => None,
     };
     let mut recorder = Recorder::new(recording, run_id);
+    let follower =
+        watching.map(|(journal, run_id)| tokio::spawn(follow(journal, run_id, input_tx.clone())));
     let result = event_loop(
         terminal,
         &mut app,
@@ -237,9 +239,11 @@ where
         &mut engine,
         &mut samples,
         &mut recorder,
-        watching,
     )
     .await;
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     // Leaving with steps still running (quit anyway, a signal, a terminal gone): they are
     // cancelled, their process groups killed, and how they ended recorded, before we go.
     if app.anything_running() {
@@ -298,27 +302,13 @@ async fn event_loop<B: Backend>(
     engine: &mut EngineHandle,
     samples: &mut mpsc::Receiver<monitor::MonitorEvent>,
     recorder: &mut Recorder,
-    watching: Option<(Journal, String)>,
 ) -> Result<(), TuiError>
 where
     std::io::Error: From<B::Error>,
 {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = 0;
     while !app.quitting {
-        if let Some((journal, run_id)) = &watching {
-            // Follow what the wizard holding the run records, once per tick at most.
-            match journal.events_after(run_id, seen).await {
-                Ok(new) => {
-                    if let Some(last) = new.last() {
-                        seen = last.seq;
-                        app.follow(&new);
-                    }
-                }
-                Err(err) => app.notice = Some(format!("cannot read the journal: {err}")),
-            }
-        }
         terminal
             .draw(|frame| view::render(app, frame))
             .map_err(std::io::Error::from)?;
@@ -468,6 +458,51 @@ fn now_rfc3339() -> String {
 }
 
 /// Terminal keys and resizes, as messages.
+/// How often a watcher looks at the journal's files for a change: a `stat` of two files; the
+/// journal is read only when they changed.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+
+/// Follows what the run's holder records: the events after the last one seen, read when the
+/// journal's files change, sent to the event loop. Each batch's lag (from the newest event's
+/// recording, and the oldest's, to now) goes to the log, for the watch benchmark.
+async fn follow(journal: Journal, run_id: String, messages: mpsc::Sender<Message>) {
+    let mut seen = 0;
+    let mut stamp = None;
+    let mut every = tokio::time::interval(FOLLOW_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now = journal.change_stamp();
+        if now.is_some() && now == stamp {
+            continue;
+        }
+        let message = match journal.events_after(&run_id, seen).await {
+            Ok(new) => {
+                stamp = now;
+                let Some(last) = new.last() else { continue };
+                seen = last.seq;
+                let lag = |at: chrono::DateTime<chrono::Utc>| {
+                    (chrono::Utc::now() - at)
+                        .num_microseconds()
+                        .unwrap_or(i64::MAX)
+                };
+                tracing::debug!(
+                    events = new.len(),
+                    seq = seen,
+                    oldest_lag_us = lag(new[0].at),
+                    newest_lag_us = lag(last.at),
+                    "followed"
+                );
+                Message::Followed(new)
+            }
+            Err(err) => Message::FollowFailed(err.to_string()),
+        };
+        if messages.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn forward_terminal_events(messages: mpsc::Sender<Message>) {
     let mut events = crossterm::event::EventStream::new();
     while let Some(Ok(event)) = events.next().await {

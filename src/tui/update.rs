@@ -37,6 +37,10 @@ pub enum Message {
     /// The process was told to end (SIGTERM, SIGHUP, SIGINT): running steps are cancelled
     /// with this reason, recorded, and the wizard ends.
     Terminate(String),
+    /// Watching: what the run's holder recorded since the last look, in order.
+    Followed(Vec<crate::journal::Recorded>),
+    /// Watching: the journal could not be read.
+    FollowFailed(String),
 }
 
 /// A request for the event loop to carry out.
@@ -111,6 +115,14 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
             },
         },
         Message::Tick => vec![],
+        Message::Followed(events) => {
+            app.follow(&events);
+            vec![]
+        }
+        Message::FollowFailed(err) => {
+            app.notice = Some(format!("cannot read the journal: {err}"));
+            vec![]
+        }
         Message::Terminate(signal) => {
             app.stop_reason = Some(format!("cutover received {signal}"));
             app.quitting = true;
