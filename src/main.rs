@@ -259,7 +259,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             // Take the run before the screen opens, so that "someone else has it" is a plain
             // line; watching needs no lock.
             let (_lock, watch) = match &resume {
-                Some(id) if read_only => (None, journal.holder(id).or(Some("nobody".into()))),
+                Some(id) if read_only => (
+                    None,
+                    journal.holder(id).or(Some("nobody holds the run".into())),
+                ),
                 Some(id) => (Some(journal.lock_run(id)?), None),
                 None => (None, None),
             };

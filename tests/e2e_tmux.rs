@@ -804,6 +804,8 @@ fn an_observer_watches_the_newest_run_on_a_terminal_of_their_own() {
         ),
     );
     observer.wait_for("WATCHING");
+    // The header names who holds the run.
+    observer.wait_for(" pid ");
     observer.keys(&["Enter"]);
     observer.wait_for("Environment");
 
@@ -814,9 +816,11 @@ fn an_observer_watches_the_newest_run_on_a_terminal_of_their_own() {
     operator.keys(&["Enter"]);
     operator.wait_for("✓ database_url");
     observer.wait_for("✓ database_url");
+    // The operator leaves: the observer is told.
+    operator.keys(&["q"]);
+    observer.wait_for("nobody holds the run: the wizard that ran it is gone");
     observer.keys(&["q"]);
     observer.wait_for("WATCH-EXITED");
-    operator.keys(&["q"]);
 
     // A journal with no run: nothing to watch, said on one line.
     let empty = tempfile::tempdir().unwrap();

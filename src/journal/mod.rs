@@ -297,7 +297,18 @@ impl Journal {
             .map_err(|e| failed(e.to_string()))?;
         match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
             Ok(mut locked) => {
-                let holder = format!("{} pid {} since {}", operator(), std::process::id(), now());
+                // Where from, when over SSH: the client's address (`SSH_CONNECTION`).
+                let from = std::env::var("SSH_CONNECTION")
+                    .ok()
+                    .and_then(|c| c.split_whitespace().next().map(str::to_string))
+                    .map(|ip| format!(" over SSH from {ip}"))
+                    .unwrap_or_default();
+                let holder = format!(
+                    "{} pid {}{from} since {}",
+                    operator(),
+                    std::process::id(),
+                    now()
+                );
                 let _ = locked.set_len(0);
                 let _ = locked.rewind();
                 let _ = locked.write_all(holder.as_bytes());
@@ -318,11 +329,27 @@ impl Journal {
         }
     }
 
-    /// Who holds a run, if anyone does.
+    /// Who holds a run, if anyone does: looked at without taking the run (a shared lock tried
+    /// and let go at once, nothing written), so a watcher may ask as often as it likes.
     pub fn holder(&self, run_id: &str) -> Option<String> {
-        match self.lock_run(run_id) {
-            Err(JournalError::Locked { holder, .. }) => Some(holder),
-            _ => None,
+        use std::io::Read;
+        let path = self
+            .path
+            .with_file_name("locks")
+            .join(format!("{run_id}.lock"));
+        let file = std::fs::File::open(path).ok()?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
+            // Nobody holds it; the shared lock goes when it drops.
+            Ok(_free) => None,
+            Err((mut file, _)) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                Some(if holder.trim().is_empty() {
+                    "another process".to_string()
+                } else {
+                    holder.trim().to_string()
+                })
+            }
         }
     }
 

@@ -470,8 +470,21 @@ async fn follow(journal: Journal, run_id: String, messages: mpsc::Sender<Message
     let mut stamp = None;
     let mut every = tokio::time::interval(FOLLOW_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut holder = journal.holder(&run_id);
+    let mut looks: u32 = 0;
     loop {
         every.tick().await;
+        // Who holds the run, every 2 s: the header says when the operator's wizard is gone.
+        looks = looks.wrapping_add(1);
+        if looks.is_multiple_of(20) {
+            let now = journal.holder(&run_id);
+            if now != holder {
+                holder = now.clone();
+                if messages.send(Message::Holder(now)).await.is_err() {
+                    return;
+                }
+            }
+        }
         let now = journal.change_stamp();
         if now.is_some() && now == stamp {
             continue;

@@ -41,6 +41,8 @@ pub enum Message {
     Followed(Vec<crate::journal::Recorded>),
     /// Watching: the journal could not be read.
     FollowFailed(String),
+    /// Watching: who holds the run now (`None`: nobody, the wizard that ran it is gone).
+    Holder(Option<String>),
 }
 
 /// A request for the event loop to carry out.
@@ -117,6 +119,12 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
         Message::Tick => vec![],
         Message::Followed(events) => {
             app.follow(&events);
+            vec![]
+        }
+        Message::Holder(holder) => {
+            app.read_only = Some(holder.unwrap_or_else(|| {
+                "nobody holds the run: the wizard that ran it is gone".to_string()
+            }));
             vec![]
         }
         Message::FollowFailed(err) => {

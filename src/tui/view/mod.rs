@@ -121,7 +121,10 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect) {
             format!(" {mode} "),
             styled(app, mode_style.add_modifier(Modifier::BOLD)),
         ),
-        Span::raw(" "),
+        Span::raw(match &app.read_only {
+            Some(holder) => format!(" {holder} · "),
+            None => " ".to_string(),
+        }),
         Span::styled(link, styled(app, link_style)),
         alert_badge(app),
         Span::raw(" · "),
