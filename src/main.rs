@@ -47,7 +47,20 @@ struct Global {
     /// Seconds between refreshes of the wizard's live panels.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_refresh)]
     refresh: f64,
+    /// Share the journal with this Unix group, for an engineer of the group to watch the runs
+    /// from their own account: the data directory, the journal and the run locks become
+    /// readable by the group (never by others).
+    #[arg(long, global = true, value_name = "GROUP", conflicts_with = "journal")]
+    share_group: Option<String>,
+    /// Read another account's journal (its `journal.sqlite3`, shared with `--share-group`),
+    /// read-only: to list, report and watch its runs.
+    #[arg(long, global = true, value_name = "PATH")]
+    journal: Option<PathBuf>,
 }
+
+/// Where the journal is, and with whom it is shared, as the command line says.
+static JOURNAL_CHOICE: std::sync::OnceLock<(Option<PathBuf>, Option<String>)> =
+    std::sync::OnceLock::new();
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
@@ -227,6 +240,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
+    let _ = JOURNAL_CHOICE.set((global.journal.clone(), global.share_group.clone()));
     let default = Cmd::Run {
         rehearsal: false,
         resume: None,
@@ -652,10 +666,18 @@ fn data_dir() -> Option<PathBuf> {
 
 /// Opens the journal in the data directory; an unusable one stops everything before it runs.
 async fn open_journal() -> anyhow::Result<Journal> {
+    let (path, group) = JOURNAL_CHOICE.get().cloned().unwrap_or_default();
+    if let Some(path) = path {
+        return Ok(Journal::open_shared(&path).await?);
+    }
     let dir = data_dir().ok_or_else(|| {
         anyhow::anyhow!("no data directory: set CUTOVER_HOME to a writable folder")
     })?;
-    Ok(Journal::open(&dir).await?)
+    let journal = Journal::open(&dir).await?;
+    if let Some(group) = group {
+        journal.share_with(&group)?;
+    }
+    Ok(journal)
 }
 
 /// The newest unfinished wizard run of this runbook on this target, if the person wants it back

@@ -827,3 +827,82 @@ fn an_observer_watches_the_newest_run_on_a_terminal_of_their_own() {
     let output = cutover_in(empty.path(), &["watch"]).output().unwrap();
     assert_one_line_error(&output, 2, "no unfinished run to watch in ");
 }
+
+/// Two engineers, two OS accounts on one machine: the operator shares the journal with a
+/// group (`--share-group`), and an account of that group watches the run live from its own
+/// terminal (`--journal PATH watch`). A journal not shared is refused, naming what is missing.
+/// The test makes the group and the account (CI runs as root).
+#[test]
+fn another_account_of_the_shared_group_watches_the_run_live() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: making a second OS account needs root (CI runs as root)");
+        return;
+    }
+    const GROUP: &str = "cutover-pair-test";
+    const WATCHER: &str = "cutover-watcher-test";
+    let _ = Command::new("groupadd").arg(GROUP).status();
+    let _ = Command::new("useradd")
+        .args(["-M", "-G", GROUP, "-s", "/bin/sh", WATCHER])
+        .status();
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let watcher_home = format!("/tmp/{WATCHER}-{}", std::process::id());
+
+    // Not shared: refused on one line, naming the permission missing.
+    let private = tempfile::tempdir().unwrap();
+    assert!(
+        cutover_in(private.path(), &["runs"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let refused = Command::new("runuser")
+        .args(["-u", WATCHER, "--", "env"])
+        .arg(format!("CUTOVER_HOME={watcher_home}"))
+        .arg(bin)
+        .arg("--journal")
+        .arg(private.path().join("journal.sqlite3"))
+        .arg("runs")
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &refused,
+        2,
+        "this account cannot read it (it is 600, owner root, group root); the operator shares it with `--share-group GROUP`",
+    );
+
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let operator = Tmux::start(
+        110,
+        32,
+        &format!(
+            "CUTOVER_HOME={} {bin} --share-group {GROUP} run --rehearsal --database-url '{url}'; sleep 60",
+            home.path().display()
+        ),
+    );
+    operator.wait_for("● connected");
+    let observer = Tmux::start(
+        140,
+        40,
+        &format!(
+            "runuser -u {WATCHER} -- env CUTOVER_HOME={watcher_home} {bin} --journal {}/journal.sqlite3 watch; echo WATCH-EXITED; sleep 60",
+            home.path().display()
+        ),
+    );
+    observer.wait_for("WATCHING");
+    observer.wait_for(" pid ");
+    observer.keys(&["Enter"]);
+    observer.wait_for("Environment");
+
+    operator.keys(&["Enter"]);
+    operator.wait_for("Environment");
+    operator.keys(&["j", "j", "Enter"]);
+    operator.wait_for("A note for the record");
+    operator.keys(&["Enter"]);
+    operator.wait_for("✓ database_url");
+    observer.wait_for("✓ database_url");
+    observer.keys(&["q"]);
+    observer.wait_for("WATCH-EXITED");
+    operator.keys(&["q"]);
+    let _ = std::fs::remove_dir_all(&watcher_home);
+}

@@ -88,6 +88,45 @@ pub enum JournalError {
     },
 }
 
+/// Why another user's journal cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    /// The group does not exist.
+    #[error(
+        "no group `{0}` on this machine: create it (groupadd {0}) and add both engineers to it"
+    )]
+    NoGroup(String),
+    /// The permissions could not be changed.
+    #[error("cannot share {path} with group {group}: {detail}")]
+    Chown {
+        /// The file or folder.
+        path: String,
+        /// The group.
+        group: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The observer cannot read the journal.
+    #[error(
+        "cannot read the journal {path}: {missing} (it is {mode:o}, owner {owner}, group {group}); the operator shares it with `--share-group GROUP` on run or check, and you must be in that group (`id` lists yours)"
+    )]
+    Unreadable {
+        /// The file or folder that stops us.
+        path: String,
+        /// The permission missing.
+        missing: String,
+        /// Its mode.
+        mode: u32,
+        /// Its owner.
+        owner: String,
+        /// Its group.
+        group: String,
+    },
+    /// The journal itself.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
 /// Holds a run for one wizard; released on drop, and by the kernel if the process dies.
 #[derive(Debug)]
 pub struct RunLock {
@@ -235,6 +274,123 @@ impl Journal {
         Ok(journal)
     }
 
+    /// Shares the journal with a Unix group, for an engineer of that group to watch its runs
+    /// from their own account (`--share-group`): the data directory and the locks folder
+    /// become `rwxr-s---` (new files keep the group), the journal and its WAL files and the
+    /// run locks `rw-r-----`, all in `group`. Nothing is readable by others.
+    pub fn share_with(&self, group: &str) -> Result<(), ShareError> {
+        let gid = nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ShareError::NoGroup(group.to_string()))?
+            .gid;
+        let folder = self.path.parent().unwrap_or(Path::new("."));
+        let locks = self.path.with_file_name("locks");
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&locks);
+        let mut files: Vec<(PathBuf, u32)> =
+            vec![(folder.to_path_buf(), 0o2750), (locks.clone(), 0o2750)];
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = self.path.clone().into_os_string();
+            name.push(suffix);
+            files.push((PathBuf::from(name), 0o640));
+        }
+        if let Ok(entries) = std::fs::read_dir(&locks) {
+            files.extend(entries.flatten().map(|e| (e.path(), 0o640)));
+        }
+        for (path, mode) in files {
+            if !path.exists() {
+                continue;
+            }
+            let failed = |detail: String| ShareError::Chown {
+                path: path.display().to_string(),
+                group: group.to_string(),
+                detail,
+            };
+            nix::unistd::chown(&path, None, Some(gid)).map_err(|e| failed(e.to_string()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Opens another engineer's journal read-only (`--journal PATH`), to list and watch its
+    /// runs: nothing is created, migrated or written. Refuses, naming the permission missing,
+    /// when this account cannot read it.
+    pub async fn open_shared(path: &Path) -> Result<Journal, ShareError> {
+        use nix::unistd::{AccessFlags, access};
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let checks = [
+            (
+                folder,
+                AccessFlags::X_OK,
+                "this account cannot enter its folder",
+            ),
+            (path, AccessFlags::R_OK, "this account cannot read it"),
+        ];
+        for (checked, flags, missing) in checks {
+            if access(checked, flags).is_err() {
+                let meta = std::fs::metadata(checked).ok();
+                let name_of_user = |uid| {
+                    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                        .ok()
+                        .flatten()
+                        .map_or(uid.to_string(), |u| u.name)
+                };
+                let name_of_group = |gid| {
+                    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                        .ok()
+                        .flatten()
+                        .map_or(gid.to_string(), |g| g.name)
+                };
+                use std::os::unix::fs::MetadataExt;
+                return Err(ShareError::Unreadable {
+                    path: checked.display().to_string(),
+                    missing: if meta.is_none() && checked == path {
+                        "it does not exist, or its folder cannot be entered".to_string()
+                    } else {
+                        missing.to_string()
+                    },
+                    mode: meta.as_ref().map_or(0, |m| m.mode() & 0o7777),
+                    owner: meta.as_ref().map_or("?".into(), |m| name_of_user(m.uid())),
+                    group: meta.as_ref().map_or("?".into(), |m| name_of_group(m.gid())),
+                });
+            }
+        }
+        let shown = path.display().to_string();
+        let corrupt = |e: sqlx::Error| JournalError::Corrupt {
+            path: shown.clone(),
+            detail: e.to_string(),
+        };
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(corrupt)?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        // SQLite finds out that it cannot use the WAL index only at the first read.
+        let connect = |options: SqliteConnectOptions| async move {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await?;
+            sqlx::query("SELECT count(*) FROM sqlite_master")
+                .fetch_one(&pool)
+                .await?;
+            Ok::<_, sqlx::Error>(pool)
+        };
+        // While the operator's cutover runs, SQLite's shared-memory file exists and a reader
+        // uses it read-only. When none runs, that file is gone and this account may not make
+        // it: nothing is writing, so the journal is read as it stands.
+        let pool = match connect(options.clone()).await {
+            Ok(pool) => pool,
+            Err(_) => connect(options.immutable(true)).await.map_err(corrupt)?,
+        };
+        let journal = Journal {
+            pool,
+            path: path.to_path_buf(),
+        };
+        journal.check_version().await?;
+        Ok(journal)
+    }
+
     /// Refuses a journal that a newer cutover migrated further than we know.
     async fn check_version(&self) -> Result<(), JournalError> {
         let shown = self.path.display().to_string();
@@ -281,9 +437,11 @@ impl Journal {
             path: folder.display().to_string(),
             detail,
         };
+        // The data directory decides who may come in: it is private unless the journal is
+        // shared with a group (then a watcher of that group reads who holds a run).
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(0o750)
             .create(&folder)
             .map_err(|e| failed(e.to_string()))?;
         let path = folder.join(format!("{run_id}.lock"));
@@ -292,7 +450,7 @@ impl Journal {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            .mode(0o640)
             .open(&path)
             .map_err(|e| failed(e.to_string()))?;
         match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
