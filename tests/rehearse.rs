@@ -45,7 +45,7 @@ fn the_newest_dump_is_restored_counted_and_the_pending_migrations_rehearsed_on_i
     dump_of(&url, dir.path());
     let migrations = app_with_pending(
         dir.path(),
-        "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT;\n\n-- AlterTable\nALTER TABLE \"Tag\" ALTER COLUMN \"name\" SET DATA TYPE VARCHAR(200);\n",
+        "-- AlterTable\nALTER TABLE \"Tag\" ADD COLUMN \"note\" TEXT;\n\n-- AlterTable\nALTER TABLE \"Tag\" ALTER COLUMN \"note\" SET DATA TYPE VARCHAR(200);\n",
     );
     let output = rehearse(
         dir.path(),
