@@ -15,7 +15,7 @@ use cutover::check::{self, CheckOptions};
 use cutover::db::{Db, DbSettings};
 use cutover::demo::{self, DemoContents};
 use cutover::engine;
-use cutover::journal::{Journal, report};
+use cutover::journal::{self, Journal, report};
 use cutover::migrate::history;
 use cutover::output;
 use cutover::probes::Catalog;
@@ -275,7 +275,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (_lock, watch) = match &resume {
                 Some(id) if read_only => (
                     None,
-                    journal.holder(id).or(Some("nobody holds the run".into())),
+                    Some(match journal.holder(id) {
+                        Some(holder) => holder,
+                        None => {
+                            journal::nobody_holds(journal.run(id).await?.finished_at.as_deref())
+                        }
+                    }),
                 ),
                 Some(id) => (Some(journal.lock_run(id)?), None),
                 None => (None, None),
@@ -513,10 +518,7 @@ async fn watch(global: Global, run: Option<String>) -> anyhow::Result<ExitCode> 
     };
     let holder = journal
         .holder(&run.id)
-        .unwrap_or_else(|| match &run.finished_at {
-            Some(at) => format!("nobody: the run finished at {at}"),
-            None => "nobody: the wizard that ran it is gone".to_string(),
-        });
+        .unwrap_or_else(|| journal::nobody_holds(run.finished_at.as_deref()));
     let mode = if run.mode == "production" {
         RunMode::Production
     } else {

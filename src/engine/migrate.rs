@@ -369,6 +369,10 @@ pub fn standing_findings<'r>(
     folder: &std::path::Path,
     rehearsed: &'r [(FailedStatement, String)],
 ) -> Vec<(&'r FailedStatement, &'r str)> {
+    // Nothing to look for: the folder is not read.
+    if rehearsed.is_empty() {
+        return Vec::new();
+    }
     let Ok(local) = crate::migrate::history::migration_dirs(folder) else {
         return Vec::new();
     };

@@ -458,18 +458,7 @@ async fn run_one(
         }
     }
     if let Some(data) = &outcome.data {
-        let source = format!(
-            "earlier in this run ({})",
-            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-        );
-        write(&context.measured).insert(
-            step.id.clone(),
-            probes::Measured {
-                data: data.clone(),
-                source,
-                fresh: true,
-            },
-        );
+        write(&context.measured).insert(step.id.clone(), probes::Measured::this_run(data.clone()));
     }
     write(&context.known).insert(step.id.clone(), outcome.status);
     let _ = context

@@ -127,6 +127,26 @@ pub enum ShareError {
     Journal(#[from] JournalError),
 }
 
+/// Who a run lock's file says holds it: user@host, pid, since when.
+fn holder_in(file: &mut std::fs::File) -> String {
+    use std::io::Read;
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    match holder.trim() {
+        "" => "another process".to_string(),
+        text => text.to_string(),
+    }
+}
+
+/// What a watcher's header says when nobody holds the run: it finished, or the wizard that ran
+/// it is gone.
+pub fn nobody_holds(finished_at: Option<&str>) -> String {
+    match finished_at {
+        Some(at) => format!("nobody holds the run: it finished at {at}"),
+        None => "nobody holds the run: the wizard that ran it is gone".to_string(),
+    }
+}
+
 /// Holds a run for one wizard; released on drop, and by the kernel if the process dies.
 #[derive(Debug)]
 pub struct RunLock {
@@ -285,14 +305,12 @@ impl Journal {
             .ok_or_else(|| ShareError::NoGroup(group.to_string()))?
             .gid;
         let folder = self.path.parent().unwrap_or(Path::new("."));
-        let locks = self.path.with_file_name("locks");
+        let locks = self.locks_folder();
         let _ = std::fs::DirBuilder::new().mode(0o700).create(&locks);
         let mut files: Vec<(PathBuf, u32)> =
             vec![(folder.to_path_buf(), 0o2750), (locks.clone(), 0o2750)];
         for suffix in ["", "-wal", "-shm"] {
-            let mut name = self.path.clone().into_os_string();
-            name.push(suffix);
-            files.push((PathBuf::from(name), 0o640));
+            files.push((self.with_suffix(suffix), 0o640));
         }
         if let Ok(entries) = std::fs::read_dir(&locks) {
             files.extend(entries.flatten().map(|e| (e.path(), 0o640)));
@@ -431,8 +449,8 @@ impl Journal {
     /// Takes the run for this process, or says who has it. The lock is an advisory `flock` on a
     /// file beside the journal, so a crashed wizard never leaves a stale one behind.
     pub fn lock_run(&self, run_id: &str) -> Result<RunLock, JournalError> {
-        use std::io::{Read, Seek, Write};
-        let folder = self.path.with_file_name("locks");
+        use std::io::{Seek, Write};
+        let folder = self.locks_folder();
         let failed = |detail: String| JournalError::Write {
             path: folder.display().to_string(),
             detail,
@@ -444,7 +462,7 @@ impl Journal {
             .mode(0o750)
             .create(&folder)
             .map_err(|e| failed(e.to_string()))?;
-        let path = folder.join(format!("{run_id}.lock"));
+        let path = self.lock_path(run_id);
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -472,43 +490,39 @@ impl Journal {
                 let _ = locked.write_all(holder.as_bytes());
                 Ok(RunLock { _file: locked })
             }
-            Err((mut file, _)) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                Err(JournalError::Locked {
-                    run: run_id.to_string(),
-                    holder: if holder.trim().is_empty() {
-                        "another process".to_string()
-                    } else {
-                        holder.trim().to_string()
-                    },
-                })
-            }
+            Err((mut file, _)) => Err(JournalError::Locked {
+                run: run_id.to_string(),
+                holder: holder_in(&mut file),
+            }),
         }
     }
 
     /// Who holds a run, if anyone does: looked at without taking the run (a shared lock tried
     /// and let go at once, nothing written), so a watcher may ask as often as it likes.
     pub fn holder(&self, run_id: &str) -> Option<String> {
-        use std::io::Read;
-        let path = self
-            .path
-            .with_file_name("locks")
-            .join(format!("{run_id}.lock"));
-        let file = std::fs::File::open(path).ok()?;
+        let file = std::fs::File::open(self.lock_path(run_id)).ok()?;
         match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
             // Nobody holds it; the shared lock goes when it drops.
             Ok(_free) => None,
-            Err((mut file, _)) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                Some(if holder.trim().is_empty() {
-                    "another process".to_string()
-                } else {
-                    holder.trim().to_string()
-                })
-            }
+            Err((mut file, _)) => Some(holder_in(&mut file)),
         }
+    }
+
+    /// The folder of the run locks, beside the journal.
+    fn locks_folder(&self) -> PathBuf {
+        self.path.with_file_name("locks")
+    }
+
+    /// The lock file of a run.
+    fn lock_path(&self, run_id: &str) -> PathBuf {
+        self.locks_folder().join(format!("{run_id}.lock"))
+    }
+
+    /// The journal's path with `suffix` appended: its SQLite `-wal` and `-shm` files.
+    fn with_suffix(&self, suffix: &str) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(suffix);
+        PathBuf::from(name)
     }
 
     fn write_error(&self, e: sqlx::Error) -> JournalError {
@@ -641,11 +655,9 @@ impl Journal {
                 .ok()
                 .and_then(|m| Some((m.len(), m.modified().ok()?)))
         };
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
         Some([
             stamp(&self.path)?,
-            stamp(Path::new(&wal)).unwrap_or((0, std::time::UNIX_EPOCH)),
+            stamp(&self.with_suffix("-wal")).unwrap_or((0, std::time::UNIX_EPOCH)),
         ])
     }
 

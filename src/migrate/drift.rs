@@ -296,10 +296,7 @@ async fn replay(
             .await
             .map_err(|e| DriftError::Replay {
                 name: name.clone(),
-                error: e
-                    .as_database_error()
-                    .map(|d| format!("ERROR {}: {}", d.code().unwrap_or_default(), d.message()))
-                    .unwrap_or_else(|| e.to_string()),
+                error: super::server_error(&e),
             })?;
     }
     let _ = sqlx::Connection::close(conn).await;

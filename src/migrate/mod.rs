@@ -21,3 +21,11 @@ pub(crate) fn last_error_line(stderr: &[u8]) -> String {
         .trim()
         .to_string()
 }
+
+/// A statement's failure as the server put it, in one line: `ERROR 23502: …` (else the
+/// client's own error: a lost connection).
+pub(crate) fn server_error(err: &sqlx::Error) -> String {
+    err.as_database_error()
+        .map(|d| format!("ERROR {}: {}", d.code().unwrap_or_default(), d.message()))
+        .unwrap_or_else(|| err.to_string())
+}

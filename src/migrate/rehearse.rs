@@ -918,10 +918,7 @@ async fn apply_timed(
                     checksum,
                     line: super::lint::position(&text, start).0,
                     text: first_line(&sql),
-                    error: err
-                        .as_database_error()
-                        .map(|d| format!("ERROR {}: {}", d.code().unwrap_or_default(), d.message()))
-                        .unwrap_or_else(|| err.to_string()),
+                    error: super::server_error(&err),
                 };
                 if one_transaction {
                     hold_until(&mut file_timings, begun.elapsed());

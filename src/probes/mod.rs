@@ -78,6 +78,20 @@ pub struct Measured {
     pub fresh: bool,
 }
 
+impl Measured {
+    /// What a step of this run has just measured.
+    pub fn this_run(data: serde_json::Value) -> Measured {
+        Measured {
+            data,
+            source: format!(
+                "earlier in this run ({})",
+                chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+            ),
+            fresh: true,
+        }
+    }
+}
+
 /// What a probe may read besides the database: earlier measurements, by full step id (the
 /// row-count baseline).
 #[derive(Debug, Clone, Default)]

@@ -122,9 +122,7 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
             vec![]
         }
         Message::Holder(holder) => {
-            app.read_only = Some(holder.unwrap_or_else(|| {
-                "nobody holds the run: the wizard that ran it is gone".to_string()
-            }));
+            app.read_only = Some(holder.unwrap_or_else(|| crate::journal::nobody_holds(None)));
             vec![]
         }
         Message::FollowFailed(err) => {
@@ -201,17 +199,8 @@ fn engine_event(app: &mut App, event: Event) {
             duration,
         } => {
             if let Some(data) = &outcome.data {
-                app.measured.insert(
-                    id.clone(),
-                    crate::probes::Measured {
-                        data: data.clone(),
-                        source: format!(
-                            "earlier in this run ({})",
-                            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-                        ),
-                        fresh: true,
-                    },
-                );
+                app.measured
+                    .insert(id.clone(), crate::probes::Measured::this_run(data.clone()));
             }
             if let Some(state) = app.steps.get_mut(&id) {
                 app.notice = Some(format!(
