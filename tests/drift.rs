@@ -114,15 +114,18 @@ fn drift_replays_on_a_scratch_server_when_given_one() {
     let app = app();
     let migrations = app.path().join("prisma/migrations");
     let scratch = shared().url("postgres");
-    let same = run(&[
-        "drift",
-        "--database-url",
-        &url,
-        "--migrations",
-        migrations.to_str().unwrap(),
-        "--scratch-url",
-        &scratch,
-    ]);
+    let drift_on = |scratch: &str| {
+        run(&[
+            "drift",
+            "--database-url",
+            &url,
+            "--migrations",
+            migrations.to_str().unwrap(),
+            "--scratch-url",
+            scratch,
+        ])
+    };
+    let same = drift_on(&scratch);
     assert_eq!(same.status.code(), Some(0), "{}", stderr(&same));
     assert!(stdout(&same).starts_with("no drift"), "{}", stdout(&same));
     assert_eq!(
@@ -136,15 +139,7 @@ fn drift_replays_on_a_scratch_server_when_given_one() {
         "the scratch database was dropped"
     );
     assert_one_line_error(
-        &run(&[
-            "drift",
-            "--database-url",
-            &url,
-            "--migrations",
-            migrations.to_str().unwrap(),
-            "--scratch-url",
-            &url,
-        ]),
+        &drift_on(&url),
         2,
         "the scratch URL names the target database itself",
     );

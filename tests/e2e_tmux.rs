@@ -294,13 +294,7 @@ fn a_second_wizard_is_told_who_holds_the_run_and_can_watch_it_live() {
     watcher.keys(&["Enter"]);
     watcher.wait_for("Environment");
 
-    holder.keys(&["Enter"]);
-    holder.wait_for("Environment");
-    holder.keys(&["j", "j", "Enter"]);
-    holder.wait_for("A note for the record");
-    holder.keys(&["Enter"]);
-    holder.wait_for("✓ database_url");
-    watcher.wait_for("✓ database_url");
+    ticked_while_watched(&holder, &watcher);
 
     watcher.keys(&["Enter"]);
     watcher.wait_for("read-only");
@@ -779,6 +773,27 @@ impl Drop for Stopped {
     }
 }
 
+/// The watcher's header says it watches, and whom (their pid); it opens the Environment
+/// section.
+fn watching_the_holder(observer: &Tmux) {
+    observer.wait_for("WATCHING");
+    observer.wait_for(" pid ");
+    observer.keys(&["Enter"]);
+    observer.wait_for("Environment");
+}
+
+/// The operator opens Environment and ticks its third step (a manual one, no note), and the
+/// watcher sees it ticked.
+fn ticked_while_watched(operator: &Tmux, observer: &Tmux) {
+    operator.keys(&["Enter"]);
+    operator.wait_for("Environment");
+    operator.keys(&["j", "j", "Enter"]);
+    operator.wait_for("A note for the record");
+    operator.keys(&["Enter"]);
+    operator.wait_for("✓ database_url");
+    observer.wait_for("✓ database_url");
+}
+
 /// `cutover watch` with no run named follows the newest unfinished one, on the observer's own
 /// terminal size, from the URL the run recorded; the operator's step shows up on its screen.
 #[test]
@@ -803,19 +818,9 @@ fn an_observer_watches_the_newest_run_on_a_terminal_of_their_own() {
             home.path().display()
         ),
     );
-    observer.wait_for("WATCHING");
-    // The header names who holds the run.
-    observer.wait_for(" pid ");
-    observer.keys(&["Enter"]);
-    observer.wait_for("Environment");
+    watching_the_holder(&observer);
 
-    operator.keys(&["Enter"]);
-    operator.wait_for("Environment");
-    operator.keys(&["j", "j", "Enter"]);
-    operator.wait_for("A note for the record");
-    operator.keys(&["Enter"]);
-    operator.wait_for("✓ database_url");
-    observer.wait_for("✓ database_url");
+    ticked_while_watched(&operator, &observer);
     // The operator leaves: the observer is told.
     operator.keys(&["q"]);
     observer.wait_for("nobody holds the run: the wizard that ran it is gone");
@@ -889,18 +894,9 @@ fn another_account_of_the_shared_group_watches_the_run_live() {
             home.path().display()
         ),
     );
-    observer.wait_for("WATCHING");
-    observer.wait_for(" pid ");
-    observer.keys(&["Enter"]);
-    observer.wait_for("Environment");
+    watching_the_holder(&observer);
 
-    operator.keys(&["Enter"]);
-    operator.wait_for("Environment");
-    operator.keys(&["j", "j", "Enter"]);
-    operator.wait_for("A note for the record");
-    operator.keys(&["Enter"]);
-    operator.wait_for("✓ database_url");
-    observer.wait_for("✓ database_url");
+    ticked_while_watched(&operator, &observer);
     observer.keys(&["q"]);
     observer.wait_for("WATCH-EXITED");
     operator.keys(&["q"]);

@@ -160,24 +160,28 @@ fn a_migration_that_fails_on_the_copy_is_the_rehearsals_finding_and_the_deploy_w
 
     // The production deploy of the same script: warned before, told after.
     let database = url.rsplit('/').next().unwrap();
-    let deployed = cutover_in(
-        home.path(),
-        &[
-            "--runbook",
-            &runbook,
-            "check",
-            "--database-url",
-            &url,
-            "--confirm",
-            database,
-            "--format",
-            "json",
-        ],
-    )
-    .output()
-    .unwrap();
-    let report: serde_json::Value = serde_json::from_str(&stdout(&deployed)).unwrap();
-    let step = &report["steps"][0];
+    // The deploy step's report, from `check --confirm` on the target.
+    let deploy = || -> serde_json::Value {
+        let deployed = cutover_in(
+            home.path(),
+            &[
+                "--runbook",
+                &runbook,
+                "check",
+                "--database-url",
+                &url,
+                "--confirm",
+                database,
+                "--format",
+                "json",
+            ],
+        )
+        .output()
+        .unwrap();
+        let report: serde_json::Value = serde_json::from_str(&stdout(&deployed)).unwrap();
+        report["steps"][0].clone()
+    };
+    let step = &deploy();
     assert_eq!(step["status"], "fail", "{step}");
     let message = step["message"].as_str().unwrap();
     assert!(
@@ -203,24 +207,7 @@ fn a_migration_that_fails_on_the_copy_is_the_rehearsals_finding_and_the_deploy_w
     .unwrap();
     assert_eq!(resolved.status.code(), Some(0), "{}", stderr(&resolved));
     psql(&url, "TRUNCATE \"Tag\" CASCADE");
-    let deployed = cutover_in(
-        home.path(),
-        &[
-            "--runbook",
-            &runbook,
-            "check",
-            "--database-url",
-            &url,
-            "--confirm",
-            database,
-            "--format",
-            "json",
-        ],
-    )
-    .output()
-    .unwrap();
-    let report: serde_json::Value = serde_json::from_str(&stdout(&deployed)).unwrap();
-    let step = &report["steps"][0];
+    let step = &deploy();
     assert_eq!(step["status"], "warn", "{step}");
     let message = step["message"].as_str().unwrap();
     assert!(
