@@ -462,6 +462,9 @@ fn now_rfc3339() -> String {
 /// journal is read only when they changed.
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 
+/// How long a watcher goes at most without reading the journal, whatever its files say.
+const READ_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
+
 /// Follows what the run's holder records: the events after the last one seen, read when the
 /// journal's files change, sent to the event loop. Each batch's lag (from the newest event's
 /// recording, and the oldest's, to now) goes to the log, for the watch benchmark.
@@ -471,6 +474,7 @@ async fn follow(journal: Journal, run_id: String, messages: mpsc::Sender<Message
     let mut every = tokio::time::interval(FOLLOW_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut holder = journal.holder(&run_id);
+    let mut last_read = std::time::Instant::now();
     let mut looks: u32 = 0;
     loop {
         every.tick().await;
@@ -485,10 +489,14 @@ async fn follow(journal: Journal, run_id: String, messages: mpsc::Sender<Message
                 }
             }
         }
+        // A file's times move in the kernel's coarse ticks, and a write into a reused WAL may
+        // keep its size: an unchanged stamp can hide a write. Once a second the journal is
+        // read regardless, so nothing waits longer than that.
         let now = journal.change_stamp();
-        if now.is_some() && now == stamp {
+        if now.is_some() && now == stamp && last_read.elapsed() < READ_AT_LEAST_EVERY {
             continue;
         }
+        last_read = std::time::Instant::now();
         let message = match journal.events_after(&run_id, seen).await {
             Ok(new) => {
                 stamp = now;
