@@ -34,6 +34,9 @@ pub struct CheckOptions {
     pub journal: Option<Journal>,
     /// Whether this run is a rehearsal.
     pub rehearsal: bool,
+    /// The two-person rule ([`crate::approval::Gate::for_run`]): a confirmed destructive step
+    /// waits for a second person's `cutover approve`, said on standard error.
+    pub approval: Option<crate::approval::Gate>,
     /// On SIGTERM, SIGHUP or SIGINT, cancel the running steps (killing their process groups),
     /// record why, and end with the report (the binary sets it; a library caller keeps its
     /// own signal handling).
@@ -221,6 +224,8 @@ pub async fn run_check(
             .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))),
         measured,
         durations,
+        approval: options.approval.clone(),
+        operator: crate::journal::operator(),
         ..EngineConfig::default()
     };
     let run_id = match &options.journal {
@@ -301,6 +306,15 @@ pub async fn run_check(
                         duration_ms: duration.as_millis() as u64,
                     },
                 );
+            }
+            Event::Approval { id, approval } => {
+                // Headless, the second person needs the run and the step: said at once.
+                if let crate::approval::Approval::Requested(request) = approval {
+                    eprintln!(
+                        "{id} waits for a second person's approval ({}): from another account, `cutover approve {run_id} {id} --confirm {}`",
+                        request.action, request.database
+                    );
+                }
             }
             Event::BatchFinished => break,
             _ => {}

@@ -2,6 +2,7 @@
 //! migration. The layers, in one direction: `runbook` (data) → `engine` and `probes` (do
 //! things) → `Event`s → `output` and `tui` (and later the journal). `main.rs` wires them.
 
+pub mod approval;
 pub mod check;
 pub mod cluster;
 pub mod db;

@@ -78,12 +78,32 @@ enum Cmd {
         /// With --resume: watch a run another wizard has open, without changing it.
         #[arg(long, requires = "resume")]
         read_only: bool,
+        #[command(flatten)]
+        approval: ApprovalArgs,
     },
     /// Follow a run live on this terminal, at its own size, with your own navigation: a second
     /// engineer watching the one who runs it. Never runs a step.
     Watch {
         /// The run (an id or its start; default: the newest unfinished run of the journal).
         run: Option<String>,
+        /// Your name, when you share the operator's OS account: it is what the record says
+        /// approved (an approval from the operator's own account needs another person's name).
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+    },
+    /// Approve (or reject) a destructive step that waits for a second person, from another
+    /// terminal: the two-person rule of `--require-approval`.
+    Approve {
+        /// The run (an id or its start; `cutover runs` lists them).
+        run: String,
+        /// The step that waits (its full id, as the operator's screen shows it).
+        step: String,
+        /// The target database's name, typed to approve.
+        #[arg(long, value_name = "DATABASE", required_unless_present = "reject")]
+        confirm: Option<String>,
+        /// Reject it instead, saying why.
+        #[arg(long, value_name = "REASON", conflicts_with = "confirm")]
+        reject: Option<String>,
     },
     /// Run every automated step headless and print the results.
     Check(CheckArgs),
@@ -174,6 +194,38 @@ struct CheckArgs {
     /// Record this run as a rehearsal (the default is production).
     #[arg(long)]
     rehearsal: bool,
+    #[command(flatten)]
+    approval: ApprovalArgs,
+}
+
+/// The two-person rule, on `run` and `check`.
+#[derive(Debug, Args)]
+struct ApprovalArgs {
+    /// On a production run, each confirmed destructive step waits for a second person's
+    /// approval (`cutover watch`, or `cutover approve RUN STEP --confirm DATABASE`).
+    #[arg(long)]
+    require_approval: bool,
+    /// How long a step waits for its approval before it fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = cutover::approval::DEFAULT_TIMEOUT.as_secs(), requires = "require_approval")]
+    approval_timeout: u64,
+}
+
+impl ApprovalArgs {
+    /// The rule for a run, as `Gate::for_run` decides it for both front doors.
+    fn gate(
+        &self,
+        runbook: &Runbook,
+        production: bool,
+        journal: &Journal,
+    ) -> anyhow::Result<Option<cutover::approval::Gate>> {
+        Ok(cutover::approval::Gate::for_run(
+            self.require_approval,
+            runbook,
+            production,
+            Some(journal),
+            std::time::Duration::from_secs(self.approval_timeout),
+        )?)
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -246,6 +298,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         resume: None,
         new: false,
         read_only: false,
+        approval: ApprovalArgs {
+            require_approval: false,
+            approval_timeout: cutover::approval::DEFAULT_TIMEOUT.as_secs(),
+        },
     };
     match cli.command.unwrap_or(default) {
         Cmd::Run {
@@ -253,6 +309,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             resume,
             new,
             read_only,
+            approval,
         } => {
             let runbook = load_runbook(global.runbook.as_deref())?;
             check_variables(&runbook, &global)?;
@@ -285,6 +342,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(id) => (Some(journal.lock_run(id)?), None),
                 None => (None, None),
             };
+            let approval = approval.gate(&runbook, mode == RunMode::Production, &journal)?;
             let options = WizardOptions {
                 mode,
                 variables,
@@ -294,19 +352,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 journal: Some(journal),
                 resume,
                 watch,
+                approval,
+                approver: None,
             };
             require_terminal()?;
             tui::run(Arc::new(runbook), &target, options).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Watch { run } => watch(global, run).await,
+        Cmd::Watch { run, as_name } => watch(global, run, as_name).await,
+        Cmd::Approve {
+            run,
+            step,
+            confirm,
+            reject,
+        } => approve(&run, &step, confirm, reject).await,
         Cmd::Check(args) => {
             let runbook = load_runbook(global.runbook.as_deref())?;
             check_variables(&runbook, &global)?;
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
             let target = Target::resolve(global.database_url.as_deref(), &cwd)?;
             let journal = open_journal().await?;
+            let approval = args.approval.gate(&runbook, !args.rehearsal, &journal)?;
             let options = CheckOptions {
+                approval,
                 journal: Some(journal),
                 rehearsal: args.rehearsal,
                 only: args.only,
@@ -485,7 +553,11 @@ fn load_runbook(path: Option<&Path>) -> Result<Runbook, RunbookError> {
 
 /// `cutover watch [RUN]`: the run's own runbook and mode, read from the journal, on a wizard
 /// that only follows what the run records.
-async fn watch(global: Global, run: Option<String>) -> anyhow::Result<ExitCode> {
+async fn watch(
+    global: Global,
+    run: Option<String>,
+    as_name: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let journal = open_journal().await?;
     let run = match run {
         Some(id) => journal.run(&id).await?,
@@ -534,10 +606,79 @@ async fn watch(global: Global, run: Option<String>) -> anyhow::Result<ExitCode> 
         journal: Some(journal),
         resume: Some(run.id),
         watch: Some(holder),
+        approval: None,
+        approver: as_name,
     };
     require_terminal()?;
     tui::run(Arc::new(runbook), &target, options).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cutover approve RUN STEP`: a second person's answer to a step that waits for one, written
+/// beside the journal (another account's, with `--journal`); it waits a few seconds for the
+/// operator's cutover to record it.
+async fn approve(
+    run: &str,
+    step: &str,
+    confirm: Option<String>,
+    reject: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use cutover::approval::{self, Verdict};
+    let journal = open_journal().await?;
+    let run = journal.run(run).await?;
+    let events = journal.events(&run.id).await?;
+    let request = match approval::open_request(&events, step) {
+        Ok(request) if journal.holder(&run.id).is_some() => request,
+        Ok(_) => {
+            eprintln!(
+                "error: {step} of run {} is not waiting for approval: {}",
+                run.id,
+                journal::nobody_holds(run.finished_at.as_deref())
+            );
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+        Err(why) => {
+            eprintln!(
+                "error: {step} of run {} is not waiting for approval: {why}",
+                run.id
+            );
+            return Ok(ExitCode::from(EXIT_FAILED));
+        }
+    };
+    let verdict = match (confirm, reject) {
+        (_, Some(reason)) => Verdict::Reject { reason },
+        (Some(typed), None) => Verdict::Approve { typed },
+        (None, None) => anyhow::bail!("say --confirm DATABASE to approve, or --reject REASON"),
+    };
+    let folder = approval::folder_of(journal.path());
+    if let Err(err) = approval::answer(&folder, &run, step, &request, verdict, None) {
+        eprintln!("error: {err}");
+        return Ok(ExitCode::from(EXIT_FAILED));
+    }
+    // The operator's engine looks every 100 ms; its record says it was taken.
+    let seen = events.last().map_or(0, |e| e.seq);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        for event in journal.events_after(&run.id, seen).await? {
+            let said = match &event.entry {
+                journal::Entry::Approved(d) if d.request == request.request => {
+                    format!("approved {step} of run {} as {}", run.id, d.who())
+                }
+                journal::Entry::Rejected(d) if d.request == request.request => {
+                    format!("rejected {step} of run {} as {}", run.id, d.who())
+                }
+                _ => continue,
+            };
+            println!("{said}: the operator's cutover recorded it");
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(approval::POLL).await;
+    }
+    eprintln!(
+        "error: the answer is written, but the operator's cutover did not record it within 10 s (is it still running? `cutover watch {}` shows the run)",
+        run.id
+    );
+    Ok(ExitCode::from(EXIT_FAILED))
 }
 
 async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<ExitCode> {
@@ -585,6 +726,8 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
             journal: Some(open_journal().await?),
             resume: None,
             watch: None,
+            approval: None,
+            approver: None,
         };
         let traffic = tokio_util::sync::CancellationToken::new();
         demo::spawn_app_traffic(&url, traffic.clone());

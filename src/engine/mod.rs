@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::approval;
 use crate::db::Db;
 use crate::outcome::{Outcome, Status};
 use crate::probes;
@@ -141,6 +142,14 @@ pub enum Event {
         /// The migration, as recorded in `_prisma_migrations`, with its timings.
         migration: crate::migrate::deploy::Applied,
     },
+    /// A confirmed destructive step waits for a second person (the two-person rule), or
+    /// was answered.
+    Approval {
+        /// Full step id.
+        id: String,
+        /// The request, or what became of it.
+        approval: crate::approval::Approval,
+    },
     /// Every step of a `RunSteps` has finished.
     BatchFinished,
 }
@@ -171,6 +180,11 @@ pub struct EngineConfig {
     /// How long steps took when they last ran against this target, in milliseconds (from the
     /// journal): the longest start first.
     pub durations: HashMap<String, u64>,
+    /// The two-person rule: a confirmed destructive step waits for a second person's
+    /// approval (a production run that requires it).
+    pub approval: Option<crate::approval::Gate>,
+    /// user@host of the operator, for the approval request.
+    pub operator: String,
 }
 
 impl Default for EngineConfig {
@@ -187,6 +201,8 @@ impl Default for EngineConfig {
             workdir: PathBuf::from("."),
             measured: HashMap::new(),
             durations: HashMap::new(),
+            approval: None,
+            operator: String::new(),
         }
     }
 }
@@ -416,12 +432,20 @@ async fn run_one(
         Some(_) => u64::MAX,
         None => plan::expected_ms(step, &context.config.durations),
     };
+    let token = context.root.child_token();
+    lock(&context.running).insert(step.id.clone(), token.clone());
+    // The two-person rule: a confirmed destructive step waits here for a second person, before
+    // it takes a slot (past a destructive barrier nothing else runs meanwhile).
+    let approval = match &context.config.approval {
+        Some(gate) if blocked_by.is_none() && context.will_change(step, confirmed) => {
+            wait_for_approval(context, step, gate, &token).await
+        }
+        _ => Ok(None),
+    };
     let _slot = match blocked_by {
         None if plan::holds_a_connection(step) => context.connections.acquire(priority).await,
         _ => context.slots.acquire(priority).await,
     };
-    let token = context.root.child_token();
-    lock(&context.running).insert(step.id.clone(), token.clone());
     let _ = context
         .events
         .send(Event::StepStarted {
@@ -436,7 +460,20 @@ async fn run_one(
             Outcome::skip(format!("not run: it depends on {blocker}"))
         }
         Some(blocker) => Outcome::error(format!("not run: it depends on {blocker}")),
-        None => execute(context, step, &token, confirmed).await,
+        None => match approval {
+            Err(refused) => refused,
+            Ok(approved) => {
+                let mut outcome = execute(context, step, &token, confirmed).await;
+                if let Some(decision) = approved {
+                    outcome.details.push(format!(
+                        "approved by {} at {}",
+                        decision.who(),
+                        decision.decided_at
+                    ));
+                }
+                outcome
+            }
+        },
     };
     let outcome = redact_outcome(
         &read(&context.redactor),
@@ -650,6 +687,188 @@ async fn execute(
             }
         }
     }
+}
+
+/// Asks for a second person's approval of `step` and waits for the answer (the two-person
+/// rule): `Ok(Some(decision))` approved, `Ok(None)` nothing to approve (a variable has no
+/// value: the step skips itself), `Err(outcome)` rejected, timed out or cancelled: the step
+/// does not run.
+async fn wait_for_approval(
+    context: &Context,
+    step: &Step,
+    gate: &approval::Gate,
+    cancel: &CancellationToken,
+) -> Result<Option<approval::Decision>, Outcome> {
+    let Some((action, detail)) = describe(context, step).await else {
+        return Ok(None);
+    };
+    let redactor = read(&context.redactor).clone();
+    let target = context.db.target();
+    let request = approval::Request {
+        request: uuid::Uuid::now_v7().to_string(),
+        action: redactor.redact(&action).into_owned(),
+        detail: detail
+            .iter()
+            .map(|line| redactor.redact(line).into_owned())
+            .collect(),
+        target: target.to_string(),
+        database: target.database().to_string(),
+        operator: context.config.operator.clone(),
+    };
+    if let Err(err) = approval::ensure_folder(&gate.folder) {
+        return Err(Outcome::error(format!(
+            "cannot ask for approval: the answers' folder {}: {err}",
+            gate.folder.display()
+        )));
+    }
+    let path = gate.folder.join(format!("{}.json", request.request));
+    let id = step.id.clone();
+    let send = |approval: approval::Approval| {
+        context.events.send(Event::Approval {
+            id: id.clone(),
+            approval,
+        })
+    };
+    tracing::info!(step = %step.id, request = %request.request, "waiting for approval");
+    let _ = send(approval::Approval::Requested(request.clone())).await;
+    let asked = Instant::now();
+    loop {
+        match approval::read_answer(&path, |typed| target.confirms(typed)) {
+            Some(Ok((true, decision))) => {
+                tracing::info!(step = %step.id, by = %decision.by, "approved");
+                let _ = send(approval::Approval::Approved(decision.clone())).await;
+                return Ok(Some(decision));
+            }
+            Some(Ok((false, decision))) => {
+                tracing::info!(step = %step.id, by = %decision.by, "rejected");
+                let _ = send(approval::Approval::Rejected(decision.clone())).await;
+                let reason = decision.reason.clone().unwrap_or_default();
+                return Err(Outcome::fail(format!(
+                    "rejected by {}: {reason}; nothing was run",
+                    decision.who()
+                )));
+            }
+            Some(Err(why)) => {
+                // Not an answer that counts: said, set aside, and the step waits on.
+                tracing::warn!(step = %step.id, %why, "answer not taken");
+                let _ = std::fs::rename(&path, path.with_extension("refused"));
+                let _ = context
+                    .events
+                    .send(Event::StepOutput {
+                        id: step.id.clone(),
+                        stream: OutputStream::Stderr,
+                        text: format!("an answer to the approval request was not taken: {why}\n"),
+                    })
+                    .await;
+            }
+            None => {}
+        }
+        if asked.elapsed() >= gate.timeout {
+            let waited_s = asked.elapsed().as_secs();
+            let _ = send(approval::Approval::TimedOut {
+                request: request.request.clone(),
+                waited_s,
+            })
+            .await;
+            return Err(Outcome::fail(format!(
+                "no approval within {waited_s} s: nothing was run (a second person approves in `cutover watch`, or with `cutover approve RUN {} --confirm {}`)",
+                step.id,
+                target.database()
+            )));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(approval::POLL) => {}
+            () = cancel.cancelled() => return Err(Outcome::error(context.cancel_reason())),
+        }
+    }
+}
+
+/// What a destructive step will run, for its approver: one line, and the SQL or the command
+/// (for a deploy, the pending migrations' scripts). `None` when a variable it needs has no
+/// value (the step then skips itself, and there is nothing to approve).
+async fn describe(context: &Context, step: &Step) -> Option<(String, Vec<String>)> {
+    const MOST_LINES: usize = 400;
+    let variables = read(&context.variables).clone();
+    let verbatim = |text: &str| vars::substitute(text, &variables, vars::Quoting::Verbatim).ok();
+    match &step.action {
+        Action::Shell(shell) => {
+            let command = vars::substitute(&shell.command, &variables, vars::Quoting::Shell).ok()?;
+            let first = command.lines().next().unwrap_or_default().to_string();
+            Some((
+                format!("shell: {first}"),
+                command.lines().map(str::to_string).collect(),
+            ))
+        }
+        Action::Migrate(action) => {
+            let folder = context.config.workdir.join(verbatim(&action.migrations)?);
+            let named = match &action.migration {
+                Some(name) => Some(verbatim(name)?),
+                None => None,
+            };
+            let shown = folder.display();
+            let line = match action.op {
+                crate::runbook::MigrateOp::Deploy => {
+                    return Some(pending_scripts(context, &folder, MOST_LINES).await);
+                }
+                crate::runbook::MigrateOp::Baseline => {
+                    format!("baseline: record the live schema as 0_init of {shown}")
+                }
+                crate::runbook::MigrateOp::ResolveApplied => format!(
+                    "resolve: record {} as applied without running it",
+                    named.unwrap_or_default()
+                ),
+                crate::runbook::MigrateOp::ResolveRolledBack => format!(
+                    "resolve: record the failed {} as rolled back",
+                    named.unwrap_or_default()
+                ),
+                crate::runbook::MigrateOp::Rehearse => return None,
+            };
+            Some((line, Vec::new()))
+        }
+        _ => None,
+    }
+}
+
+/// "deploy: N pending migration(s) of FOLDER", and their scripts, each after a `-- name` line,
+/// at most `most` lines in all.
+async fn pending_scripts(context: &Context, folder: &std::path::Path, most: usize) -> (String, Vec<String>) {
+    let target = context.db.target();
+    let shown = folder.display();
+    let pending = match crate::migrate::deploy::connect(target).await {
+        Ok(mut conn) => crate::migrate::deploy::pending(&mut conn, target, folder)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let names = match pending {
+        Ok(names) => names,
+        Err(err) => {
+            return (
+                format!("deploy the pending migrations of {shown} (cannot list them: {err})"),
+                Vec::new(),
+            );
+        }
+    };
+    let mut lines = Vec::new();
+    for name in &names {
+        lines.push(format!("-- {name}"));
+        let script = std::fs::read_to_string(folder.join(name).join("migration.sql"))
+            .unwrap_or_default();
+        lines.extend(script.lines().map(str::to_string));
+    }
+    if lines.len() > most {
+        let more = lines.len() - most;
+        lines.truncate(most);
+        lines.push(format!("… {more} more line(s)"));
+    }
+    (
+        format!(
+            "deploy: {} pending migration(s) of {shown}: {}",
+            names.len(),
+            names.join(", ")
+        ),
+        lines,
+    )
 }
 
 /// Runs a database check, unless the server is known down (then it fails at once, with the

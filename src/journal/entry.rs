@@ -62,6 +62,19 @@ pub enum Entry {
     },
     /// A migration step applied one migration (recorded as it happens).
     MigrationApplied(crate::migrate::deploy::Applied),
+    /// A destructive step waits for a second person's approval (the two-person rule).
+    ApprovalRequested(crate::approval::Request),
+    /// A second person approved it.
+    Approved(crate::approval::Decision),
+    /// A second person rejected it, with a reason.
+    Rejected(crate::approval::Decision),
+    /// Nobody answered in time.
+    ApprovalTimedOut {
+        /// The request.
+        request: String,
+        /// How long it waited, in seconds.
+        waited_s: u64,
+    },
     /// A variable was given a value (masked when secret).
     VariableSet {
         /// Its name.
@@ -84,6 +97,10 @@ impl Entry {
             Entry::Signed { .. } => "signed",
             Entry::VariableSet { .. } => "variable_set",
             Entry::MigrationApplied(_) => "migration_applied",
+            Entry::ApprovalRequested(_) => "approval_requested",
+            Entry::Approved(_) => "approved",
+            Entry::Rejected(_) => "rejected",
+            Entry::ApprovalTimedOut { .. } => "approval_timed_out",
         }
     }
 }

@@ -297,7 +297,9 @@ impl Journal {
     /// Shares the journal with a Unix group, for an engineer of that group to watch its runs
     /// from their own account (`--share-group`): the data directory and the locks folder
     /// become `rwxr-s---` (new files keep the group), the journal and its WAL files and the
-    /// run locks `rw-r-----`, all in `group`. Nothing is readable by others.
+    /// run locks `rw-r-----`, the approvals folder `rwxrws--T` (the group answers approval
+    /// requests there; each answer stays its writer's), all in `group`. Nothing is readable by
+    /// others.
     pub fn share_with(&self, group: &str) -> Result<(), ShareError> {
         let gid = nix::unistd::Group::from_name(group)
             .ok()
@@ -307,8 +309,15 @@ impl Journal {
         let folder = self.path.parent().unwrap_or(Path::new("."));
         let locks = self.locks_folder();
         let _ = std::fs::DirBuilder::new().mode(0o700).create(&locks);
-        let mut files: Vec<(PathBuf, u32)> =
-            vec![(folder.to_path_buf(), 0o2750), (locks.clone(), 0o2750)];
+        // The answers to approval requests: the group writes there (the sticky bit keeps
+        // each answer its writer's).
+        let approvals = crate::approval::folder_of(&self.path);
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&approvals);
+        let mut files: Vec<(PathBuf, u32)> = vec![
+            (folder.to_path_buf(), 0o2750),
+            (locks.clone(), 0o2750),
+            (approvals, 0o3770),
+        ];
         for suffix in ["", "-wal", "-shm"] {
             files.push((self.with_suffix(suffix), 0o640));
         }

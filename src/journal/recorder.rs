@@ -99,6 +99,7 @@ impl Recorder {
                 self.record(Some(id), Entry::MigrationApplied(migration.clone()))
                     .await
             }
+            Event::Approval { id, approval } => self.record(Some(id), approval.entry()).await,
             Event::BatchFinished => Ok(()),
         }
     }

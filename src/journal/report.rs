@@ -153,10 +153,64 @@ fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
                 record.message = format!("signed by {name} as {role}");
                 record.when = Some(event.at);
             }
-            Entry::VariableSet { .. } | Entry::MigrationApplied(_) => {}
+            // The step's own outcome says what became of it; the approvals have their part.
+            Entry::VariableSet { .. }
+            | Entry::MigrationApplied(_)
+            | Entry::ApprovalRequested(_)
+            | Entry::Approved(_)
+            | Entry::Rejected(_)
+            | Entry::ApprovalTimedOut { .. } => {}
         }
     }
     records
+}
+
+/// "Approvals": each destructive step that waited for a second person (the two-person rule),
+/// when it asked, and who answered, from where, when (or that nobody did).
+fn approvals(out: &mut String, events: &[Recorded]) {
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut asked: HashMap<String, (String, String)> = HashMap::new();
+    for event in events {
+        let step = event.step_id.clone().unwrap_or_default();
+        let at = event.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let answer = match &event.entry {
+            Entry::ApprovalRequested(request) => {
+                asked.insert(request.request.clone(), (step, at));
+                continue;
+            }
+            Entry::Approved(decision) => (
+                &decision.request,
+                format!("approved by {} at {}", decision.who(), decision.decided_at),
+            ),
+            Entry::Rejected(decision) => (
+                &decision.request,
+                format!(
+                    "rejected by {} at {}: {}",
+                    decision.who(),
+                    decision.decided_at,
+                    decision.reason.as_deref().unwrap_or_default()
+                ),
+            ),
+            Entry::ApprovalTimedOut { request, waited_s } => {
+                (request, format!("nobody answered in {waited_s} s"))
+            }
+            _ => continue,
+        };
+        let (step, at) = asked.remove(answer.0).unwrap_or((step, at));
+        rows.push((step, at, answer.1));
+    }
+    for (step, at) in asked.into_values() {
+        rows.push((step, at, "not answered (the run stopped while it waited)".to_string()));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n## Approvals\n");
+    let _ = writeln!(out, "| Step | Asked | Answer |");
+    let _ = writeln!(out, "| --- | --- | --- |");
+    for (step, at, answer) in rows {
+        let _ = writeln!(out, "| `{step}` | {at} | {} |", md(&answer));
+    }
 }
 
 /// The Markdown go-live record of a run; `rehearsal` holds each step's and each migration's
@@ -249,12 +303,22 @@ pub fn markdown(
 
     migrations(&mut out, events, rehearsal);
     rehearsed(&mut out, rehearsal);
+    approvals(&mut out, events);
 
+    // The signatures, and the second person's approval of each destructive step.
     let signoffs: Vec<(String, String)> = events
         .iter()
         .filter_map(|e| match &e.entry {
             Entry::Signed { name, role } => Some((
                 format!("{name} ({role})"),
+                e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )),
+            Entry::Approved(decision) => Some((
+                format!(
+                    "{} (approved `{}` as the second person)",
+                    decision.who(),
+                    e.step_id.as_deref().unwrap_or_default()
+                ),
                 e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             )),
             _ => None,

@@ -240,6 +240,7 @@ impl Checker<'_> {
             name: raw.name,
             description: raw.description,
             variables,
+            require_approval: raw.require_approval,
             thresholds: raw.thresholds,
             sections,
             source: String::new(),

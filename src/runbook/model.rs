@@ -16,6 +16,9 @@ pub struct Runbook {
     pub description: String,
     /// Declared variables, by name.
     pub variables: BTreeMap<String, Variable>,
+    /// The two-person rule on production runs: each confirmed destructive step waits for a
+    /// second person's approval (as `--require-approval`).
+    pub require_approval: bool,
     /// Alert thresholds for monitoring and probes.
     pub thresholds: Thresholds,
     /// Sections in order; each is one screen of the wizard.

@@ -17,6 +17,8 @@ pub(super) struct RawRunbook {
     #[serde(default)]
     pub variables: BTreeMap<String, RawVariable>,
     #[serde(default)]
+    pub require_approval: bool,
+    #[serde(default)]
     pub thresholds: Thresholds,
     #[serde(default)]
     pub sections: Vec<RawSection>,

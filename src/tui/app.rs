@@ -101,6 +101,8 @@ pub struct StepState {
     pub output_dropped: usize,
     /// Its shell process (pid, which is its group's id, and command) while it runs.
     pub process: Option<(u32, String)>,
+    /// The approval it waits for (the two-person rule), until it is answered.
+    pub awaiting: Option<crate::approval::Request>,
 }
 
 impl StepState {
@@ -111,7 +113,25 @@ impl StepState {
             output: VecDeque::new(),
             output_dropped: 0,
             process: None,
+            awaiting: None,
         }
+    }
+
+    /// A request for approval came: the step waits, and its output pane shows what it will
+    /// run, on which target, for the approver to read.
+    pub fn await_approval(&mut self, request: &crate::approval::Request) {
+        self.output.clear();
+        self.output_dropped = 0;
+        let mut text = format!(
+            "waiting for a second person's approval (requested by {})\ntarget: {}\n{}\n",
+            request.operator, request.target, request.action
+        );
+        for line in &request.detail {
+            text.push_str(line);
+            text.push('\n');
+        }
+        self.push_output(OutputStream::Stdout, &text);
+        self.awaiting = Some(request.clone());
     }
 
     /// Keeps the lines of a chunk of output, dropping the oldest beyond [`OUTPUT_LINES_KEPT`]
@@ -203,6 +223,30 @@ pub enum InputPurpose {
         /// apply fails.
         warnings: Vec<String>,
     },
+    /// Watching: the database name, typed to approve a step that waits for a second person.
+    Approve {
+        /// Step id.
+        step: String,
+        /// Its request.
+        request: crate::approval::Request,
+    },
+    /// Watching: why a step that waits for a second person is rejected.
+    RejectReason {
+        /// Step id.
+        step: String,
+        /// Its request.
+        request: crate::approval::Request,
+    },
+}
+
+impl InputPurpose {
+    /// An observer's answer to a request for approval.
+    pub fn answers_approval(&self) -> bool {
+        matches!(
+            self,
+            InputPurpose::Approve { .. } | InputPurpose::RejectReason { .. }
+        )
+    }
 }
 
 /// A step's process group that outlived the session that started it.
@@ -309,6 +353,22 @@ pub struct App {
     pub measured: HashMap<String, crate::probes::Measured>,
     /// Where the steps run (a runbook's relative folders are read from here).
     pub workdir: std::path::PathBuf,
+    /// Watching as a possible approver: where answers go, the run, and the name given when
+    /// sharing the operator's account (`--as`).
+    pub approving: Option<Approving>,
+    /// The run's id in the journal.
+    pub run_id: String,
+}
+
+/// An observer's means to answer approval requests.
+#[derive(Debug, Clone)]
+pub struct Approving {
+    /// The answers' folder beside the journal.
+    pub folder: std::path::PathBuf,
+    /// The run watched.
+    pub run: crate::journal::Run,
+    /// The name given with `--as`.
+    pub name: Option<String>,
 }
 
 impl App {
@@ -352,6 +412,8 @@ impl App {
             read_only: None,
             measured: HashMap::new(),
             workdir: std::path::PathBuf::from("."),
+            approving: None,
+            run_id: String::new(),
         }
     }
 
@@ -444,7 +506,10 @@ impl App {
             {
                 self.variables.insert(name.clone(), value.clone());
             }
-            let Some(state) = event.step_id.as_ref().and_then(|id| self.steps.get_mut(id)) else {
+            let Some(step) = event.step_id.as_deref() else {
+                continue;
+            };
+            let Some(state) = self.steps.get_mut(step) else {
                 continue;
             };
             let at = event
@@ -453,6 +518,7 @@ impl App {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
             match &event.entry {
                 Entry::StepStarted => {
+                    state.awaiting = None;
                     state.status = if live {
                         StepStatus::Running {
                             since: Instant::now(),
@@ -475,6 +541,7 @@ impl App {
                     data,
                 } => {
                     state.process = None;
+                    state.awaiting = None;
                     state.status = StepStatus::Finished(Outcome {
                         status: *status,
                         message: message.clone(),
@@ -495,9 +562,48 @@ impl App {
                         at,
                     }
                 }
-                Entry::VariableSet { .. } | Entry::MigrationApplied(_) => {}
+                Entry::ApprovalRequested(request) if live => {
+                    state.status = StepStatus::Running {
+                        since: Instant::now(),
+                    };
+                    state.await_approval(request);
+                }
+                Entry::Approved(decision) => {
+                    state.awaiting = None;
+                    if live {
+                        self.notice = Some(format!("{step}: approved by {}", decision.who()));
+                    }
+                }
+                Entry::Rejected(decision) => {
+                    state.awaiting = None;
+                    if live {
+                        self.notice = Some(format!(
+                            "{step}: rejected by {}: {}",
+                            decision.who(),
+                            decision.reason.as_deref().unwrap_or_default()
+                        ));
+                    }
+                }
+                Entry::ApprovalTimedOut { .. } => state.awaiting = None,
+                Entry::ApprovalRequested(_)
+                | Entry::VariableSet { .. }
+                | Entry::MigrationApplied(_) => {}
             }
         }
+    }
+
+    /// The first step waiting for a second person's approval: the selected one if it waits,
+    /// else any, in runbook order.
+    pub fn awaiting_approval(&self) -> Option<(String, crate::approval::Request)> {
+        let waiting = |id: &str| {
+            self.steps
+                .get(id)
+                .and_then(|state| state.awaiting.clone())
+                .map(|request| (id.to_string(), request))
+        };
+        self.selected_step()
+            .and_then(|step| waiting(&step.id))
+            .or_else(|| self.runbook.steps().find_map(|step| waiting(&step.id)))
     }
 
     /// Whether a step is a sign-off.

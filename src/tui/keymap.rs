@@ -30,6 +30,10 @@ pub enum Action {
     SkipStep,
     /// Sign a sign-off step.
     SignOff,
+    /// Watching: approve a step waiting for a second person.
+    Approve,
+    /// Watching: reject a step waiting for a second person, with a reason.
+    Reject,
     /// Output: older lines.
     ScrollOutputUp,
     /// Output: newer lines.
@@ -143,6 +147,20 @@ pub const BINDINGS: &[Binding] = &[
         key_label: "g",
         short: "",
         help: "sign off (name; the role is the step's)",
+    },
+    Binding {
+        keys: &[KeyCode::Char('y')],
+        action: Action::Approve,
+        key_label: "y",
+        short: "",
+        help: "watching: approve a step that waits for you (type the database name)",
+    },
+    Binding {
+        keys: &[KeyCode::Char('n')],
+        action: Action::Reject,
+        key_label: "n",
+        short: "",
+        help: "watching: reject a step that waits for you, with a reason",
     },
     Binding {
         keys: &[KeyCode::Tab],

@@ -68,6 +68,11 @@ pub struct WizardOptions {
     pub resume: Option<String>,
     /// Watch the resumed run read-only: another wizard (this one) holds it.
     pub watch: Option<String>,
+    /// The two-person rule for this run ([`crate::approval::Gate::for_run`]).
+    pub approval: Option<crate::approval::Gate>,
+    /// Watching: the name this observer approves under when sharing the operator's account
+    /// (`--as`).
+    pub approver: Option<String>,
 }
 
 /// Opens the wizard on the real terminal and runs it until the person quits. The terminal is
@@ -133,6 +138,8 @@ where
             Some(journal) => journal.durations(&target.to_string()).await?,
             None => Default::default(),
         },
+        approval: options.approval.clone(),
+        operator: crate::journal::operator(),
         ..EngineConfig::default()
     };
     let measured = config.measured.clone();
@@ -219,6 +226,14 @@ where
         }
     }
     app.read_only = options.watch.clone();
+    app.run_id = run_id.clone();
+    if let (Some(journal), Some(_)) = (&options.journal, &app.read_only) {
+        app.approving = Some(app::Approving {
+            folder: crate::approval::folder_of(journal.path()),
+            run: journal.run(&run_id).await?,
+            name: options.approver.clone(),
+        });
+    }
     // A watcher writes nothing: it follows what the holder records.
     let recording = if app.read_only.is_some() {
         None
@@ -366,6 +381,14 @@ where
                     continue;
                 }
                 Command::CancelStep { id } => engine::Command::CancelStep { id },
+                Command::Answer {
+                    step,
+                    request,
+                    verdict,
+                } => {
+                    app.notice = Some(answer(app, &step, &request, verdict));
+                    continue;
+                }
                 Command::SetVariable { name, value } => {
                     engine::Command::SetVariable { name, value }
                 }
@@ -376,6 +399,31 @@ where
         }
     }
     Ok(())
+}
+
+/// Writes this observer's answer to an approval request; what to say of it.
+fn answer(
+    app: &App,
+    step: &str,
+    request: &crate::approval::Request,
+    verdict: crate::approval::Verdict,
+) -> String {
+    let Some(approving) = &app.approving else {
+        return "only an observer approves (`cutover watch`)".to_string();
+    };
+    let approve = matches!(verdict, crate::approval::Verdict::Approve { .. });
+    match crate::approval::answer(
+        &approving.folder,
+        &approving.run,
+        step,
+        request,
+        verdict,
+        approving.name.as_deref(),
+    ) {
+        Ok(_) if approve => format!("{step}: your approval is sent; the operator's cutover takes it"),
+        Ok(_) => format!("{step}: your rejection is sent; the operator's cutover takes it"),
+        Err(err) => err.to_string(),
+    }
 }
 
 /// Writes an engine event to the journal; a failure is shown, and the run goes on.

@@ -87,6 +87,15 @@ pub enum Command {
         /// Group ids.
         pids: Vec<u32>,
     },
+    /// Answer an approval request, as the observer (the two-person rule).
+    Answer {
+        /// The step waiting.
+        step: String,
+        /// Its request.
+        request: crate::approval::Request,
+        /// Approve or reject.
+        verdict: crate::approval::Verdict,
+    },
     /// Leave the wizard.
     Quit,
 }
@@ -119,6 +128,11 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
         Message::Tick => vec![],
         Message::Followed(events) => {
             app.follow(&events);
+            // An observer who may approve is asked at once, on the step's own screen.
+            let asked = events.iter().any(|e| matches!(e.entry, Entry::ApprovalRequested(_)));
+            if asked && app.approving.is_some() && app.overlay.is_none() {
+                return ask_for_approval(app, true);
+            }
             vec![]
         }
         Message::Holder(holder) => {
@@ -212,6 +226,37 @@ fn engine_event(app: &mut App, event: Event) {
                 state.duration = Some(duration);
                 state.process = None;
             }
+        }
+        Event::Approval { id, approval } => {
+            use crate::approval::Approval;
+            let Some(state) = app.steps.get_mut(&id) else {
+                return;
+            };
+            app.notice = Some(match &approval {
+                Approval::Requested(request) => {
+                    state.await_approval(request);
+                    format!(
+                        "{id} waits for a second person's approval: in `cutover watch`, or `cutover approve {} {id} --confirm {}`",
+                        app.run_id, request.database
+                    )
+                }
+                Approval::Approved(decision) => {
+                    state.awaiting = None;
+                    format!("{id}: approved by {}", decision.who())
+                }
+                Approval::Rejected(decision) => {
+                    state.awaiting = None;
+                    format!(
+                        "{id}: rejected by {}: {}",
+                        decision.who(),
+                        decision.reason.as_deref().unwrap_or_default()
+                    )
+                }
+                Approval::TimedOut { waited_s, .. } => {
+                    state.awaiting = None;
+                    format!("{id}: nobody approved it in {waited_s} s")
+                }
+            });
         }
         // Its output line says so; the journal keeps the record.
         Event::MigrationApplied { .. } | Event::BatchFinished => {}
@@ -327,6 +372,8 @@ fn act(app: &mut App, action: Action) -> Vec<Command> {
                 app.notice = Some(format!("{} is not a sign-off", step.id));
             }
         }
+        Action::Approve => return ask_for_approval(app, true),
+        Action::Reject => return ask_for_approval(app, false),
         Action::ScrollOutputUp => app.output_scroll += 1,
         Action::ScrollOutputDown => app.output_scroll = app.output_scroll.saturating_sub(1),
         Action::ScrollOutputPageUp => app.output_scroll += PAGE,
@@ -335,6 +382,39 @@ fn act(app: &mut App, action: Action) -> Vec<Command> {
         Action::TogglePanels => app.panels_open = !app.panels_open,
     }
     vec![]
+}
+
+/// Opens the observer's approval (or rejection) of the step that waits for a second person,
+/// on that step's screen, with what it will run in its output pane.
+fn ask_for_approval(app: &mut App, approve: bool) -> Vec<Command> {
+    if app.approving.is_none() {
+        app.notice = Some(
+            "a second person approves from their own terminal: `cutover watch` (or `cutover approve RUN STEP`)"
+                .to_string(),
+        );
+        return vec![];
+    }
+    let Some((step, request)) = app.awaiting_approval() else {
+        app.notice = Some("no step is waiting for approval".to_string());
+        return vec![];
+    };
+    if let Some(index) = app
+        .runbook
+        .sections
+        .iter()
+        .position(|s| s.steps.iter().any(|s| s.id == step))
+    {
+        open_section(app, index);
+        let position = app.section_steps().iter().position(|s| s.id == step);
+        app.selected = position.unwrap_or(0);
+        app.output_scroll = 0;
+    }
+    let purpose = if approve {
+        InputPurpose::Approve { step, request }
+    } else {
+        InputPurpose::RejectReason { step, request }
+    };
+    ask(app, purpose)
 }
 
 fn step_index(current: usize, count: usize, forward: bool) -> usize {
@@ -713,6 +793,29 @@ fn submit(app: &mut App, purpose: &InputPurpose, text: String) -> Result<Vec<Com
                 commands.extend(run(app, &step));
             }
             Ok(commands)
+        }
+        InputPurpose::Approve { step, request } => {
+            if text != request.database {
+                return Err(format!(
+                    "that is not the database name: type {} to approve, or Esc (n rejects)",
+                    request.database
+                ));
+            }
+            Ok(vec![Command::Answer {
+                step: step.clone(),
+                request: request.clone(),
+                verdict: crate::approval::Verdict::Approve { typed: text },
+            }])
+        }
+        InputPurpose::RejectReason { step, request } => {
+            if text.is_empty() {
+                return Err("say why it is rejected (the operator reads it)".to_string());
+            }
+            Ok(vec![Command::Answer {
+                step: step.clone(),
+                request: request.clone(),
+                verdict: crate::approval::Verdict::Reject { reason: text },
+            }])
         }
         InputPurpose::ConfirmDestructive { step, ids, .. } => {
             if text != app.database {

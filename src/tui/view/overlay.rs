@@ -72,11 +72,18 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             error,
         }) => {
             let (title, prompt) = describe(app, purpose);
-            let destructive = matches!(purpose, InputPurpose::ConfirmDestructive { .. });
+            let destructive = matches!(
+                purpose,
+                InputPurpose::ConfirmDestructive { .. } | InputPurpose::Approve { .. }
+            );
             let width = area.width.saturating_sub(4).min(72);
             // Words wrap early: one spare line over the plain character count.
             let text_width = width.saturating_sub(2).max(1) as usize;
-            let prompt_lines = (prompt.chars().count().div_ceil(text_width) + 1) as u16;
+            let prompt_lines = prompt
+                .split('\n')
+                .map(|line| line.chars().count().div_ceil(text_width).max(1))
+                .sum::<usize>() as u16
+                + 1;
             // Borders (2), prompt, field (3), error (1), keys (1).
             let dialog = centered(area, width, prompt_lines + 7);
             frame.render_widget(Clear, dialog);
@@ -120,7 +127,31 @@ fn describe(app: &App, purpose: &InputPurpose) -> (String, String) {
             .map(|s| s.title.clone())
             .unwrap_or_default()
     };
+    let request_lines = |step: &str, request: &crate::approval::Request| {
+        format!(
+            "{step}: {}, run by {}, waits for your approval.\nTarget: {}\n{}\n(what it runs is in the step's output pane)",
+            title_of(step),
+            request.operator,
+            request.target,
+            request.action,
+        )
+    };
     match purpose {
+        InputPurpose::Approve { step, request } => (
+            " Approve a destructive step ".to_string(),
+            format!(
+                "{}\nType the database name, {}, to approve it (Esc: not now; then n to reject):",
+                request_lines(step, request),
+                request.database
+            ),
+        ),
+        InputPurpose::RejectReason { step, request } => (
+            " Reject a destructive step ".to_string(),
+            format!(
+                "{}\nWhy do you reject it? (the operator reads it)",
+                request_lines(step, request)
+            ),
+        ),
         InputPurpose::TickNote { step } => (
             " Tick ".to_string(),
             format!(

@@ -49,6 +49,11 @@ fn render_steps(app: &App, frame: &mut Frame, area: Rect, title: &str, steps: &[
             let (symbol, style) = glyph(state);
             let short = step.id.rsplit('.').next().unwrap_or(&step.id);
             let mut duration = match state.map(|s| (&s.status, s.duration)) {
+                Some((StepStatus::Running { since }, _))
+                    if state.is_some_and(|s| s.awaiting.is_some()) =>
+                {
+                    format!("awaits approval {:.0}s", since.elapsed().as_secs_f64())
+                }
                 Some((StepStatus::Running { since }, _)) => {
                     format!("{:.0}s", since.elapsed().as_secs_f64())
                 }
@@ -122,6 +127,9 @@ fn render_detail(app: &App, frame: &mut Frame, area: Rect, step: &Step) {
         let (symbol, style) = glyph(Some(state));
         let result = match &state.status {
             StepStatus::Pending => "not run yet".to_string(),
+            StepStatus::Running { .. } if state.awaiting.is_some() => {
+                "waiting for a second person's approval…".to_string()
+            }
             StepStatus::Running { .. } => "running…".to_string(),
             StepStatus::Interrupted => {
                 "interrupted: outcome unknown (it was running when the last session ended); check by hand, then re-run, tick or skip it".to_string()
