@@ -73,7 +73,7 @@ fn main() {
         let lines = 500_000;
         let (bare, _) = flood(lines, None).await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let journal = Journal::open(dir.path()).await.expect("journal");
+        let journal = Journal::open(dir.path(), true).await.expect("journal");
         let (journaled, events) = flood(lines, Some(journal.clone())).await;
         let size = std::fs::metadata(dir.path().join("journal.sqlite3"))
             .map(|m| m.len())

@@ -121,7 +121,7 @@ fn main() {
             let report = runtime.block_on(async {
                 let options = CheckOptions {
                     only: vec![id.to_string()],
-                    journal: Some(Journal::open(home.path()).await.expect("journal")),
+                    journal: Some(Journal::open(home.path(), true).await.expect("journal")),
                     variables: BTreeMap::from([(
                         "app_dir".to_string(),
                         app.path().display().to_string(),

@@ -245,6 +245,12 @@ pub async fn run_check(
         }
         None => uuid::Uuid::now_v7().to_string(),
     };
+    // The run is this process's while it runs: a watcher, or a second person asked for an
+    // approval, sees who holds it.
+    let _lock = match &options.journal {
+        Some(journal) => Some(journal.lock_run(&run_id)?),
+        None => None,
+    };
     let mut recorder = Recorder::new(options.journal.clone(), run_id.clone());
     let mut handle = engine::spawn(runbook.clone(), db.clone(), config);
     let _ = handle

@@ -439,7 +439,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Runs => {
-            let journal = open_journal().await?;
+            let journal = open_journal_as_it_is().await?;
             let runs = journal.runs().await?;
             if runs.is_empty() {
                 println!("no runs yet in {}", journal.path().display());
@@ -474,7 +474,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Report { run, last, format } => {
-            let journal = open_journal().await?;
+            let journal = open_journal_as_it_is().await?;
             let run = match (run, last) {
                 (Some(id), _) => journal.run(&id).await?,
                 (None, _) => journal.runs().await?.into_iter().next().ok_or_else(|| {
@@ -558,7 +558,7 @@ async fn watch(
     run: Option<String>,
     as_name: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let journal = open_journal().await?;
+    let journal = open_journal_as_it_is().await?;
     let run = match run {
         Some(id) => journal.run(&id).await?,
         None => journal
@@ -624,7 +624,7 @@ async fn approve(
     reject: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     use cutover::approval::{self, Verdict};
-    let journal = open_journal().await?;
+    let journal = open_journal_as_it_is().await?;
     let run = journal.run(run).await?;
     let events = journal.events(&run.id).await?;
     let request = match approval::open_request(&events, step) {
@@ -811,6 +811,19 @@ fn data_dir() -> Option<PathBuf> {
 
 /// Opens the journal in the data directory; an unusable one stops everything before it runs.
 async fn open_journal() -> anyhow::Result<Journal> {
+    open_journal_keeping(false).await
+}
+
+/// The journal for a command that starts no run (`runs`, `report`, `watch`, `approve`): its
+/// sharing is left as the last run or check set it.
+async fn open_journal_as_it_is() -> anyhow::Result<Journal> {
+    open_journal_keeping(true).await
+}
+
+/// The journal the command line names: another account's (`--journal`, read-only), else this
+/// account's, shared with `--share-group`, or, for a command that starts a run, made private
+/// again without it (unless `keep`).
+async fn open_journal_keeping(keep: bool) -> anyhow::Result<Journal> {
     let (path, group) = JOURNAL_CHOICE.get().cloned().unwrap_or_default();
     if let Some(path) = path {
         return Ok(Journal::open_shared(&path).await?);
@@ -818,7 +831,7 @@ async fn open_journal() -> anyhow::Result<Journal> {
     let dir = data_dir().ok_or_else(|| {
         anyhow::anyhow!("no data directory: set CUTOVER_HOME to a writable folder")
     })?;
-    let journal = Journal::open(&dir).await?;
+    let journal = Journal::open(&dir, group.is_none() && !keep).await?;
     if let Some(group) = group {
         journal.share_with(&group)?;
     }

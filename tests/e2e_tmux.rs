@@ -823,7 +823,7 @@ fn an_observer_watches_the_newest_run_on_a_terminal_of_their_own() {
     ticked_while_watched(&operator, &observer);
     // The operator leaves: the observer is told.
     operator.keys(&["q"]);
-    observer.wait_for("nobody holds the run: the wizard that ran it is gone");
+    observer.wait_for("nobody holds the run: the operator is gone (their cutover ended)");
     observer.keys(&["q"]);
     observer.wait_for("WATCH-EXITED");
 

@@ -344,7 +344,7 @@ fn every_connection_to_the_target_has_tcp_keepalives() {
 /// The output lines a run's journal holds.
 fn journaled_output(home: &Path) -> Vec<String> {
     block_on(async {
-        let journal = cutover::journal::Journal::open(home).await.unwrap();
+        let journal = cutover::journal::Journal::open(home, true).await.unwrap();
         let mut lines = Vec::new();
         for run in journal.runs().await.unwrap() {
             for event in journal.events(&run.id).await.unwrap() {
@@ -458,7 +458,7 @@ fn sigterm_sighup_and_sigint_cancel_the_running_step_record_why_and_exit() {
             "{signal}: the group was killed before exit"
         );
         let finished = block_on(async {
-            let journal = cutover::journal::Journal::open(home.path()).await.unwrap();
+            let journal = cutover::journal::Journal::open(home.path(), true).await.unwrap();
             let run = journal.runs().await.unwrap().remove(0);
             let events = journal.events(&run.id).await.unwrap();
             journal.close().await;

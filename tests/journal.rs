@@ -298,7 +298,7 @@ fn output_is_kept_as_it_is_the_journal_is_no_bigger_and_its_log_is_emptied_when_
     let lines = 400_000;
     let output: String = (1..=lines).map(|n| format!("{n}\n")).collect();
     block_on(async {
-        let journal = Journal::open(home.path()).await.unwrap();
+        let journal = Journal::open(home.path(), true).await.unwrap();
         let run = journal
             .create_run(NewRun {
                 runbook_name: "flood".into(),

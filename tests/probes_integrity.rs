@@ -268,7 +268,7 @@ fn journaled_step_of(
     id: &str,
 ) -> cutover::check::StepReport {
     block_on(async {
-        let journal = cutover::journal::Journal::open(home)
+        let journal = cutover::journal::Journal::open(home, true)
             .await
             .expect("journal opens");
         let options = cutover::check::CheckOptions {

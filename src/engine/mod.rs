@@ -771,9 +771,7 @@ async fn wait_for_approval(
             })
             .await;
             return Err(Outcome::fail(format!(
-                "no approval within {waited_s} s: nothing was run (a second person approves in `cutover watch`, or with `cutover approve RUN {} --confirm {}`)",
-                step.id,
-                target.database()
+                "nobody approved it within {waited_s} s: nothing was run"
             )));
         }
         tokio::select! {
@@ -793,11 +791,15 @@ async fn describe(context: &Context, step: &Step) -> Option<(String, Vec<String>
     match &step.action {
         Action::Shell(shell) => {
             let command = vars::substitute(&shell.command, &variables, vars::Quoting::Shell).ok()?;
-            let first = command.lines().next().unwrap_or_default().to_string();
-            Some((
-                format!("shell: {first}"),
-                command.lines().map(str::to_string).collect(),
-            ))
+            // One line is said in full; a script is shown below its first line.
+            let lines: Vec<String> = command.trim().lines().map(str::to_string).collect();
+            match lines.as_slice() {
+                [one] => Some((format!("shell: {one}"), Vec::new())),
+                _ => Some((
+                    format!("shell script of {} lines:", lines.len()),
+                    lines,
+                )),
+            }
         }
         Action::Migrate(action) => {
             let folder = context.config.workdir.join(verbatim(&action.migrations)?);

@@ -143,7 +143,7 @@ fn holder_in(file: &mut std::fs::File) -> String {
 pub fn nobody_holds(finished_at: Option<&str>) -> String {
     match finished_at {
         Some(at) => format!("nobody holds the run: it finished at {at}"),
-        None => "nobody holds the run: the wizard that ran it is gone".to_string(),
+        None => "nobody holds the run: the operator is gone (their cutover ended)".to_string(),
     }
 }
 
@@ -232,8 +232,9 @@ pub struct Journal {
 
 impl Journal {
     /// Opens (creating if needed) the journal in `data_dir`; folders are made 0700 and the
-    /// file 0600. An existing file that is damaged or newer is reported and left as it is.
-    pub async fn open(data_dir: &Path) -> Result<Journal, JournalError> {
+    /// file 0600, and with `private` a journal shared with a group (`share_with`) is made 0600
+    /// again. An existing file that is damaged or newer is reported and left as it is.
+    pub async fn open(data_dir: &Path, private: bool) -> Result<Journal, JournalError> {
         let directory_error = |detail: String| JournalError::Directory {
             path: data_dir.display().to_string(),
             detail,
@@ -254,7 +255,8 @@ impl Journal {
                 .mode(0o600)
                 .open(&path)
                 .map_err(|e| directory_error(e.to_string()))?;
-        } else if let Ok(meta) = std::fs::metadata(&path)
+        } else if private
+            && let Ok(meta) = std::fs::metadata(&path)
             && meta.permissions().mode() & 0o077 != 0
         {
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));

@@ -109,6 +109,18 @@ fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
     let mut records: HashMap<String, StepRecord> = HashMap::new();
     for event in events {
         let Some(id) = &event.step_id else { continue };
+        // The step's own outcome says what became of it; the approvals have their part.
+        if matches!(
+            event.entry,
+            Entry::VariableSet { .. }
+                | Entry::MigrationApplied(_)
+                | Entry::ApprovalRequested(_)
+                | Entry::Approved(_)
+                | Entry::Rejected(_)
+                | Entry::ApprovalTimedOut { .. }
+        ) {
+            continue;
+        }
         let record = records.entry(id.clone()).or_default();
         match &event.entry {
             Entry::StepStarted => {
@@ -153,7 +165,6 @@ fn replay(events: &[Recorded]) -> HashMap<String, StepRecord> {
                 record.message = format!("signed by {name} as {role}");
                 record.when = Some(event.at);
             }
-            // The step's own outcome says what became of it; the approvals have their part.
             Entry::VariableSet { .. }
             | Entry::MigrationApplied(_)
             | Entry::ApprovalRequested(_)
@@ -315,7 +326,7 @@ pub fn markdown(
             )),
             Entry::Approved(decision) => Some((
                 format!(
-                    "{} (approved `{}` as the second person)",
+                    "{}: approved `{}` as the second person",
                     decision.who(),
                     e.step_id.as_deref().unwrap_or_default()
                 ),
