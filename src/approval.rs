@@ -190,9 +190,7 @@ pub enum ApprovalError {
         why: String,
     },
     /// The database name does not match.
-    #[error(
-        "`{typed}` is not the target's database name: type `{database}` exactly to approve"
-    )]
+    #[error("`{typed}` is not the target's database name: type `{database}` exactly to approve")]
     WrongDatabase {
         /// What was typed.
         typed: String,
@@ -200,7 +198,9 @@ pub enum ApprovalError {
         database: String,
     },
     /// The rule needs a journal to ask through.
-    #[error("the two-person rule needs the journal (the request and the answer are recorded there)")]
+    #[error(
+        "the two-person rule needs the journal (the request and the answer are recorded there)"
+    )]
     NoJournal,
     /// The answer cannot be written.
     #[error(
@@ -302,7 +302,9 @@ pub fn answer(
     let answer = Answer {
         request: request.request.clone(),
         approve,
-        name: name.map(|n| n.trim().to_string()).filter(|_| shared_account),
+        name: name
+            .map(|n| n.trim().to_string())
+            .filter(|_| shared_account),
         typed,
         reason,
         from: ssh_client(),

@@ -206,7 +206,7 @@ struct ApprovalArgs {
     #[arg(long)]
     require_approval: bool,
     /// How long a step waits for its approval before it fails.
-    #[arg(long, value_name = "SECONDS", default_value_t = cutover::approval::DEFAULT_TIMEOUT.as_secs(), requires = "require_approval")]
+    #[arg(long, value_name = "SECONDS", default_value_t = cutover::approval::DEFAULT_TIMEOUT.as_secs())]
     approval_timeout: u64,
 }
 

@@ -839,18 +839,10 @@ fn an_observer_watches_the_newest_run_on_a_terminal_of_their_own() {
 /// The test makes the group and the account (CI runs as root).
 #[test]
 fn another_account_of_the_shared_group_watches_the_run_live() {
-    if !nix::unistd::getuid().is_root() {
-        eprintln!("skipped: making a second OS account needs root (CI runs as root)");
+    let Some(watcher) = second_account() else {
         return;
-    }
-    const GROUP: &str = "cutover-pair-test";
-    const WATCHER: &str = "cutover-watcher-test";
-    let _ = Command::new("groupadd").arg(GROUP).status();
-    let _ = Command::new("useradd")
-        .args(["-M", "-G", GROUP, "-s", "/bin/sh", WATCHER])
-        .status();
+    };
     let bin = env!("CARGO_BIN_EXE_cutover");
-    let watcher_home = format!("/tmp/{WATCHER}-{}", std::process::id());
 
     // Not shared: refused on one line, naming the permission missing.
     let private = tempfile::tempdir().unwrap();
@@ -860,15 +852,7 @@ fn another_account_of_the_shared_group_watches_the_run_live() {
             .unwrap()
             .success()
     );
-    let refused = Command::new("runuser")
-        .args(["-u", WATCHER, "--", "env"])
-        .arg(format!("CUTOVER_HOME={watcher_home}"))
-        .arg(bin)
-        .arg("--journal")
-        .arg(private.path().join("journal.sqlite3"))
-        .arg("runs")
-        .output()
-        .unwrap();
+    let refused = watcher.cutover(private.path(), &["runs"]).output().unwrap();
     assert_one_line_error(
         &refused,
         2,
@@ -881,7 +865,7 @@ fn another_account_of_the_shared_group_watches_the_run_live() {
         110,
         32,
         &format!(
-            "CUTOVER_HOME={} {bin} --share-group {GROUP} run --rehearsal --database-url '{url}'; sleep 60",
+            "CUTOVER_HOME={} {bin} --share-group {PAIR_GROUP} run --rehearsal --database-url '{url}'; sleep 60",
             home.path().display()
         ),
     );
@@ -890,7 +874,8 @@ fn another_account_of_the_shared_group_watches_the_run_live() {
         140,
         40,
         &format!(
-            "runuser -u {WATCHER} -- env CUTOVER_HOME={watcher_home} {bin} --journal {}/journal.sqlite3 watch; echo WATCH-EXITED; sleep 60",
+            "{} --journal {}/journal.sqlite3 watch; echo WATCH-EXITED; sleep 60",
+            watcher.shell_prefix(""),
             home.path().display()
         ),
     );
@@ -900,5 +885,4 @@ fn another_account_of_the_shared_group_watches_the_run_live() {
     observer.keys(&["q"]);
     observer.wait_for("WATCH-EXITED");
     operator.keys(&["q"]);
-    let _ = std::fs::remove_dir_all(&watcher_home);
 }

@@ -458,7 +458,9 @@ fn sigterm_sighup_and_sigint_cancel_the_running_step_record_why_and_exit() {
             "{signal}: the group was killed before exit"
         );
         let finished = block_on(async {
-            let journal = cutover::journal::Journal::open(home.path(), true).await.unwrap();
+            let journal = cutover::journal::Journal::open(home.path(), true)
+                .await
+                .unwrap();
             let run = journal.runs().await.unwrap().remove(0);
             let events = journal.events(&run.id).await.unwrap();
             journal.close().await;

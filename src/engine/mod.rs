@@ -790,15 +790,13 @@ async fn describe(context: &Context, step: &Step) -> Option<(String, Vec<String>
     let verbatim = |text: &str| vars::substitute(text, &variables, vars::Quoting::Verbatim).ok();
     match &step.action {
         Action::Shell(shell) => {
-            let command = vars::substitute(&shell.command, &variables, vars::Quoting::Shell).ok()?;
+            let command =
+                vars::substitute(&shell.command, &variables, vars::Quoting::Shell).ok()?;
             // One line is said in full; a script is shown below its first line.
             let lines: Vec<String> = command.trim().lines().map(str::to_string).collect();
             match lines.as_slice() {
                 [one] => Some((format!("shell: {one}"), Vec::new())),
-                _ => Some((
-                    format!("shell script of {} lines:", lines.len()),
-                    lines,
-                )),
+                _ => Some((format!("shell script of {} lines:", lines.len()), lines)),
             }
         }
         Action::Migrate(action) => {
@@ -833,7 +831,11 @@ async fn describe(context: &Context, step: &Step) -> Option<(String, Vec<String>
 
 /// "deploy: N pending migration(s) of FOLDER", and their scripts, each after a `-- name` line,
 /// at most `most` lines in all.
-async fn pending_scripts(context: &Context, folder: &std::path::Path, most: usize) -> (String, Vec<String>) {
+async fn pending_scripts(
+    context: &Context,
+    folder: &std::path::Path,
+    most: usize,
+) -> (String, Vec<String>) {
     let target = context.db.target();
     let shown = folder.display();
     let pending = match crate::migrate::deploy::connect(target).await {
@@ -854,8 +856,8 @@ async fn pending_scripts(context: &Context, folder: &std::path::Path, most: usiz
     let mut lines = Vec::new();
     for name in &names {
         lines.push(format!("-- {name}"));
-        let script = std::fs::read_to_string(folder.join(name).join("migration.sql"))
-            .unwrap_or_default();
+        let script =
+            std::fs::read_to_string(folder.join(name).join("migration.sql")).unwrap_or_default();
         lines.extend(script.lines().map(str::to_string));
     }
     if lines.len() > most {

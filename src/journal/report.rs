@@ -211,7 +211,11 @@ fn approvals(out: &mut String, events: &[Recorded]) {
         rows.push((step, at, answer.1));
     }
     for (step, at) in asked.into_values() {
-        rows.push((step, at, "not answered (the run stopped while it waited)".to_string()));
+        rows.push((
+            step,
+            at,
+            "not answered (the run stopped while it waited)".to_string(),
+        ));
     }
     if rows.is_empty() {
         return;

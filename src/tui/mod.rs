@@ -420,7 +420,9 @@ fn answer(
         verdict,
         approving.name.as_deref(),
     ) {
-        Ok(_) if approve => format!("{step}: your approval is sent; the operator's cutover takes it"),
+        Ok(_) if approve => {
+            format!("{step}: your approval is sent; the operator's cutover takes it")
+        }
         Ok(_) => format!("{step}: your rejection is sent; the operator's cutover takes it"),
         Err(err) => err.to_string(),
     }

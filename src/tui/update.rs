@@ -129,7 +129,9 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
         Message::Followed(events) => {
             app.follow(&events);
             // An observer who may approve is asked at once, on the step's own screen.
-            let asked = events.iter().any(|e| matches!(e.entry, Entry::ApprovalRequested(_)));
+            let asked = events
+                .iter()
+                .any(|e| matches!(e.entry, Entry::ApprovalRequested(_)));
             if asked && app.approving.is_some() && app.overlay.is_none() {
                 return ask_for_approval(app, true);
             }

@@ -384,3 +384,71 @@ pub fn read_pid(path: &std::path::Path) -> i32 {
     });
     pid.unwrap()
 }
+
+/// A second OS account in a group shared with root, for the pairing tests: made once (CI runs
+/// as root); `None` when this is not root, and the test says it skipped.
+pub struct SecondAccount {
+    /// Its data directory (its logs; it reads the operator's journal with `--journal`).
+    pub home: std::path::PathBuf,
+}
+
+/// The group the operator shares the journal with.
+pub const PAIR_GROUP: &str = "cutover-pair-test";
+/// The second account, in [`PAIR_GROUP`].
+pub const WATCHER: &str = "cutover-watcher-test";
+
+pub fn second_account() -> Option<SecondAccount> {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: making a second OS account needs root (CI runs as root)");
+        return None;
+    }
+    static MADE: OnceLock<()> = OnceLock::new();
+    MADE.get_or_init(|| {
+        let _ = std::process::Command::new("groupadd")
+            .arg(PAIR_GROUP)
+            .status();
+        let _ = std::process::Command::new("useradd")
+            .args(["-M", "-G", PAIR_GROUP, "-s", "/bin/sh", WATCHER])
+            .status();
+    });
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    Some(SecondAccount {
+        home: std::env::temp_dir().join(format!(
+            "{WATCHER}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        )),
+    })
+}
+
+impl SecondAccount {
+    /// The shell words that run cutover as this account (for tmux), with `env` set first.
+    pub fn shell_prefix(&self, env: &str) -> String {
+        format!(
+            "runuser -u {WATCHER} -- env CUTOVER_HOME={} NO_COLOR=1 {env} {}",
+            self.home.display(),
+            env!("CARGO_BIN_EXE_cutover")
+        )
+    }
+
+    /// cutover as this account, reading the journal of `operator_home`.
+    pub fn cutover(&self, operator_home: &std::path::Path, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new("runuser");
+        command
+            .args(["-u", WATCHER, "--", "env"])
+            .arg(format!("CUTOVER_HOME={}", self.home.display()))
+            .arg("NO_COLOR=1")
+            .arg(env!("CARGO_BIN_EXE_cutover"))
+            .arg("--journal")
+            .arg(operator_home.join("journal.sqlite3"))
+            .args(args)
+            .current_dir(std::env::temp_dir());
+        command
+    }
+}
+
+impl Drop for SecondAccount {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
