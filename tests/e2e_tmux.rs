@@ -665,31 +665,7 @@ fn a_resumed_run_names_the_processes_a_killed_session_left_and_ends_them() {
 fn the_demo_rehearsed_on_a_fresh_dump_shows_its_timings_in_the_production_walk() {
     let home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    cutover::demo::write_app(work.path()).unwrap();
-    let app_dir = work.path().display().to_string();
-    let mut demo = Stopped(
-        cutover_in(
-            home.path(),
-            &[
-                "demo",
-                "--print-url",
-                "--var",
-                &format!("app_dir={app_dir}"),
-            ],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
-    let mut reader = std::io::BufReader::new(demo.0.stdout.take().unwrap());
-    let mut url = String::new();
-    std::io::BufRead::read_line(&mut reader, &mut url).unwrap();
-    let url = url.trim().to_string();
-    assert!(
-        url.starts_with("postgres"),
-        "the demo prints its URL: {url:?}"
-    );
+    let (_demo, url, app_dir) = demo_database(home.path(), work.path());
 
     let migrations = work.path().join("prisma/migrations");
     let rehearsed = cutover_in(
@@ -762,6 +738,37 @@ fn the_demo_rehearsed_on_a_fresh_dump_shows_its_timings_in_the_production_walk()
 
 /// A demo stopped as Ctrl-C stops it (its cluster and files removed) when the test ends, even
 /// when it fails.
+/// `cutover demo --print-url` with the sample app written to `work`: the demo (stopped on
+/// drop), its URL, and the app's folder.
+fn demo_database(home: &std::path::Path, work: &std::path::Path) -> (Stopped, String, String) {
+    cutover::demo::write_app(work).unwrap();
+    let app_dir = work.display().to_string();
+    let mut demo = Stopped(
+        cutover_in(
+            home,
+            &[
+                "demo",
+                "--print-url",
+                "--var",
+                &format!("app_dir={app_dir}"),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let mut reader = std::io::BufReader::new(demo.0.stdout.take().unwrap());
+    let mut url = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut url).unwrap();
+    let url = url.trim().to_string();
+    assert!(
+        url.starts_with("postgres"),
+        "the demo prints its URL: {url:?}"
+    );
+    (demo, url, app_dir)
+}
+
 struct Stopped(std::process::Child);
 
 impl Drop for Stopped {
@@ -885,4 +892,203 @@ fn another_account_of_the_shared_group_watches_the_run_live() {
     observer.keys(&["q"]);
     observer.wait_for("WATCH-EXITED");
     operator.keys(&["q"]);
+}
+
+/// A runbook whose one step is destructive: it writes `changed.txt` where it runs.
+const DESTRUCTIVE_RUNBOOK: &str = r#"
+name = "two-person rule"
+
+[[sections]]
+id = "apply"
+title = "Apply"
+
+[[sections.steps]]
+id = "change"
+title = "Change the database"
+kind = "shell"
+command = "echo changed > changed.txt"
+destructive = true
+"#;
+
+/// The two-person rule on one shared account: the operator confirms a destructive step and it
+/// waits; an observer who gave no name of their own is the operator for the rule, and is told
+/// so; one who did (`watch --as alice`) rejects it with a reason, and the operator's step fails
+/// with it, nothing run.
+#[test]
+fn an_observer_sharing_the_operators_account_rejects_a_destructive_step_with_a_reason() {
+    let url = fresh_database();
+    let database = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let runbook = write_runbook(work.path(), DESTRUCTIVE_RUNBOOK);
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let operator = Tmux::start(
+        170,
+        32,
+        &format!(
+            "cd {} && CUTOVER_HOME={} {bin} run --runbook {runbook} --database-url '{url}' --require-approval; sleep 60",
+            work.path().display(),
+            home.path().display()
+        ),
+    );
+    operator.wait_for("● connected");
+    operator.keys(&["Enter"]);
+    operator.wait_for("┌ Apply");
+    operator.keys(&["Enter"]);
+    operator.wait_for("┌ Destructive step");
+    operator.keys(&["-l", &database]);
+    operator.keys(&["Enter"]);
+    operator.wait_for("awaits approval");
+    operator.wait_for("waiting for a second person's approval");
+
+    let watch = |name: &str| {
+        let observer = Tmux::start(
+            130,
+            40,
+            &format!(
+                "CUTOVER_HOME={} {bin} watch {name}; echo WATCH-EXITED; sleep 60",
+                home.path().display()
+            ),
+        );
+        // Asked at once, on the step's screen, with what it runs and where.
+        observer.wait_for("Approve a destructive step");
+        observer.wait_for("shell: echo changed > changed.txt");
+        observer.wait_for(&format!("/{database}"));
+        observer
+    };
+    let unnamed = watch("");
+    unnamed.keys(&["-l", &database]);
+    unnamed.keys(&["Enter"]);
+    unnamed.wait_for("you are the operator of run");
+    unnamed.keys(&["q"]);
+    unnamed.wait_for("WATCH-EXITED");
+
+    let alice = watch("--as alice");
+    alice.keys(&["Escape"]);
+    alice.keys(&["n"]);
+    alice.wait_for("Why do you reject it?");
+    alice.keys(&["-l", "the backup is not verified"]);
+    alice.keys(&["Enter"]);
+    operator.wait_for("✗ change");
+    operator.wait_for("rejected by alice (");
+    alice.wait_for("✗ change");
+    assert!(!work.path().join("changed.txt").exists(), "nothing ran");
+    alice.keys(&["q"]);
+    operator.keys(&["q"]);
+
+    let report = cutover_in(home.path(), &["report", "--last"])
+        .output()
+        .unwrap();
+    let md = stdout(&report);
+    assert!(
+        md.contains("rejected by alice (") && md.contains("the operator's own account"),
+        "the record says the account was shared: {md}"
+    );
+    assert!(md.contains("the backup is not verified"), "{md}");
+}
+
+/// Done when: two engineers, each on their own terminal and OS account, run and watch the
+/// demo's migration in production under the two-person rule. The baseline and the deploy
+/// each wait until the observer approves them in their own terminal, the deploy's scripts on
+/// the observer's screen; the report names the operator and the approver.
+#[test]
+fn the_demo_deploy_waits_for_the_approval_of_an_observer_on_another_account() {
+    let Some(watcher) = second_account() else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (_demo, url, app_dir) = demo_database(home.path(), work.path());
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let operator = Tmux::start(
+        160,
+        45,
+        &format!(
+            "CUTOVER_HOME={} {bin} --share-group {PAIR_GROUP} run --database-url '{url}' --var app_dir={app_dir} --require-approval; echo WIZARD-EXITED; sleep 60",
+            home.path().display()
+        ),
+    );
+    operator.wait_for_within("Overview", 60);
+    let observer = Tmux::start(
+        140,
+        45,
+        &format!(
+            "{} --journal {}/journal.sqlite3 watch; echo WATCH-EXITED; sleep 60",
+            watcher.shell_prefix("SSH_CONNECTION='203.0.113.9 50022 10.0.0.1 22'"),
+            home.path().display()
+        ),
+    );
+    observer.wait_for("WATCHING");
+
+    // Baseline: confirmed by the operator, approved by the observer.
+    operator.keys(&["Down", "Down", "Down", "Enter"]);
+    operator.wait_for("┌ Baseline");
+    operator.keys(&["Down", "Enter"]);
+    operator.wait_for("Type the database name, sightline");
+    operator.keys(&["-l", "sightline"]);
+    operator.keys(&["Enter"]);
+    operator.wait_for("awaits approval");
+    observer.wait_for("Approve a destructive step");
+    observer.wait_for("baseline: record the live schema");
+    observer.keys(&["-l", "sightline"]);
+    observer.keys(&["Enter"]);
+    operator.wait_for("the database is baselined, nothing to do");
+
+    // Apply: what the deploy needs runs first; the deploy itself waits for the observer,
+    // whose screen shows the six pending migrations.
+    operator.keys(&["Right"]);
+    operator.wait_for("┌ Apply");
+    operator.keys(&["Down"; 7]);
+    operator.keys(&["Enter"]);
+    operator.wait_for("Run what it needs first?");
+    operator.keys(&["Enter"]);
+    operator.wait_for("Type the database name, sightline");
+    operator.keys(&["-l", "sightline"]);
+    operator.keys(&["Enter"]);
+    operator.wait_for_within("awaits approval", 180);
+    observer.wait_for("Approve a destructive step");
+    observer.wait_for("deploy: 6 pending migration(s)");
+    assert!(
+        !operator.screen().contains("applying "),
+        "nothing is applied before the approval"
+    );
+    observer.keys(&["-l", "sightline"]);
+    observer.keys(&["Enter"]);
+    operator.wait_for_within("applied 6 migration(s)", 120);
+    observer.wait_for(&format!("approved by {WATCHER} ({WATCHER}@"));
+    observer.keys(&["q"]);
+    observer.wait_for("WATCH-EXITED");
+    operator.keys(&["q"]);
+    operator.wait_for("WIZARD-EXITED");
+
+    let md = stdout(
+        &cutover_in(home.path(), &["report", "--last"])
+            .output()
+            .unwrap(),
+    );
+    let operator_name = cutover::journal::operator();
+    assert!(
+        md.contains(&format!("| Operator | {operator_name} |")),
+        "{md}"
+    );
+    let approvals: Vec<&str> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Sign-offs"))
+        .filter(|l| l.contains("as the second person"))
+        .collect();
+    assert_eq!(approvals.len(), 2, "the baseline's and the deploy's: {md}");
+    assert!(
+        approvals
+            .iter()
+            .all(|l| l.contains(&format!("{WATCHER} ({WATCHER}@"))
+                && l.contains("over SSH from 203.0.113.9")),
+        "{md}"
+    );
 }

@@ -261,7 +261,7 @@ where
     }
     // Leaving with steps still running (quit anyway, a signal, a terminal gone): they are
     // cancelled, their process groups killed, and how they ended recorded, before we go.
-    if app.anything_running() {
+    if app.anything_running() && app.read_only.is_none() {
         if app.stop_reason.is_none()
             && let Err(err) = &result
         {
@@ -530,6 +530,11 @@ async fn follow(journal: Journal, run_id: String, messages: mpsc::Sender<Message
         every.tick().await;
         // Who holds the run, every 2 s: the header says when the operator's wizard is gone.
         looks = looks.wrapping_add(1);
+        // A run nobody held from the start: said once its events are in (the first look
+        // read them), so that what it had in flight shows as interrupted.
+        if looks == 2 && holder.is_none() && messages.send(Message::Holder(None)).await.is_err() {
+            return;
+        }
         if looks.is_multiple_of(20) {
             let now = journal.holder(&run_id);
             if now != holder {

@@ -138,6 +138,21 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
             vec![]
         }
         Message::Holder(holder) => {
+            if holder.is_none() {
+                // The operator's cutover is gone: what it had in flight is interrupted, and
+                // nothing waits for an answer any more.
+                for state in app.steps.values_mut() {
+                    if matches!(state.status, StepStatus::Running { .. }) {
+                        state.status = StepStatus::Interrupted;
+                        state.awaiting = None;
+                    }
+                }
+                if let Some(Overlay::Input { purpose, .. }) = &app.overlay
+                    && purpose.answers_approval()
+                {
+                    app.overlay = None;
+                }
+            }
             app.read_only = Some(holder.unwrap_or_else(|| crate::journal::nobody_holds(None)));
             vec![]
         }
@@ -285,7 +300,8 @@ fn act(app: &mut App, action: Action) -> Vec<Command> {
     }
     match action {
         Action::Quit => {
-            if app.anything_running() {
+            // A watcher runs nothing: leaving cancels nothing.
+            if app.anything_running() && app.read_only.is_none() {
                 app.overlay = Some(Overlay::ConfirmQuit);
                 return vec![];
             }
