@@ -313,14 +313,15 @@ pub async fn run_check(
                     },
                 );
             }
-            Event::Approval { id, approval } => {
-                // Headless, the second person needs the run and the step: said at once.
-                if let crate::approval::Approval::Requested(request) = approval {
-                    eprintln!(
-                        "{id} waits for a second person's approval ({}): from another account, `cutover approve {run_id} {id} --confirm {}`",
-                        request.action, request.database
-                    );
-                }
+            // Headless, the second person needs the run and the step: said at once.
+            Event::Approval {
+                id,
+                approval: crate::approval::Approval::Requested(request),
+            } => {
+                eprintln!(
+                    "{id} waits for a second person's approval ({}): from another account, `cutover approve {run_id} {id} --confirm {}`",
+                    request.action, request.database
+                );
             }
             Event::BatchFinished => break,
             _ => {}

@@ -893,3 +893,120 @@ fn the_deploy_confirmation_says_what_the_rehearsal_found_while_the_script_is_unc
     press(&mut app, &[KeyCode::Enter]);
     assert!(confirmation(&app).is_empty());
 }
+
+/// An observer who may approve, watching a production run in which the deploy asks for a
+/// second person's approval.
+fn observer_asked_for_the_deploy() -> (App, Vec<Command>) {
+    let mut app = app();
+    app.read_only =
+        Some("alice@bastion pid 4242 over SSH from 10.0.0.7 since 2026-12-02T09:00:00Z".into());
+    app.approving = Some(cutover::tui::app::Approving {
+        folder: std::env::temp_dir().join("cutover-tui-test-approvals"),
+        run: cutover::journal::Run {
+            id: "01a2373e-2ed3-7587-8535-72632a3e922d".into(),
+            runbook_name: "Sightline".into(),
+            runbook_hash: String::new(),
+            target: app.target.clone(),
+            mode: "production".into(),
+            operator: "alice@bastion".into(),
+            origin: "wizard".into(),
+            started_at: "2026-12-02T09:00:00Z".into(),
+            finished_at: None,
+        },
+        name: None,
+    });
+    let request = cutover::approval::Request {
+        request: "01a2373e-0000-7000-8000-000000000001".into(),
+        action: "deploy: 1 pending migration(s) of prisma/migrations: 20261130100000_add_progress"
+            .into(),
+        detail: vec![
+            "-- 20261130100000_add_progress".into(),
+            "ALTER TABLE \"Summary\" ADD COLUMN \"progress\" INTEGER;".into(),
+        ],
+        target: app.target.clone(),
+        database: "sightline".into(),
+        operator: "alice@bastion".into(),
+    };
+    let commands = update(
+        &mut app,
+        Message::Followed(vec![Recorded {
+            seq: 7,
+            at: chrono::DateTime::parse_from_rfc3339("2026-12-02T09:05:00Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+            step_id: Some("apply.deploy".into()),
+            entry: Entry::ApprovalRequested(request),
+        }]),
+    );
+    (app, commands)
+}
+
+#[test]
+fn snapshot_an_observer_asked_to_approve_the_deploy_120x40() {
+    let (mut app, commands) = observer_asked_for_the_deploy();
+    assert!(commands.is_empty(), "{commands:?}");
+    type_text(&mut app, "sightlin");
+    insta::assert_snapshot!(draw(&app, 120, 40));
+}
+
+#[test]
+fn the_observer_approves_with_the_database_name_or_rejects_with_a_reason() {
+    use cutover::approval::Verdict;
+    let (mut approving, _) = observer_asked_for_the_deploy();
+    type_text(&mut approving, "sightlin");
+    let commands = update(&mut approving, key(KeyCode::Enter));
+    assert!(
+        commands.is_empty(),
+        "a wrong name answers nothing: {commands:?}"
+    );
+    type_text(&mut approving, "e");
+    let commands = update(&mut approving, key(KeyCode::Enter));
+    assert!(
+        matches!(
+            commands.as_slice(),
+            [Command::Answer { step, verdict: Verdict::Approve { typed }, .. }]
+                if step == "apply.deploy" && typed == "sightline"
+        ),
+        "{commands:?}"
+    );
+
+    let (mut rejecting, _) = observer_asked_for_the_deploy();
+    press(&mut rejecting, &[KeyCode::Esc, KeyCode::Char('n')]);
+    assert!(
+        update(&mut rejecting, key(KeyCode::Enter)).is_empty(),
+        "a reason is needed"
+    );
+    type_text(&mut rejecting, "not before the backup is verified");
+    let commands = update(&mut rejecting, key(KeyCode::Enter));
+    assert!(
+        matches!(
+            commands.as_slice(),
+            [Command::Answer { verdict: Verdict::Reject { reason }, .. }]
+                if reason == "not before the backup is verified"
+        ),
+        "{commands:?}"
+    );
+
+    // The operator's cutover goes away: the question closes, the step is interrupted.
+    let (mut gone, _) = observer_asked_for_the_deploy();
+    update(&mut gone, Message::Holder(None));
+    assert!(gone.overlay.is_none());
+    assert_eq!(
+        gone.state("apply.deploy").unwrap().status,
+        StepStatus::Interrupted
+    );
+    // Only an observer is asked: the operator's own `y` says who approves.
+    let mut operator = app();
+    select(&mut operator, "apply.deploy");
+    press(&mut operator, &[KeyCode::Char('y')]);
+    assert!(operator.overlay.is_none());
+    assert!(
+        operator
+            .notice
+            .as_deref()
+            .unwrap_or_default()
+            .contains("cutover watch"),
+        "{:?}",
+        operator.notice
+    );
+}

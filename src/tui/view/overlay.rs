@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::styled;
 use crate::tui::app::{App, InputPurpose, Overlay};
-use crate::tui::keymap::BINDINGS;
+use crate::tui::keymap::{Action, BINDINGS};
 
 /// Paints the open dialog, if any, over `area`.
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
@@ -214,8 +214,11 @@ fn describe(app: &App, purpose: &InputPurpose) -> (String, String) {
 
 fn help(app: &App, frame: &mut Frame, area: Rect) {
     let bold = styled(app, Style::default().add_modifier(Modifier::BOLD));
+    // The observer's keys are shown to an observer only.
+    let observer_keys = [Action::Approve, Action::Reject];
     let mut lines: Vec<Line> = BINDINGS
         .iter()
+        .filter(|binding| app.approving.is_some() || !observer_keys.contains(&binding.action))
         .map(|binding| {
             Line::from(vec![
                 Span::styled(format!("{:>8}  ", binding.key_label), bold),
