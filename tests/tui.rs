@@ -987,6 +987,32 @@ fn the_observer_approves_with_the_database_name_or_rejects_with_a_reason() {
         "{commands:?}"
     );
 
+    // Someone else answered first: the question closes, and says why.
+    let (mut late, _) = observer_asked_for_the_deploy();
+    update(
+        &mut late,
+        Message::Followed(vec![Recorded {
+            seq: 8,
+            at: chrono::Utc::now(),
+            step_id: Some("apply.deploy".into()),
+            entry: Entry::Approved(cutover::approval::Decision {
+                request: "01a2373e-0000-7000-8000-000000000001".into(),
+                by: "carol".into(),
+                account: "carol@bastion".into(),
+                from: None,
+                reason: None,
+                decided_at: "2026-12-02T09:06:00Z".into(),
+            }),
+        }]),
+    );
+    assert!(late.overlay.is_none());
+    assert_eq!(
+        late.notice.as_deref(),
+        Some(
+            "apply.deploy no longer waits for approval (apply.deploy: approved by carol (carol@bastion))"
+        )
+    );
+
     // The operator's cutover goes away: the question closes, the step is interrupted.
     let (mut gone, _) = observer_asked_for_the_deploy();
     update(&mut gone, Message::Holder(None));

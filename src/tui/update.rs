@@ -128,6 +128,27 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
         Message::Tick => vec![],
         Message::Followed(events) => {
             app.follow(&events);
+            // A question whose step no longer waits (answered by someone else, timed out,
+            // cancelled) closes.
+            if let Some(Overlay::Input {
+                purpose:
+                    InputPurpose::Approve { step, .. } | InputPurpose::RejectReason { step, .. },
+                ..
+            }) = &app.overlay
+                && app
+                    .steps
+                    .get(step)
+                    .is_none_or(|state| state.awaiting.is_none())
+            {
+                app.notice = Some(format!(
+                    "{step} no longer waits for approval{}",
+                    app.notice
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
+                ));
+                app.overlay = None;
+            }
             // An observer who may approve is asked at once, on the step's own screen.
             let asked = events
                 .iter()
