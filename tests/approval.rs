@@ -11,22 +11,6 @@ use std::process::{Child, Command, Stdio};
 
 use common::*;
 
-/// A runbook whose one step is destructive: it writes `changed.txt` in its working folder.
-const RUNBOOK: &str = r#"
-name = "two-person rule"
-
-[[sections]]
-id = "apply"
-title = "Apply"
-
-[[sections.steps]]
-id = "change"
-title = "Change the database"
-kind = "shell"
-command = "echo changed > changed.txt"
-destructive = true
-"#;
-
 /// A headless production check of `runbook` with the confirmation given; `extra` adds flags.
 fn check(home: &Path, work: &Path, url: &str, runbook: &str, extra: &[&str]) -> Command {
     let runbook = write_runbook(work, runbook);
@@ -89,14 +73,18 @@ impl Waiting {
     }
 }
 
-fn database_of(url: &str) -> String {
-    url.rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string()
+/// A production check under the rule, its journal shared with the second account's group,
+/// once its step waits.
+fn shared_and_waiting(home: &Path, work: &Path, url: &str) -> Waiting {
+    let mut command = check(
+        home,
+        work,
+        url,
+        DESTRUCTIVE_RUNBOOK,
+        &["--require-approval"],
+    );
+    command.args(["--share-group", PAIR_GROUP]);
+    until_it_waits(command)
 }
 
 fn report_md(home: &Path, run: &str) -> String {
@@ -113,7 +101,7 @@ fn the_operators_own_account_cannot_approve_and_nobody_answering_fails_the_step(
         home.path(),
         work.path(),
         &url,
-        RUNBOOK,
+        DESTRUCTIVE_RUNBOOK,
         &["--require-approval", "--approval-timeout", "3"],
     );
     let waiting = until_it_waits(command);
@@ -177,15 +165,7 @@ fn a_second_account_approves_the_step_runs_and_the_record_names_both() {
     let work = tempfile::tempdir().unwrap();
     let url = fresh_database();
     let database = database_of(&url);
-    let mut command = check(
-        home.path(),
-        work.path(),
-        &url,
-        RUNBOOK,
-        &["--require-approval"],
-    );
-    command.args(["--share-group", PAIR_GROUP]);
-    let waiting = until_it_waits(command);
+    let waiting = shared_and_waiting(home.path(), work.path(), &url);
     let run = waiting.run.clone();
 
     let wrong = approver
@@ -256,15 +236,7 @@ fn a_rejection_fails_the_step_with_its_reason_and_runs_nothing() {
     let home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let url = fresh_database();
-    let mut command = check(
-        home.path(),
-        work.path(),
-        &url,
-        RUNBOOK,
-        &["--require-approval"],
-    );
-    command.args(["--share-group", PAIR_GROUP]);
-    let waiting = until_it_waits(command);
+    let waiting = shared_and_waiting(home.path(), work.path(), &url);
     let run = waiting.run.clone();
     let rejected = approver
         .cutover(
@@ -303,7 +275,7 @@ fn a_rehearsal_is_not_held_and_a_runbook_can_require_approval_itself() {
         home.path(),
         work.path(),
         &url,
-        RUNBOOK,
+        DESTRUCTIVE_RUNBOOK,
         &["--require-approval", "--rehearsal"],
     )
     .output()
@@ -314,7 +286,7 @@ fn a_rehearsal_is_not_held_and_a_runbook_can_require_approval_itself() {
     std::fs::remove_file(work.path().join("changed.txt")).unwrap();
 
     // The runbook's own setting holds a production run without the flag.
-    let required = format!("require_approval = true\n{RUNBOOK}");
+    let required = format!("require_approval = true\n{DESTRUCTIVE_RUNBOOK}");
     let waiting = until_it_waits(check(
         home.path(),
         work.path(),
@@ -337,7 +309,7 @@ fn an_answer_from_the_operators_account_counts_only_with_another_persons_name() 
     let home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let url = fresh_database();
-    let runbook = runbook_from(RUNBOOK);
+    let runbook = runbook_from(DESTRUCTIVE_RUNBOOK);
     block_on(async {
         let journal = Journal::open(home.path(), true).await.unwrap();
         let gate = Gate::for_run(

@@ -905,14 +905,7 @@ fn a_server_that_stops_mid_migration_ends_the_deploy_and_leaves_the_row_open() {
     let (mut cluster, url) = own_cluster(
         cutover::cluster::ClusterOptions::default().setting("synchronous_commit", "on"),
     );
-    let database = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let database = database_of(&url);
     cluster
         .psql(&database, "DROP TABLE _prisma_migrations")
         .unwrap();

@@ -894,22 +894,6 @@ fn another_account_of_the_shared_group_watches_the_run_live() {
     operator.keys(&["q"]);
 }
 
-/// A runbook whose one step is destructive: it writes `changed.txt` where it runs.
-const DESTRUCTIVE_RUNBOOK: &str = r#"
-name = "two-person rule"
-
-[[sections]]
-id = "apply"
-title = "Apply"
-
-[[sections.steps]]
-id = "change"
-title = "Change the database"
-kind = "shell"
-command = "echo changed > changed.txt"
-destructive = true
-"#;
-
 /// The two-person rule on one shared account: the operator confirms a destructive step and it
 /// waits; an observer who gave no name of their own is the operator for the rule, and is told
 /// so; one who did (`watch --as alice`) rejects it with a reason, and the operator's step fails
@@ -917,14 +901,7 @@ destructive = true
 #[test]
 fn an_observer_sharing_the_operators_account_rejects_a_destructive_step_with_a_reason() {
     let url = fresh_database();
-    let database = url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_string();
+    let database = database_of(&url);
     let home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let runbook = write_runbook(work.path(), DESTRUCTIVE_RUNBOOK);

@@ -102,10 +102,6 @@ fn index(table: &str, columns: &[&str], unique: bool) -> ExpectedIndex {
     }
 }
 
-fn database_of(url: &str) -> &str {
-    url.rsplit('/').next().unwrap().split('?').next().unwrap()
-}
-
 #[test]
 fn a_metrics_sample_of_a_fresh_database_has_sane_values() {
     let target = monitored(&fresh_database());
@@ -132,7 +128,7 @@ fn connections_used_counts_other_sessions_but_not_cutovers_own() {
     // The sampler's own pooled session is open while it counts.
     assert_eq!(target.sample(&mut sampler).connections_used, 0);
     let _sessions: Vec<Session> = (0..3)
-        .map(|_| background_psql_on(&cluster, database_of(&url), "SELECT pg_sleep(60)"))
+        .map(|_| background_psql_on(&cluster, &database_of(&url), "SELECT pg_sleep(60)"))
         .collect();
     wait_until("three more sessions are counted", 30, || {
         target.sample(&mut sampler).connections_used == 3
@@ -303,7 +299,7 @@ fn an_index_left_by_a_failed_unique_concurrent_build_is_invalid() {
            VALUES ('twin1', 'twin1', 'TOPIC', '2020-01-01'), ('twin2', 'twin2', 'TOPIC', '2020-01-01')"#,
     );
     let failed = shared().psql(
-        database_of(&url),
+        &database_of(&url),
         r#"CREATE UNIQUE INDEX CONCURRENTLY "Tag_createdAt_key" ON "Tag" ("createdAt")"#,
     );
     assert!(failed.is_err(), "the unique build must fail on duplicates");

@@ -452,3 +452,25 @@ impl Drop for SecondAccount {
         let _ = std::fs::remove_dir_all(&self.home);
     }
 }
+
+/// The database name of a URL (what a destructive step's confirmation types).
+pub fn database_of(url: &str) -> String {
+    let path = url.rsplit('/').next().unwrap();
+    path.split('?').next().unwrap().to_string()
+}
+
+/// A runbook whose one step is destructive: it writes `changed.txt` where it runs.
+pub const DESTRUCTIVE_RUNBOOK: &str = r#"
+name = "two-person rule"
+
+[[sections]]
+id = "apply"
+title = "Apply"
+
+[[sections.steps]]
+id = "change"
+title = "Change the database"
+kind = "shell"
+command = "echo changed > changed.txt"
+destructive = true
+"#;
