@@ -157,6 +157,9 @@ impl Gate {
             return Ok(None);
         }
         let journal = journal.ok_or(ApprovalError::NoJournal)?;
+        if journal.is_postgres() {
+            return Err(ApprovalError::NotInPostgres);
+        }
         let folder = folder_of(journal.path());
         ensure_folder(&folder).map_err(|e| ApprovalError::Unwritable {
             folder: folder.display().to_string(),
@@ -202,6 +205,11 @@ pub enum ApprovalError {
         "the two-person rule needs the journal (the request and the answer are recorded there)"
     )]
     NoJournal,
+    /// Approvals go through the embedded journal's folder for now.
+    #[error(
+        "the two-person rule needs the embedded journal for now: approvals through a journal in PostgreSQL (--journal-url) are not built yet"
+    )]
+    NotInPostgres,
     /// The answer cannot be written.
     #[error(
         "cannot write the answer in {folder}: {detail} (the operator shares the folder with `--share-group GROUP`, and you must be in that group)"

@@ -248,7 +248,7 @@ pub async fn run_check(
     // The run is this process's while it runs: a watcher, or a second person asked for an
     // approval, sees who holds it.
     let _lock = match &options.journal {
-        Some(journal) => Some(journal.lock_run(&run_id)?),
+        Some(journal) => Some(journal.lock_run(&run_id).await?),
         None => None,
     };
     let mut recorder = Recorder::new(options.journal.clone(), run_id.clone());

@@ -54,13 +54,37 @@ struct Global {
     share_group: Option<String>,
     /// Read another account's journal (its `journal.sqlite3`, shared with `--share-group`),
     /// read-only: to list, report and watch its runs.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        conflicts_with = "journal_url"
+    )]
     journal: Option<PathBuf>,
+    /// Keep the journal in PostgreSQL, in a team's control database (never the migration's
+    /// target), for engineers on different machines: its own schema, `cutover`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "CUTOVER_JOURNAL_URL",
+        conflicts_with = "share_group"
+    )]
+    journal_url: Option<String>,
 }
 
-/// Where the journal is, and with whom it is shared, as the command line says.
-static JOURNAL_CHOICE: std::sync::OnceLock<(Option<PathBuf>, Option<String>)> =
-    std::sync::OnceLock::new();
+/// Where the journal is, as the command line says.
+#[derive(Debug, Clone, Default)]
+struct JournalChoice {
+    /// Another account's journal file (`--journal`).
+    path: Option<PathBuf>,
+    /// The group to share this account's with (`--share-group`).
+    group: Option<String>,
+    /// A journal in PostgreSQL (`--journal-url`).
+    url: Option<String>,
+}
+
+static JOURNAL_CHOICE: std::sync::OnceLock<JournalChoice> = std::sync::OnceLock::new();
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
@@ -292,7 +316,11 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
-    let _ = JOURNAL_CHOICE.set((global.journal.clone(), global.share_group.clone()));
+    let _ = JOURNAL_CHOICE.set(JournalChoice {
+        path: global.journal.clone(),
+        group: global.share_group.clone(),
+        url: global.journal_url.clone(),
+    });
     let default = Cmd::Run {
         rehearsal: false,
         resume: None,
@@ -321,7 +349,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 RunMode::Production
             };
             let variables = engine::resolve_variables(&runbook, &global.vars.into_iter().collect());
-            let journal = open_journal().await?;
+            let journal = open_journal(Some(&target)).await?;
             let resume = match (resume, new) {
                 (Some(id), _) => Some(journal.run(&id).await?.id),
                 (None, true) => None,
@@ -332,14 +360,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (_lock, watch) = match &resume {
                 Some(id) if read_only => (
                     None,
-                    Some(match journal.holder(id) {
+                    Some(match journal.holder(id).await {
                         Some(holder) => holder,
                         None => {
                             journal::nobody_holds(journal.run(id).await?.finished_at.as_deref())
                         }
                     }),
                 ),
-                Some(id) => (Some(journal.lock_run(id)?), None),
+                Some(id) => (Some(journal.lock_run(id).await?), None),
                 None => (None, None),
             };
             let approval = approval.gate(&runbook, mode == RunMode::Production, &journal)?;
@@ -371,7 +399,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             check_variables(&runbook, &global)?;
             let cwd = std::env::current_dir().context("cannot read the working directory")?;
             let target = Target::resolve(global.database_url.as_deref(), &cwd)?;
-            let journal = open_journal().await?;
+            let journal = open_journal(Some(&target)).await?;
             let approval = args.approval.gate(&runbook, !args.rehearsal, &journal)?;
             let options = CheckOptions {
                 approval,
@@ -590,6 +618,7 @@ async fn watch(
     };
     let holder = journal
         .holder(&run.id)
+        .await
         .unwrap_or_else(|| journal::nobody_holds(run.finished_at.as_deref()));
     let mode = if run.mode == "production" {
         RunMode::Production
@@ -625,10 +654,13 @@ async fn approve(
 ) -> anyhow::Result<ExitCode> {
     use cutover::approval::{self, Verdict};
     let journal = open_journal_as_it_is().await?;
+    if journal.is_postgres() {
+        return Err(approval::ApprovalError::NotInPostgres.into());
+    }
     let run = journal.run(run).await?;
     let events = journal.events(&run.id).await?;
     let request = match approval::open_request(&events, step) {
-        Ok(request) if journal.holder(&run.id).is_some() => request,
+        Ok(request) if journal.holder(&run.id).await.is_some() => request,
         Ok(_) => {
             eprintln!(
                 "error: {step} of run {} is not waiting for approval: {}",
@@ -723,7 +755,7 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
             workdir: cwd,
             color: color_wanted(),
             refresh: std::time::Duration::from_secs_f64(global.refresh),
-            journal: Some(open_journal().await?),
+            journal: Some(open_journal(Some(&target)).await?),
             resume: None,
             watch: None,
             approval: None,
@@ -810,21 +842,25 @@ fn data_dir() -> Option<PathBuf> {
 }
 
 /// Opens the journal in the data directory; an unusable one stops everything before it runs.
-async fn open_journal() -> anyhow::Result<Journal> {
-    open_journal_keeping(false).await
+async fn open_journal(target: Option<&Target>) -> anyhow::Result<Journal> {
+    open_journal_keeping(false, target).await
 }
 
 /// The journal for a command that starts no run (`runs`, `report`, `watch`, `approve`): its
 /// sharing is left as the last run or check set it.
 async fn open_journal_as_it_is() -> anyhow::Result<Journal> {
-    open_journal_keeping(true).await
+    open_journal_keeping(true, None).await
 }
 
 /// The journal the command line names: another account's (`--journal`, read-only), else this
 /// account's, shared with `--share-group`, or, for a command that starts a run, made private
-/// again without it (unless `keep`).
-async fn open_journal_keeping(keep: bool) -> anyhow::Result<Journal> {
-    let (path, group) = JOURNAL_CHOICE.get().cloned().unwrap_or_default();
+/// again without it (unless `keep`); or one in PostgreSQL (`--journal-url`), never in the
+/// database of `target`.
+async fn open_journal_keeping(keep: bool, target: Option<&Target>) -> anyhow::Result<Journal> {
+    let JournalChoice { path, group, url } = JOURNAL_CHOICE.get().cloned().unwrap_or_default();
+    if let Some(url) = url {
+        return Ok(Journal::open_postgres(&url, target, !keep).await?);
+    }
     if let Some(path) = path {
         return Ok(Journal::open_shared(&path).await?);
     }

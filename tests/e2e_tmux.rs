@@ -1069,3 +1069,39 @@ fn the_demo_deploy_waits_for_the_approval_of_an_observer_on_another_account() {
         "{md}"
     );
 }
+
+/// Across machines: the journal in a control database (`--journal-url`), the operator and the
+/// observer with nothing else in common (two data directories). The observer follows through
+/// LISTEN/NOTIFY, sees who holds the run (a session advisory lock), and is told when the
+/// operator is gone.
+#[test]
+fn an_observer_elsewhere_follows_the_run_through_a_journal_in_postgres() {
+    let url = fresh_database();
+    let control = empty_database();
+    let operator_home = tempfile::tempdir().unwrap();
+    let observer_home = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let operator = Tmux::start(
+        110,
+        32,
+        &format!(
+            "CUTOVER_HOME={} {bin} --journal-url '{control}' run --rehearsal --database-url '{url}'; sleep 60",
+            operator_home.path().display()
+        ),
+    );
+    operator.wait_for("● connected");
+    let observer = Tmux::start(
+        150,
+        40,
+        &format!(
+            "CUTOVER_HOME={} CUTOVER_JOURNAL_URL='{control}' {bin} watch; echo WATCH-EXITED; sleep 60",
+            observer_home.path().display()
+        ),
+    );
+    watching_the_holder(&observer);
+    ticked_while_watched(&operator, &observer);
+    operator.keys(&["q"]);
+    observer.wait_for("nobody holds the run: the operator is gone (their cutover ended)");
+    observer.keys(&["q"]);
+    observer.wait_for("WATCH-EXITED");
+}

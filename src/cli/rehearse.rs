@@ -64,7 +64,7 @@ pub async fn run(
     let schema = target
         .as_ref()
         .map_or("public".to_string(), |t| t.schema().to_string());
-    let journal = crate::open_journal().await?;
+    let journal = crate::open_journal(target.as_ref()).await?;
     let run = journal
         .create_run(NewRun {
             runbook_name: runbook.name.clone(),

@@ -11,7 +11,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -29,6 +28,34 @@ const PAGE_SIZE: u32 = 65536;
 const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The same schema in PostgreSQL (`--journal-url`): its own migrations, in its own schema.
+static MIGRATOR_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations_postgres");
+
+/// The schema of a journal kept in PostgreSQL.
+pub const POSTGRES_SCHEMA: &str = "cutover";
+
+/// The channel a PostgreSQL journal notifies on for each event (the payload is the run's id).
+pub const POSTGRES_CHANNEL: &str = "cutover_events";
+
+/// Where the journal lives: the embedded SQLite file (the default), or a team's PostgreSQL
+/// control database.
+#[derive(Debug, Clone)]
+enum Store {
+    Sqlite(SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Runs `$body` with `$pool` the journal's pool, whichever database it is in: the same sqlx
+/// calls compile for both.
+macro_rules! on_store {
+    ($journal:expr, $pool:ident => $body:expr) => {
+        match &$journal.store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
+}
 
 /// Why the journal cannot be used. Every variant leaves an existing file untouched.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +99,32 @@ pub enum JournalError {
         path: String,
         /// What failed.
         detail: String,
+    },
+    /// The PostgreSQL journal cannot be reached.
+    #[error(
+        "cannot reach the journal database {url}: {detail} (check --journal-url or CUTOVER_JOURNAL_URL)"
+    )]
+    Unreachable {
+        /// The control database, redacted.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// A command that only reads found no journal in the database.
+    #[error(
+        "no cutover journal in {url} (schema `cutover`): a `run` or `check` with this --journal-url makes it"
+    )]
+    NoJournal {
+        /// The URL, redacted.
+        url: String,
+    },
+    /// The journal's database is the migration's target.
+    #[error(
+        "the journal database {url} is the migration's target: keep the journal in a team's control database (--journal-url), never in the database being migrated"
+    )]
+    OnTarget {
+        /// The URL, redacted.
+        url: String,
     },
     /// No such run.
     #[error("no run `{0}` in the journal (`cutover runs` lists them)")]
@@ -147,10 +200,29 @@ pub fn nobody_holds(finished_at: Option<&str>) -> String {
     }
 }
 
-/// Holds a run for one wizard; released on drop, and by the kernel if the process dies.
+/// Holds a run for one wizard; released on drop, and by the kernel (or, for a journal in
+/// PostgreSQL, the server, when the session ends) if the process dies.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: nix::fcntl::Flock<std::fs::File>,
+    _held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// An advisory `flock` on a file beside the journal.
+    File(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>),
+    /// A session advisory lock, on a connection of its own (closed on drop).
+    Postgres(#[allow(dead_code)] sqlx::PgConnection),
+}
+
+/// The first key of a run's advisory lock in a PostgreSQL journal ("cu").
+const LOCK_CLASS: i32 = 0x6375;
+
+/// The second key of a run's advisory lock: from its id's hash.
+fn lock_key(run_id: &str) -> i32 {
+    let hash = crate::migrate::history::checksum(run_id);
+    i32::from_str_radix(&hash[..8], 16)
+        .unwrap_or_else(|_| u32::from_str_radix(&hash[..8], 16).map_or(0, |k| k as i32))
 }
 
 /// Rehearsal or production, as recorded.
@@ -226,8 +298,10 @@ pub struct Recorded {
 /// An open journal.
 #[derive(Debug, Clone)]
 pub struct Journal {
-    pool: SqlitePool,
+    store: Store,
     path: PathBuf,
+    /// The file, or the redacted URL, for messages.
+    location: String,
 }
 
 impl Journal {
@@ -284,10 +358,14 @@ impl Journal {
             .connect_with(options)
             .await
             .map_err(corrupt)?;
-        let journal = Journal { pool, path };
+        let journal = Journal {
+            store: Store::Sqlite(pool),
+            location: shown.clone(),
+            path,
+        };
         journal.check_version().await?;
         MIGRATOR
-            .run(&journal.pool)
+            .run(journal.sqlite())
             .await
             .map_err(|e| JournalError::Write {
                 path: shown.clone(),
@@ -413,39 +491,150 @@ impl Journal {
             Err(_) => connect(options.immutable(true)).await.map_err(corrupt)?,
         };
         let journal = Journal {
-            pool,
+            store: Store::Sqlite(pool),
             path: path.to_path_buf(),
+            location: shown.clone(),
         };
         journal.check_version().await?;
         Ok(journal)
     }
 
-    /// Refuses a journal that a newer cutover migrated further than we know.
-    async fn check_version(&self) -> Result<(), JournalError> {
-        let shown = self.path.display().to_string();
-        let table: Option<(String,)> = sqlx::query_as(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| JournalError::Corrupt {
-            path: shown.clone(),
-            detail: e.to_string(),
-        })?;
-        if table.is_none() {
-            return Ok(());
+    /// The SQLite pool of an embedded journal.
+    fn sqlite(&self) -> &SqlitePool {
+        match &self.store {
+            Store::Sqlite(pool) => pool,
+            Store::Postgres(_) => unreachable!("only an embedded journal is a SQLite file"),
         }
-        let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-        let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| JournalError::Corrupt {
-                path: shown.clone(),
+    }
+
+    /// Whether the journal is kept in PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.store, Store::Postgres(_))
+    }
+
+    /// Where the journal is, for messages: its file, or its database's URL (password
+    /// redacted).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Opens (creating its schema if needed) a journal kept in a team's PostgreSQL control
+    /// database (`--journal-url`), in its own schema, `cutover`, migrated as the embedded one
+    /// is. `target` is the migration's target: the journal is never kept in its database.
+    /// With `create` false (a command that only reads: `runs`, `report`, `watch`, `approve`),
+    /// nothing is created or migrated, and a database without a journal says so.
+    pub async fn open_postgres(
+        url: &str,
+        target: Option<&crate::target::Target>,
+        create: bool,
+    ) -> Result<Journal, JournalError> {
+        let control =
+            crate::target::Target::from_url(url).map_err(|e| JournalError::Unreachable {
+                url: crate::target::redact_url(url),
                 detail: e.to_string(),
             })?;
+        let location = control.to_string();
+        if let Some(target) = target
+            && same_database(&control, target)
+        {
+            return Err(JournalError::OnTarget { url: location });
+        }
+        let unreachable = |e: sqlx::Error| JournalError::Unreachable {
+            url: location.clone(),
+            detail: crate::db::DbError::from_sqlx(e, &control).to_string(),
+        };
+        let options = control
+            .connect_options()
+            .clone()
+            .application_name("cutover-journal")
+            .options([("search_path", POSTGRES_SCHEMA)]);
+        // Two connections: the writer's, and one for reads (a watcher) or the run's lock.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(3)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(unreachable)?;
+        if create {
+            sqlx::query("CREATE SCHEMA IF NOT EXISTS cutover")
+                .execute(&pool)
+                .await
+                .map_err(unreachable)?;
+        } else {
+            let (exists,): (bool,) =
+                sqlx::query_as("SELECT to_regclass('cutover.runs') IS NOT NULL")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(unreachable)?;
+            if !exists {
+                return Err(JournalError::NoJournal { url: location });
+            }
+        }
+        let journal = Journal {
+            store: Store::Postgres(pool),
+            path: PathBuf::from(&location),
+            location: location.clone(),
+        };
+        journal.check_version().await?;
+        if let (Store::Postgres(pool), true) = (&journal.store, create) {
+            MIGRATOR_POSTGRES
+                .run(pool)
+                .await
+                .map_err(|e| JournalError::Write {
+                    path: location.clone(),
+                    detail: e.to_string(),
+                })?;
+        }
+        Ok(journal)
+    }
+
+    /// Refuses a journal that a newer cutover migrated further than we know.
+    async fn check_version(&self) -> Result<(), JournalError> {
+        let corrupt = |e: sqlx::Error| JournalError::Corrupt {
+            path: self.location.clone(),
+            detail: e.to_string(),
+        };
+        let (known, applied): (Vec<i64>, Vec<(i64,)>) = match &self.store {
+            Store::Sqlite(pool) => {
+                let table: Option<(String,)> = sqlx::query_as(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+                )
+                .fetch_optional(pool)
+                .await
+                .map_err(corrupt)?;
+                if table.is_none() {
+                    return Ok(());
+                }
+                let applied = sqlx::query_as("SELECT version FROM _sqlx_migrations")
+                    .fetch_all(pool)
+                    .await
+                    .map_err(corrupt)?;
+                (MIGRATOR.iter().map(|m| m.version).collect(), applied)
+            }
+            Store::Postgres(pool) => {
+                let table: Option<(String,)> = sqlx::query_as(
+                    "SELECT to_regclass($1)::text WHERE to_regclass($1) IS NOT NULL",
+                )
+                .bind(format!("{POSTGRES_SCHEMA}._sqlx_migrations"))
+                .fetch_optional(pool)
+                .await
+                .map_err(corrupt)?;
+                if table.is_none() {
+                    return Ok(());
+                }
+                let applied = sqlx::query_as("SELECT version FROM _sqlx_migrations")
+                    .fetch_all(pool)
+                    .await
+                    .map_err(corrupt)?;
+                (
+                    MIGRATOR_POSTGRES.iter().map(|m| m.version).collect(),
+                    applied,
+                )
+            }
+        };
         match applied.into_iter().find(|(v,)| !known.contains(v)) {
             Some((version,)) => Err(JournalError::Newer {
-                path: shown,
+                path: self.location.clone(),
                 version,
             }),
             None => Ok(()),
@@ -459,7 +648,43 @@ impl Journal {
 
     /// Takes the run for this process, or says who has it. The lock is an advisory `flock` on a
     /// file beside the journal, so a crashed wizard never leaves a stale one behind.
-    pub fn lock_run(&self, run_id: &str) -> Result<RunLock, JournalError> {
+    pub async fn lock_run(&self, run_id: &str) -> Result<RunLock, JournalError> {
+        let Store::Postgres(pool) = &self.store else {
+            return self.lock_file(run_id);
+        };
+        let conn = pool.acquire().await.map_err(|e| self.write_error(e))?;
+        // Its own session, closed when the lock drops: the server lets go of the lock then.
+        let mut conn = conn.detach();
+        let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(LOCK_CLASS)
+            .bind(lock_key(run_id))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        if !got {
+            return Err(JournalError::Locked {
+                run: run_id.to_string(),
+                holder: self
+                    .holder(run_id)
+                    .await
+                    .unwrap_or_else(|| "another process".to_string()),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO holders (run_id, holder) VALUES ($1, $2)
+             ON CONFLICT (run_id) DO UPDATE SET holder = excluded.holder",
+        )
+        .bind(run_id)
+        .bind(holder_now())
+        .execute(&mut conn)
+        .await
+        .map_err(|e| self.write_error(e))?;
+        Ok(RunLock {
+            _held: Held::Postgres(conn),
+        })
+    }
+
+    fn lock_file(&self, run_id: &str) -> Result<RunLock, JournalError> {
         use std::io::{Seek, Write};
         let folder = self.locks_folder();
         let failed = |detail: String| JournalError::Write {
@@ -484,22 +709,12 @@ impl Journal {
             .map_err(|e| failed(e.to_string()))?;
         match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
             Ok(mut locked) => {
-                // Where from, when over SSH: the client's address (`SSH_CONNECTION`).
-                let from = std::env::var("SSH_CONNECTION")
-                    .ok()
-                    .and_then(|c| c.split_whitespace().next().map(str::to_string))
-                    .map(|ip| format!(" over SSH from {ip}"))
-                    .unwrap_or_default();
-                let holder = format!(
-                    "{} pid {}{from} since {}",
-                    operator(),
-                    std::process::id(),
-                    now()
-                );
                 let _ = locked.set_len(0);
                 let _ = locked.rewind();
-                let _ = locked.write_all(holder.as_bytes());
-                Ok(RunLock { _file: locked })
+                let _ = locked.write_all(holder_now().as_bytes());
+                Ok(RunLock {
+                    _held: Held::File(locked),
+                })
             }
             Err((mut file, _)) => Err(JournalError::Locked {
                 run: run_id.to_string(),
@@ -510,7 +725,28 @@ impl Journal {
 
     /// Who holds a run, if anyone does: looked at without taking the run (a shared lock tried
     /// and let go at once, nothing written), so a watcher may ask as often as it likes.
-    pub fn holder(&self, run_id: &str) -> Option<String> {
+    pub async fn holder(&self, run_id: &str) -> Option<String> {
+        if let Store::Postgres(pool) = &self.store {
+            // The lock's owner is a session of this database; the holder's text is beside it.
+            let held: Option<(String,)> = sqlx::query_as(
+                "SELECT h.holder FROM holders h
+                  WHERE h.run_id = $1
+                    AND EXISTS (SELECT 1 FROM pg_locks l
+                                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                                   AND l.classid = ($2::bigint & 4294967295)::oid
+                                   AND l.objid = ($3::bigint & 4294967295)::oid
+                                   AND l.database = (SELECT oid FROM pg_database
+                                                      WHERE datname = current_database()))",
+            )
+            .bind(run_id)
+            .bind(i64::from(LOCK_CLASS))
+            .bind(i64::from(lock_key(run_id)))
+            .fetch_optional(pool)
+            .await
+            .ok()
+            .flatten();
+            return held.map(|(holder,)| holder);
+        }
         let file = std::fs::File::open(self.lock_path(run_id)).ok()?;
         match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
             // Nobody holds it; the shared lock goes when it drops.
@@ -538,7 +774,7 @@ impl Journal {
 
     fn write_error(&self, e: sqlx::Error) -> JournalError {
         JournalError::Write {
-            path: self.path.display().to_string(),
+            path: self.location.clone(),
             detail: e.to_string(),
         }
     }
@@ -556,7 +792,7 @@ impl Journal {
             started_at: now(),
             finished_at: None,
         };
-        sqlx::query(
+        on_store!(self, pool => sqlx::query(
             "INSERT INTO runs (id, runbook_name, runbook_hash, runbook_text, target, mode, operator, origin, started_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -568,10 +804,8 @@ impl Journal {
         .bind(&run.mode)
         .bind(&run.operator)
         .bind(&run.origin)
-        .bind(&run.started_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.write_error(e))?;
+        .bind(&run.started_at).execute(pool).await.map(|_| ()))
+            .map_err(|e| self.write_error(e))?;
         Ok(run)
     }
 
@@ -590,7 +824,7 @@ impl Journal {
             Entry::StepOutput { text, .. } => Some(text.as_str()),
             _ => None,
         };
-        let row = sqlx::query(
+        let (seq,) = on_store!(self, pool => sqlx::query_as::<_, (i64,)>(
             "INSERT INTO events (run_id, seq, at, step_id, kind, data, output)
              VALUES ($1, (SELECT coalesce(max(seq), 0) + 1 FROM events WHERE run_id = $1), $2, $3, $4, $5, $6)
              RETURNING seq",
@@ -600,58 +834,71 @@ impl Journal {
         .bind(step_id)
         .bind(entry.kind())
         .bind(data)
-        .bind(output)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| self.write_error(e))?;
-        Ok(row.get::<i64, _>(0))
+        .bind(output).fetch_one(pool).await)
+            .map_err(|e| self.write_error(e))?;
+        Ok(seq)
+    }
+
+    /// A field of a JSON column as text.
+    fn json_text(&self, column: &str, field: &str) -> String {
+        match self.store {
+            Store::Sqlite(_) => format!("json_extract({column}, '$.{field}')"),
+            Store::Postgres(_) => format!("({column}::jsonb ->> '{field}')"),
+        }
+    }
+
+    /// A field of a JSON column as a 64-bit integer.
+    fn json_int(&self, column: &str, field: &str) -> String {
+        match self.store {
+            Store::Sqlite(_) => format!("json_extract({column}, '$.{field}')"),
+            Store::Postgres(_) => format!("({column}::jsonb ->> '{field}')::bigint"),
+        }
+    }
+
+    /// A field of a JSON column that holds an array or an object, as its JSON text.
+    fn json_value(&self, column: &str, field: &str) -> String {
+        match self.store {
+            Store::Sqlite(_) => format!("json_extract({column}, '$.{field}')"),
+            Store::Postgres(_) => format!("({column}::jsonb -> '{field}')::text"),
+        }
     }
 
     /// Marks a run finished.
     pub async fn finish_run(&self, run_id: &str) -> Result<(), JournalError> {
-        sqlx::query("UPDATE runs SET finished_at = $2 WHERE id = $1 AND finished_at IS NULL")
-            .bind(run_id)
-            .bind(now())
-            .execute(&self.pool)
-            .await
+        on_store!(self, pool => sqlx::query("UPDATE runs SET finished_at = $2 WHERE id = $1 AND finished_at IS NULL")
+                .bind(run_id)
+                .bind(now()).execute(pool).await.map(|_| ()))
             .map_err(|e| self.write_error(e))?;
         Ok(())
     }
 
     /// Every run, newest first.
     pub async fn runs(&self) -> Result<Vec<Run>, JournalError> {
-        let rows = sqlx::query(
+        let rows = on_store!(self, pool => sqlx::query_as::<_, RunRow>(
             "SELECT id, runbook_name, runbook_hash, target, mode, operator, origin, started_at, finished_at
                FROM runs ORDER BY started_at DESC, id DESC",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.write_error(e))?;
-        Ok(rows.iter().map(run_from_row).collect())
+        ).fetch_all(pool).await)
+            .map_err(|e| self.write_error(e))?;
+        Ok(rows.into_iter().map(RunRow::into_run).collect())
     }
 
     /// One run by id (or a unique prefix of it).
     pub async fn run(&self, id: &str) -> Result<Run, JournalError> {
-        let rows = sqlx::query(
+        let mut rows = on_store!(self, pool => sqlx::query_as::<_, RunRow>(
             "SELECT id, runbook_name, runbook_hash, target, mode, operator, origin, started_at, finished_at
                FROM runs WHERE id = $1 OR id LIKE $1 || '%' ORDER BY id LIMIT 2",
         )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.write_error(e))?;
-        match rows.as_slice() {
-            [row] => Ok(run_from_row(row)),
+        .bind(id).fetch_all(pool).await)
+            .map_err(|e| self.write_error(e))?;
+        match rows.len() {
+            1 => Ok(rows.remove(0).into_run()),
             _ => Err(JournalError::UnknownRun(id.to_string())),
         }
     }
 
     /// The runbook text a run was recorded with.
     pub async fn runbook_text(&self, run_id: &str) -> Result<String, JournalError> {
-        let row: Option<(String,)> = sqlx::query_as("SELECT runbook_text FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await
+        let row = on_store!(self, pool => sqlx::query_as::<_, (String,)>("SELECT runbook_text FROM runs WHERE id = $1").bind(run_id).fetch_optional(pool).await)
             .map_err(|e| self.write_error(e))?;
         row.map(|(text,)| text)
             .ok_or_else(|| JournalError::UnknownRun(run_id.to_string()))
@@ -672,6 +919,52 @@ impl Journal {
         ])
     }
 
+    /// For a journal in PostgreSQL, a receiver woken each time an event of `run_id` is
+    /// recorded (LISTEN/NOTIFY, on a connection of its own that comes back by itself when
+    /// lost); `None` for the embedded journal, or when the listening connection cannot be
+    /// made (the watcher then reads once a second).
+    pub async fn listen(&self, run_id: &str) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        let Store::Postgres(pool) = &self.store else {
+            return None;
+        };
+        let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen to the journal; reading it once a second");
+                return None;
+            }
+        };
+        if let Err(err) = listener.listen(POSTGRES_CHANNEL).await {
+            tracing::warn!(%err, "cannot listen to the journal; reading it once a second");
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let run_id = run_id.to_string();
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    // Many events make one wake-up: the watcher reads all that is new.
+                    Ok(notice) if notice.payload() == run_id => {
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) =
+                            tx.try_send(())
+                        {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(%err, "the journal's notifications stopped; trying again");
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Some(rx)
+    }
+
     /// A run's events in order.
     pub async fn events(&self, run_id: &str) -> Result<Vec<Recorded>, JournalError> {
         self.events_after(run_id, 0).await
@@ -684,37 +977,34 @@ impl Journal {
         run_id: &str,
         after: i64,
     ) -> Result<Vec<Recorded>, JournalError> {
-        let rows = sqlx::query(
+        type EventRow = (i64, String, Option<String>, String, Option<String>);
+        let rows = on_store!(self, pool => sqlx::query_as::<_, EventRow>(
             "SELECT seq, at, step_id, data, output FROM events
               WHERE run_id = $1 AND seq > $2 ORDER BY seq",
         )
         .bind(run_id)
-        .bind(after)
-        .fetch_all(&self.pool)
-        .await
+        .bind(after).fetch_all(pool).await)
         .map_err(|e| self.write_error(e))?;
         let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let data: String = row.get(3);
+        for (seq, at, step_id, data, output) in rows {
             let corrupt = |e: serde_json::Error| JournalError::Corrupt {
-                path: self.path.display().to_string(),
-                detail: format!("event {}: {e}", row.get::<i64, _>(0)),
+                path: self.location.clone(),
+                detail: format!("event {seq}: {e}"),
             };
             let mut entry: Entry = serde_json::from_str(&data).map_err(corrupt)?;
             if let Entry::StepOutput { text, .. } = &mut entry {
-                *text = match row.get::<Option<String>, _>(4) {
+                *text = match output {
                     Some(output) => output,
                     // Written before output had its own column: a JSON array of lines.
                     None => legacy_output(&data).map_err(corrupt)?,
                 };
             }
-            let at: String = row.get(1);
             events.push(Recorded {
-                seq: row.get(0),
+                seq,
                 at: DateTime::parse_from_rfc3339(&at)
                     .map(|t| t.with_timezone(&Utc))
                     .unwrap_or_default(),
-                step_id: row.get(2),
+                step_id,
                 entry,
             });
         }
@@ -729,14 +1019,12 @@ impl Journal {
         runbook_name: &str,
         before: &str,
     ) -> Result<Rehearsal, JournalError> {
-        let run: Option<(String,)> = sqlx::query_as(
+        let run = on_store!(self, pool => sqlx::query_as::<_, (String,)>(
             "SELECT id FROM runs WHERE runbook_name = $1 AND mode = 'rehearsal' AND started_at < $2
               ORDER BY started_at DESC, id DESC LIMIT 1",
         )
         .bind(runbook_name)
-        .bind(before)
-        .fetch_optional(&self.pool)
-        .await
+        .bind(before).fetch_optional(pool).await)
         .map_err(|e| self.write_error(e))?;
         let Some((run_id,)) = run else {
             return Ok(Rehearsal::default());
@@ -746,39 +1034,38 @@ impl Journal {
             ..Rehearsal::default()
         };
         // Outcomes only: a run's output can be large, and is not needed here.
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT step_id, json_extract(data, '$.duration_ms') FROM events
+        let sql = format!(
+            "SELECT step_id, {} FROM events
               WHERE run_id = $1 AND kind = 'step_finished' AND step_id IS NOT NULL ORDER BY seq",
-        )
-        .bind(&run_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.write_error(e))?;
+            self.json_int("data", "duration_ms")
+        );
+        let rows = on_store!(self, pool => sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.as_str())).bind(&run_id).fetch_all(pool).await)
+            .map_err(|e| self.write_error(e))?;
         for (step, duration_ms) in rows {
             rehearsal.steps.insert(step, duration_ms.max(0) as u64);
         }
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT json_extract(data, '$.name'), json_extract(data, '$.duration_ms') FROM events
+        let sql = format!(
+            "SELECT {}, {} FROM events
               WHERE run_id = $1 AND kind = 'migration_applied' ORDER BY seq",
-        )
-        .bind(&run_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.write_error(e))?;
+            self.json_text("data", "name"),
+            self.json_int("data", "duration_ms")
+        );
+        let rows = on_store!(self, pool => sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.as_str())).bind(&run_id).fetch_all(pool).await)
+            .map_err(|e| self.write_error(e))?;
         for (name, duration_ms) in rows {
             rehearsal.migrations.insert(name, duration_ms.max(0) as u64);
         }
         // What it found, step by step (the last outcome of each), for the report.
-        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT step_id, json_extract(data, '$.status'), json_extract(data, '$.message'),
-                    json_extract(data, '$.details')
+        let sql = format!(
+            "SELECT step_id, {}, {}, {}
                FROM events
               WHERE run_id = $1 AND kind = 'step_finished' AND step_id IS NOT NULL ORDER BY seq",
-        )
-        .bind(&run_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.write_error(e))?;
+            self.json_text("data", "status"),
+            self.json_text("data", "message"),
+            self.json_value("data", "details"),
+        );
+        let rows = on_store!(self, pool => sqlx::query_as::<_, (String, String, String, Option<String>)>(sqlx::AssertSqlSafe(sql.as_str())).bind(&run_id).fetch_all(pool).await)
+            .map_err(|e| self.write_error(e))?;
         for (step, status, message, details) in rows {
             let details: Vec<String> = details
                 .and_then(|d| serde_json::from_str(&d).ok())
@@ -795,17 +1082,17 @@ impl Journal {
         &self,
         target: &str,
     ) -> Result<std::collections::HashMap<String, u64>, JournalError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT e.step_id, json_extract(e.data, '$.duration_ms')
+        let sql = format!(
+            "SELECT e.step_id, {}
                FROM events e JOIN runs r ON r.id = e.run_id
               WHERE r.target = $1 AND e.kind = 'step_finished' AND e.step_id IS NOT NULL
-                AND json_extract(e.data, '$.status') IN ('pass', 'warn', 'fail')
+                AND {} IN ('pass', 'warn', 'fail')
               ORDER BY e.at DESC, e.seq DESC",
-        )
-        .bind(target)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.write_error(e))?;
+            self.json_int("e.data", "duration_ms"),
+            self.json_text("e.data", "status"),
+        );
+        let rows = on_store!(self, pool => sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.as_str())).bind(target).fetch_all(pool).await)
+            .map_err(|e| self.write_error(e))?;
         let mut durations = std::collections::HashMap::new();
         for (step, ms) in rows {
             durations.entry(step).or_insert(ms.max(0) as u64);
@@ -820,17 +1107,16 @@ impl Journal {
         &self,
         target: &str,
     ) -> Result<std::collections::HashMap<String, crate::probes::Measured>, JournalError> {
-        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT e.step_id, json_extract(e.data, '$.data'), e.at, e.run_id
+        let sql = format!(
+            "SELECT e.step_id, {data}, e.at, e.run_id
                FROM events e JOIN runs r ON r.id = e.run_id
               WHERE r.target = $1 AND e.kind = 'step_finished' AND e.step_id IS NOT NULL
-                AND json_extract(e.data, '$.data') IS NOT NULL
+                AND {data} IS NOT NULL
               ORDER BY e.at DESC, e.seq DESC",
-        )
-        .bind(target)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.write_error(e))?;
+            data = self.json_value("e.data", "data"),
+        );
+        let rows = on_store!(self, pool => sqlx::query_as::<_, (String, String, String, String)>(sqlx::AssertSqlSafe(sql.as_str())).bind(target).fetch_all(pool).await)
+            .map_err(|e| self.write_error(e))?;
         let mut measured = std::collections::HashMap::new();
         for (step, data, at, run) in rows {
             if measured.contains_key(&step) {
@@ -863,16 +1149,19 @@ impl Journal {
     /// that a run leaves one file no bigger than what it recorded. Another process reading the
     /// journal at that moment can keep the log from being emptied: that is not an error.
     pub async fn checkpoint(&self) -> Result<(), JournalError> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.write_error(e))?;
+        // PostgreSQL keeps its own log.
+        if let Store::Sqlite(pool) = &self.store {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(pool)
+                .await
+                .map_err(|e| self.write_error(e))?;
+        }
         Ok(())
     }
 
     /// Closes the journal (waits for the last write).
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_store!(self, pool => pool.close().await);
     }
 }
 
@@ -892,18 +1181,53 @@ fn legacy_output(data: &str) -> Result<String, serde_json::Error> {
         .collect())
 }
 
-fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Run {
-    Run {
-        id: row.get(0),
-        runbook_name: row.get(1),
-        runbook_hash: row.get(2),
-        target: row.get(3),
-        mode: row.get(4),
-        operator: row.get(5),
-        origin: row.get(6),
-        started_at: row.get(7),
-        finished_at: row.get(8),
+/// A run's row, as both databases return it.
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: String,
+    runbook_name: String,
+    runbook_hash: String,
+    target: String,
+    mode: String,
+    operator: String,
+    origin: String,
+    started_at: String,
+    finished_at: Option<String>,
+}
+
+impl RunRow {
+    fn into_run(self) -> Run {
+        Run {
+            id: self.id,
+            runbook_name: self.runbook_name,
+            runbook_hash: self.runbook_hash,
+            target: self.target,
+            mode: self.mode,
+            operator: self.operator,
+            origin: self.origin,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        }
     }
+}
+
+/// Whether two targets are the same database on the same server (host and port).
+fn same_database(a: &crate::target::Target, b: &crate::target::Target) -> bool {
+    a.address() == b.address() && a.database() == b.database()
+}
+
+/// What a run's lock says of its holder: user@host, pid, where from over SSH (the client's
+/// address, `SSH_CONNECTION`), since when.
+fn holder_now() -> String {
+    let from = crate::approval::ssh_client()
+        .map(|ip| format!(" over SSH from {ip}"))
+        .unwrap_or_default();
+    format!(
+        "{} pid {}{from} since {}",
+        operator(),
+        std::process::id(),
+        now()
+    )
 }
 
 fn now() -> String {

@@ -209,7 +209,7 @@ where
     };
     // A new run is ours alone from the start (a resumed one was taken before the screen).
     let _lock = match (&options.journal, &options.resume) {
-        (Some(journal), None) => Some(journal.lock_run(&run_id)?),
+        (Some(journal), None) => Some(journal.lock_run(&run_id).await?),
         _ => None,
     };
     if let (Some(journal), RunMode::Production) = (&options.journal, options.mode) {
@@ -512,6 +512,9 @@ fn now_rfc3339() -> String {
 /// journal is read only when they changed.
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
 
+/// How often a watcher asks who holds the run.
+const HOLDER_EVERY: Duration = Duration::from_secs(2);
+
 /// How long a watcher goes at most without reading the journal, whatever its files say.
 const READ_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
@@ -523,20 +526,28 @@ async fn follow(journal: Journal, run_id: String, messages: mpsc::Sender<Message
     let mut stamp = None;
     let mut every = tokio::time::interval(FOLLOW_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut holder = journal.holder(&run_id);
+    // A journal in PostgreSQL says when the run records something (LISTEN/NOTIFY); the
+    // embedded one is watched through its files.
+    let mut notified = journal.listen(&run_id).await;
+    let mut holder = journal.holder(&run_id).await;
+    let mut holder_looked = std::time::Instant::now();
     let mut last_read = std::time::Instant::now();
-    let mut looks: u32 = 0;
+    let mut first = true;
     loop {
-        every.tick().await;
-        // Who holds the run, every 2 s: the header says when the operator's wizard is gone.
-        looks = looks.wrapping_add(1);
-        // A run nobody held from the start: said once its events are in (the first look
-        // read them), so that what it had in flight shows as interrupted.
-        if looks == 2 && holder.is_none() && messages.send(Message::Holder(None)).await.is_err() {
-            return;
-        }
-        if looks.is_multiple_of(20) {
-            let now = journal.holder(&run_id);
+        let woken = match &mut notified {
+            Some(notices) => tokio::select! {
+                _ = every.tick() => false,
+                notice = notices.recv() => notice.is_some(),
+            },
+            None => {
+                every.tick().await;
+                false
+            }
+        };
+        // Who holds the run, every 2 s: the header says when the operator's cutover is gone.
+        if holder_looked.elapsed() >= HOLDER_EVERY {
+            holder_looked = std::time::Instant::now();
+            let now = journal.holder(&run_id).await;
             if now != holder {
                 holder = now.clone();
                 if messages.send(Message::Holder(now)).await.is_err() {
@@ -544,17 +555,35 @@ async fn follow(journal: Journal, run_id: String, messages: mpsc::Sender<Message
                 }
             }
         }
-        // A file's times move in the kernel's coarse ticks, and a write into a reused WAL may
-        // keep its size: an unchanged stamp can hide a write. Once a second the journal is
-        // read regardless, so nothing waits longer than that.
-        let now = journal.change_stamp();
-        if now.is_some() && now == stamp && last_read.elapsed() < READ_AT_LEAST_EVERY {
+        // Once a second the journal is read regardless, so that nothing waits longer than
+        // that: a notification lost while its connection came back, or, for the embedded
+        // journal, a file's times that move in the kernel's coarse ticks and a write into a
+        // reused WAL that keeps its size (an unchanged stamp can hide a write).
+        let due = first || woken || last_read.elapsed() >= READ_AT_LEAST_EVERY;
+        let now = if notified.is_some() {
+            None
+        } else {
+            journal.change_stamp()
+        };
+        if !due && (notified.is_some() || (now.is_some() && now == stamp)) {
             continue;
         }
         last_read = std::time::Instant::now();
         let message = match journal.events_after(&run_id, seen).await {
             Ok(new) => {
                 stamp = now;
+                // A run nobody held from the start: said once its events are in, so that
+                // what it had in flight shows as interrupted.
+                if std::mem::take(&mut first) && holder.is_none() {
+                    let events = Message::Followed(new.clone());
+                    if messages.send(events).await.is_err()
+                        || messages.send(Message::Holder(None)).await.is_err()
+                    {
+                        return;
+                    }
+                    seen = new.last().map_or(seen, |e| e.seq);
+                    continue;
+                }
                 let Some(last) = new.last() else { continue };
                 seen = last.seq;
                 let lag = |at: chrono::DateTime<chrono::Utc>| {
