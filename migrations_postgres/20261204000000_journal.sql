@@ -51,3 +51,20 @@ $$;
 
 CREATE TRIGGER events_notify AFTER INSERT ON events
     FOR EACH ROW EXECUTE FUNCTION notify_event();
+
+-- A second person's answer to a destructive step's request for approval (the two-person
+-- rule): written once per request. `db_role` is who the server authenticated; the OS user and
+-- host are what the approver's cutover says of itself.
+CREATE TABLE approvals (
+    request     TEXT PRIMARY KEY,
+    run_id      TEXT NOT NULL REFERENCES runs (id),
+    approve     BOOLEAN NOT NULL,
+    name        TEXT,
+    typed       TEXT NOT NULL DEFAULT '',
+    reason      TEXT,
+    from_ip     TEXT,
+    host        TEXT NOT NULL,
+    os_user     TEXT NOT NULL,
+    db_role     TEXT NOT NULL DEFAULT current_user,
+    decided_at  TEXT NOT NULL
+);

@@ -46,6 +46,10 @@ pub struct Request {
     pub database: String,
     /// user@host of the operator.
     pub operator: String,
+    /// The operator's database role, for a journal in PostgreSQL (there, two people may share
+    /// an OS account and not a role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_role: Option<String>,
 }
 
 /// A second person's answer, as the operator's engine accepted it (journaled).
@@ -130,14 +134,252 @@ struct Answer {
     from: Option<String>,
     #[serde(default)]
     host: String,
+    /// The OS user the approver runs as (what the kernel says, for a file: its owner).
+    #[serde(default)]
+    os_user: String,
     decided_at: String,
+}
+
+/// Which account an answer came from, and whether it is the operator's own.
+struct Account {
+    /// Its user: the file's owner, or the OS user the row names.
+    user: String,
+    /// user@host, and the database role for an answer in PostgreSQL.
+    described: String,
+    /// The operator's own account (same user; for PostgreSQL, same host and role too).
+    operators: bool,
+}
+
+/// Where the answers go: files in `approvals/` beside the embedded journal, or the
+/// `approvals` table of a journal in PostgreSQL (one row per request, written once).
+#[derive(Debug, Clone)]
+pub enum Answers {
+    /// A folder beside the journal file.
+    Folder(PathBuf),
+    /// The journal's PostgreSQL database.
+    Postgres(sqlx::PgPool),
+}
+
+impl Answers {
+    /// The answers of `journal`'s runs.
+    pub fn of(journal: &crate::journal::Journal) -> Answers {
+        match journal.postgres() {
+            Some(pool) => Answers::Postgres(pool.clone()),
+            None => Answers::Folder(folder_of(journal.path())),
+        }
+    }
+
+    /// The database role this process answers as, for answers in PostgreSQL.
+    pub async fn role(&self) -> Option<String> {
+        match self {
+            Answers::Folder(_) => None,
+            Answers::Postgres(pool) => sqlx::query_as::<_, (String,)>("SELECT current_user::text")
+                .fetch_one(pool)
+                .await
+                .ok()
+                .map(|(role,)| role),
+        }
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            Answers::Folder(folder) => folder.display().to_string(),
+            Answers::Postgres(_) => "the journal's approvals table".to_string(),
+        }
+    }
+
+    /// Makes the folder, if the answers go in one (private to the operator unless the journal
+    /// is shared with a group, which opened it to the group).
+    pub fn prepare(&self) -> std::io::Result<()> {
+        match self {
+            Answers::Folder(folder) => ensure_folder(folder),
+            Answers::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Writes an answer once: `Ok(false)` when the request had one already.
+    async fn write(&self, run_id: &str, answer: &Answer) -> Result<bool, String> {
+        match self {
+            Answers::Folder(folder) => write_file(folder, answer),
+            Answers::Postgres(pool) => sqlx::query(
+                "INSERT INTO approvals (request, run_id, approve, name, typed, reason, from_ip, host, os_user, decided_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (request) DO NOTHING",
+            )
+            .bind(&answer.request)
+            .bind(run_id)
+            .bind(answer.approve)
+            .bind(&answer.name)
+            .bind(&answer.typed)
+            .bind(&answer.reason)
+            .bind(&answer.from)
+            .bind(&answer.host)
+            .bind(&answer.os_user)
+            .bind(&answer.decided_at)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected() == 1)
+            .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The answer to `request`, if there is one, with the account it came from.
+    async fn read(&self, request: &str) -> Option<Result<(Answer, Account), String>> {
+        match self {
+            Answers::Folder(folder) => {
+                let path = folder.join(format!("{request}.json"));
+                let meta = std::fs::metadata(&path).ok()?;
+                let text = std::fs::read(&path).ok()?;
+                let answer: Answer = match serde_json::from_slice(&text) {
+                    Ok(answer) => answer,
+                    Err(e) => return Some(Err(format!("the answer cannot be read ({e})"))),
+                };
+                let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| meta.uid().to_string(), |u| u.name);
+                let account = Account {
+                    described: format!("{user}@{}", answer.host),
+                    user,
+                    operators: meta.uid() == nix::unistd::geteuid().as_raw(),
+                };
+                Some(Ok((answer, account)))
+            }
+            Answers::Postgres(pool) => {
+                type Row = (
+                    bool,
+                    Option<String>,
+                    String,
+                    Option<String>,
+                    Option<String>,
+                    String,
+                    String,
+                    String,
+                    String,
+                    bool,
+                );
+                let row: Option<Row> = match sqlx::query_as(
+                    "SELECT approve, name, typed, reason, from_ip, host, os_user, db_role, decided_at,
+                            db_role = current_user
+                       FROM approvals WHERE request = $1",
+                )
+                .bind(request)
+                .fetch_optional(pool)
+                .await
+                {
+                    Ok(row) => row,
+                    Err(e) => return Some(Err(format!("the answer cannot be read ({e})"))),
+                };
+                let (
+                    approve,
+                    name,
+                    typed,
+                    reason,
+                    from,
+                    host,
+                    os_user,
+                    role,
+                    decided_at,
+                    same_role,
+                ) = row?;
+                // The server authenticated the role; the OS user and host are the approver's
+                // own word. A role of their own names the person; a shared one, the OS user.
+                let account = Account {
+                    described: format!("{os_user}@{host}, database role {role}"),
+                    operators: same_role && os_user == self::os_user() && host == self::host(),
+                    user: if same_role { os_user.clone() } else { role },
+                };
+                let answer = Answer {
+                    request: request.to_string(),
+                    approve,
+                    name,
+                    typed,
+                    reason,
+                    from,
+                    host,
+                    os_user,
+                    decided_at,
+                };
+                Some(Ok((answer, account)))
+            }
+        }
+    }
+
+    /// Sets aside an answer that does not count, so that the step waits on.
+    async fn set_aside(&self, request: &str) {
+        match self {
+            Answers::Folder(folder) => {
+                let path = folder.join(format!("{request}.json"));
+                let _ = std::fs::rename(&path, path.with_extension("refused"));
+            }
+            Answers::Postgres(pool) => {
+                let _ = sqlx::query("DELETE FROM approvals WHERE request = $1")
+                    .bind(request)
+                    .execute(pool)
+                    .await;
+            }
+        }
+    }
+
+    /// What the operator's engine makes of the answer to `request`, if there is one: the
+    /// decision, or why it does not count (the operator's own account without another
+    /// person's name, a database name that does not match).
+    pub async fn decision(
+        &self,
+        request: &str,
+        confirms: impl Fn(&str) -> bool,
+    ) -> Option<Result<(bool, Decision), String>> {
+        let (answer, account) = match self.read(request).await? {
+            Ok(found) => found,
+            Err(why) => return Some(Err(why)),
+        };
+        let by = if account.operators {
+            match answer.name.as_deref().map(str::trim) {
+                Some(name) if !name.is_empty() && name != os_user() => name.to_string(),
+                _ => {
+                    return Some(Err(format!(
+                        "it came from the operator's own account ({}) without another person's name",
+                        account.user
+                    )));
+                }
+            }
+        } else {
+            account.user.clone()
+        };
+        if answer.approve && !confirms(&answer.typed) {
+            return Some(Err(format!(
+                "the database name typed (`{}`) is not the target's",
+                answer.typed
+            )));
+        }
+        let account = if account.operators {
+            format!("{}, the operator's own account", account.described)
+        } else {
+            account.described
+        };
+        Some(Ok((
+            answer.approve,
+            Decision {
+                request: answer.request,
+                by,
+                account,
+                from: answer.from,
+                reason: answer.reason,
+                decided_at: answer.decided_at,
+            },
+        )))
+    }
+
+    /// Sets aside the answer to `request` (it does not count).
+    pub async fn refuse(&self, request: &str) {
+        self.set_aside(request).await;
+    }
 }
 
 /// The two-person rule for one run: where the answers are, and how long to wait.
 #[derive(Debug, Clone)]
 pub struct Gate {
-    /// The answers' folder.
-    pub folder: PathBuf,
+    /// Where the answers are.
+    pub answers: Answers,
     /// How long a step waits.
     pub timeout: Duration,
 }
@@ -157,15 +399,12 @@ impl Gate {
             return Ok(None);
         }
         let journal = journal.ok_or(ApprovalError::NoJournal)?;
-        if journal.is_postgres() {
-            return Err(ApprovalError::NotInPostgres);
-        }
-        let folder = folder_of(journal.path());
-        ensure_folder(&folder).map_err(|e| ApprovalError::Unwritable {
-            folder: folder.display().to_string(),
+        let answers = Answers::of(journal);
+        answers.prepare().map_err(|e| ApprovalError::Unwritable {
+            folder: answers.shown(),
             detail: e.to_string(),
         })?;
-        Ok(Some(Gate { folder, timeout }))
+        Ok(Some(Gate { answers, timeout }))
     }
 }
 
@@ -205,11 +444,6 @@ pub enum ApprovalError {
         "the two-person rule needs the journal (the request and the answer are recorded there)"
     )]
     NoJournal,
-    /// Approvals go through the embedded journal's folder for now.
-    #[error(
-        "the two-person rule needs the embedded journal for now: approvals through a journal in PostgreSQL (--journal-url) are not built yet"
-    )]
-    NotInPostgres,
     /// The answer cannot be written.
     #[error(
         "cannot write the answer in {folder}: {detail} (the operator shares the folder with `--share-group GROUP`, and you must be in that group)"
@@ -276,19 +510,20 @@ pub fn open_request(events: &[Recorded], step: &str) -> Result<Request, String> 
 
 /// A second person's answer to `request`: approve when `typed` is the database name, or reject
 /// with `reason`. `name` is the name given on the operator's own account (`--as`): without it,
-/// the operator's own account may not answer. Written once, in `folder`; the operator's engine
+/// the operator's own account may not answer. Written once, in `answers`; the operator's engine
 /// takes it at its next look.
-pub fn answer(
-    folder: &Path,
+pub async fn answer(
+    answers: &Answers,
     run: &Run,
     step: &str,
     request: &Request,
     verdict: Verdict,
     name: Option<&str>,
-) -> Result<PathBuf, ApprovalError> {
+) -> Result<(), ApprovalError> {
     let operator_user = run.operator.split('@').next().unwrap_or_default();
     let me = os_user();
-    let shared_account = me == operator_user;
+    let shared_account =
+        format!("{me}@{}", host()) == run.operator && answers.role().await == request.operator_role;
     if shared_account && name.is_none_or(|n| n.trim().is_empty() || n.trim() == operator_user) {
         return Err(ApprovalError::SamePerson {
             run: run.id.clone(),
@@ -317,15 +552,28 @@ pub fn answer(
         reason,
         from: ssh_client(),
         host: host(),
+        os_user: me,
         decided_at: now(),
     };
-    let unwritable = |detail: String| ApprovalError::Unwritable {
-        folder: folder.display().to_string(),
-        detail,
-    };
-    let path = folder.join(format!("{}.json", request.request));
-    let scratch = folder.join(format!(".{}.{}", request.request, std::process::id()));
-    let text = serde_json::to_vec(&answer).map_err(|e| unwritable(e.to_string()))?;
+    match answers.write(&run.id, &answer).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApprovalError::NotWaiting {
+            run: run.id.clone(),
+            step: step.to_string(),
+            why: "someone answered it already".to_string(),
+        }),
+        Err(detail) => Err(ApprovalError::Unwritable {
+            folder: answers.shown(),
+            detail,
+        }),
+    }
+}
+
+/// Writes an answer file whole, once: `Ok(false)` when the request has one already.
+fn write_file(folder: &Path, answer: &Answer) -> Result<bool, String> {
+    let path = folder.join(format!("{}.json", answer.request));
+    let scratch = folder.join(format!(".{}.{}", answer.request, std::process::id()));
+    let text = serde_json::to_vec(answer).map_err(|e| e.to_string())?;
     {
         use std::io::Write;
         let mut file = std::fs::OpenOptions::new()
@@ -333,24 +581,20 @@ pub fn answer(
             .create_new(true)
             .mode(0o640)
             .open(&scratch)
-            .map_err(|e| unwritable(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         // Readable by the operator's group whatever this account's umask says.
         file.set_permissions(std::fs::Permissions::from_mode(0o640))
             .and_then(|()| file.write_all(&text))
             .and_then(|()| file.sync_all())
-            .map_err(|e| unwritable(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
     }
     // Whole or not at all, and only once: a link fails if another answer is there already.
     let linked = std::fs::hard_link(&scratch, &path);
     let _ = std::fs::remove_file(&scratch);
     match linked {
-        Ok(()) => Ok(path),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(ApprovalError::NotWaiting {
-            run: run.id.clone(),
-            step: step.to_string(),
-            why: "someone answered it already".to_string(),
-        }),
-        Err(e) => Err(unwritable(e.to_string())),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -367,61 +611,6 @@ pub enum Verdict {
         /// Why.
         reason: String,
     },
-}
-
-/// What the operator's engine makes of the answer file at `path`, if there is one: the
-/// decision, or why it does not count (the operator's own account without another name, a
-/// database name that does not match).
-pub fn read_answer(
-    path: &Path,
-    confirms: impl Fn(&str) -> bool,
-) -> Option<Result<(bool, Decision), String>> {
-    let meta = std::fs::metadata(path).ok()?;
-    let text = std::fs::read(path).ok()?;
-    let answer: Answer = match serde_json::from_slice(&text) {
-        Ok(answer) => answer,
-        Err(e) => return Some(Err(format!("the answer cannot be read ({e})"))),
-    };
-    let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
-        .ok()
-        .flatten()
-        .map_or_else(|| meta.uid().to_string(), |u| u.name);
-    let operator = os_user();
-    let account = format!("{owner}@{}", answer.host);
-    let by = if meta.uid() == nix::unistd::geteuid().as_raw() {
-        match answer.name.as_deref().map(str::trim) {
-            Some(name) if !name.is_empty() && name != operator => name.to_string(),
-            _ => {
-                return Some(Err(format!(
-                    "it came from the operator's own account ({owner}) without another person's name"
-                )));
-            }
-        }
-    } else {
-        owner.clone()
-    };
-    if answer.approve && !confirms(&answer.typed) {
-        return Some(Err(format!(
-            "the database name typed (`{}`) is not the target's",
-            answer.typed
-        )));
-    }
-    let account = if meta.uid() == nix::unistd::geteuid().as_raw() {
-        format!("{account}, the operator's own account")
-    } else {
-        account
-    };
-    Some(Ok((
-        answer.approve,
-        Decision {
-            request: answer.request,
-            by,
-            account,
-            from: answer.from,
-            reason: answer.reason,
-            decided_at: answer.decided_at,
-        },
-    )))
 }
 
 /// The answers' folder for a run's gate, made if needed: private to the operator, unless the

@@ -654,9 +654,6 @@ async fn approve(
 ) -> anyhow::Result<ExitCode> {
     use cutover::approval::{self, Verdict};
     let journal = open_journal_as_it_is().await?;
-    if journal.is_postgres() {
-        return Err(approval::ApprovalError::NotInPostgres.into());
-    }
     let run = journal.run(run).await?;
     let events = journal.events(&run.id).await?;
     let request = match approval::open_request(&events, step) {
@@ -682,8 +679,8 @@ async fn approve(
         (Some(typed), None) => Verdict::Approve { typed },
         (None, None) => anyhow::bail!("say --confirm DATABASE to approve, or --reject REASON"),
     };
-    let folder = approval::folder_of(journal.path());
-    if let Err(err) = approval::answer(&folder, &run, step, &request, verdict, None) {
+    let answers = approval::Answers::of(&journal);
+    if let Err(err) = approval::answer(&answers, &run, step, &request, verdict, None).await {
         eprintln!("error: {err}");
         return Ok(ExitCode::from(EXIT_FAILED));
     }

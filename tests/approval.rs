@@ -320,7 +320,10 @@ fn an_answer_from_the_operators_account_counts_only_with_another_persons_name() 
             std::time::Duration::from_secs(60),
         )
         .unwrap();
-        let folder = gate.as_ref().unwrap().folder.clone();
+        let answers = gate.as_ref().unwrap().answers.clone();
+        let cutover::approval::Answers::Folder(folder) = answers.clone() else {
+            panic!("the embedded journal's answers are files");
+        };
         let options = cutover::check::CheckOptions {
             journal: Some(journal.clone()),
             allow_shell: true,
@@ -359,7 +362,7 @@ fn an_answer_from_the_operators_account_counts_only_with_another_persons_name() 
             );
             // The operator's own name is refused before anything is written.
             let own = approval::answer(
-                &folder,
+                &answers,
                 &run,
                 "apply.change",
                 &request,
@@ -367,13 +370,14 @@ fn an_answer_from_the_operators_account_counts_only_with_another_persons_name() 
                     typed: request.database.clone(),
                 },
                 Some(&approval::os_user()),
-            );
+            )
+            .await;
             assert!(
                 matches!(own, Err(approval::ApprovalError::SamePerson { .. })),
                 "{own:?}"
             );
             approval::answer(
-                &folder,
+                &answers,
                 &run,
                 "apply.change",
                 &request,
@@ -382,6 +386,7 @@ fn an_answer_from_the_operators_account_counts_only_with_another_persons_name() 
                 },
                 Some("bob"),
             )
+            .await
             .unwrap();
             run
         };
@@ -424,4 +429,85 @@ async fn wait_for_output(journal: &cutover::journal::Journal, run: &str, needle:
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("no output line with `{needle}`");
+}
+
+/// Across machines the journal is in PostgreSQL, and so are the answers: the operator's own
+/// role (on the operator's own account and host) is refused, another person's role approves,
+/// and the record names that role.
+#[test]
+fn through_a_journal_in_postgres_another_database_role_approves() {
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let url = fresh_database();
+    let control = empty_database();
+    let mut command = check(
+        home.path(),
+        work.path(),
+        &url,
+        DESTRUCTIVE_RUNBOOK,
+        &["--require-approval"],
+    );
+    command.args(["--journal-url", &control]);
+    let waiting = until_it_waits(command);
+    let run = waiting.run.clone();
+    let database = database_of(&url);
+
+    // Bob's role may read the journal and answer.
+    let role = format!("approver_{}", std::process::id());
+    psql(
+        &control,
+        &format!(
+            "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA cutover TO {role}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA cutover TO {role}; \
+             GRANT INSERT ON cutover.approvals TO {role}"
+        ),
+    );
+    let own = cutover_in(
+        home.path(),
+        &[
+            "--journal-url",
+            &control,
+            "approve",
+            &run,
+            "apply.change",
+            "--confirm",
+            &database,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_one_line_error(&own, 1, "you are the operator of run");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let bobs = control.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(bobs, control, "the URL names its user: {control}");
+    let approved = cutover_in(
+        elsewhere.path(),
+        &[
+            "--journal-url",
+            &bobs,
+            "approve",
+            &run,
+            "apply.change",
+            "--confirm",
+            &database,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(approved.status.code(), Some(0), "{}", stderr(&approved));
+    assert!(
+        stdout(&approved).contains(&format!("approved apply.change of run {run} as {role} (")),
+        "{}",
+        stdout(&approved)
+    );
+    let (code, report) = waiting.finish();
+    assert_eq!(code, Some(0), "{report}");
+    assert!(work.path().join("changed.txt").exists(), "the step ran");
+    assert!(
+        report["steps"][0]["details"]
+            .to_string()
+            .contains(&format!("database role {role}")),
+        "{report}"
+    );
 }

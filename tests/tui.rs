@@ -901,7 +901,9 @@ fn observer_asked_for_the_deploy() -> (App, Vec<Command>) {
     app.read_only =
         Some("alice@bastion pid 4242 over SSH from 10.0.0.7 since 2026-12-02T09:00:00Z".into());
     app.approving = Some(cutover::tui::app::Approving {
-        folder: std::env::temp_dir().join("cutover-tui-test-approvals"),
+        answers: cutover::approval::Answers::Folder(
+            std::env::temp_dir().join("cutover-tui-test-approvals"),
+        ),
         run: cutover::journal::Run {
             id: "01a2373e-2ed3-7587-8535-72632a3e922d".into(),
             runbook_name: "Sightline".into(),
@@ -926,6 +928,7 @@ fn observer_asked_for_the_deploy() -> (App, Vec<Command>) {
         target: app.target.clone(),
         database: "sightline".into(),
         operator: "alice@bastion".into(),
+        operator_role: None,
     };
     let commands = update(
         &mut app,

@@ -714,14 +714,13 @@ async fn wait_for_approval(
         target: target.to_string(),
         database: target.database().to_string(),
         operator: context.config.operator.clone(),
+        operator_role: gate.answers.role().await,
     };
-    if let Err(err) = approval::ensure_folder(&gate.folder) {
+    if let Err(err) = gate.answers.prepare() {
         return Err(Outcome::error(format!(
-            "cannot ask for approval: the answers' folder {}: {err}",
-            gate.folder.display()
+            "cannot ask for approval: the answers' folder: {err}"
         )));
     }
-    let path = gate.folder.join(format!("{}.json", request.request));
     let id = step.id.clone();
     let send = |approval: approval::Approval| {
         context.events.send(Event::Approval {
@@ -733,7 +732,11 @@ async fn wait_for_approval(
     let _ = send(approval::Approval::Requested(request.clone())).await;
     let asked = Instant::now();
     loop {
-        match approval::read_answer(&path, |typed| target.confirms(typed)) {
+        match gate
+            .answers
+            .decision(&request.request, |typed| target.confirms(typed))
+            .await
+        {
             Some(Ok((true, decision))) => {
                 tracing::info!(step = %step.id, by = %decision.by, "approved");
                 let _ = send(approval::Approval::Approved(decision.clone())).await;
@@ -751,7 +754,7 @@ async fn wait_for_approval(
             Some(Err(why)) => {
                 // Not an answer that counts: said, set aside, and the step waits on.
                 tracing::warn!(step = %step.id, %why, "answer not taken");
-                let _ = std::fs::rename(&path, path.with_extension("refused"));
+                gate.answers.refuse(&request.request).await;
                 let _ = context
                     .events
                     .send(Event::StepOutput {

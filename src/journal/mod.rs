@@ -507,6 +507,14 @@ impl Journal {
         }
     }
 
+    /// The pool of a journal kept in PostgreSQL.
+    pub fn postgres(&self) -> Option<&sqlx::PgPool> {
+        match &self.store {
+            Store::Postgres(pool) => Some(pool),
+            Store::Sqlite(_) => None,
+        }
+    }
+
     /// Whether the journal is kept in PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         matches!(self.store, Store::Postgres(_))

@@ -363,8 +363,8 @@ pub struct App {
 /// An observer's means to answer approval requests.
 #[derive(Debug, Clone)]
 pub struct Approving {
-    /// The answers' folder beside the journal.
-    pub folder: std::path::PathBuf,
+    /// Where answers go.
+    pub answers: crate::approval::Answers,
     /// The run watched.
     pub run: crate::journal::Run,
     /// The name given with `--as`.

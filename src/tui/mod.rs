@@ -229,7 +229,7 @@ where
     app.run_id = run_id.clone();
     if let (Some(journal), Some(_)) = (&options.journal, &app.read_only) {
         app.approving = Some(app::Approving {
-            folder: crate::approval::folder_of(journal.path()),
+            answers: crate::approval::Answers::of(journal),
             run: journal.run(&run_id).await?,
             name: options.approver.clone(),
         });
@@ -386,7 +386,7 @@ where
                     request,
                     verdict,
                 } => {
-                    app.notice = Some(answer(app, &step, &request, verdict));
+                    app.notice = Some(answer(app, &step, &request, verdict).await);
                     continue;
                 }
                 Command::SetVariable { name, value } => {
@@ -402,7 +402,7 @@ where
 }
 
 /// Writes this observer's answer to an approval request; what to say of it.
-fn answer(
+async fn answer(
     app: &App,
     step: &str,
     request: &crate::approval::Request,
@@ -413,13 +413,15 @@ fn answer(
     };
     let approve = matches!(verdict, crate::approval::Verdict::Approve { .. });
     match crate::approval::answer(
-        &approving.folder,
+        &approving.answers,
         &approving.run,
         step,
         request,
         verdict,
         approving.name.as_deref(),
-    ) {
+    )
+    .await
+    {
         Ok(_) if approve => {
             format!("{step}: your approval is sent; the operator's cutover takes it")
         }
