@@ -32,6 +32,9 @@ pub struct CheckOptions {
     pub workdir: Option<PathBuf>,
     /// Where the run is recorded (none: not recorded).
     pub journal: Option<Journal>,
+    /// With a journal in PostgreSQL, the embedded journal that records the run first (a
+    /// control database that stops answering loses nothing).
+    pub mirror: Option<Journal>,
     /// Whether this run is a rehearsal.
     pub rehearsal: bool,
     /// The two-person rule ([`crate::approval::Gate::for_run`]): a confirmed destructive step
@@ -241,7 +244,11 @@ pub async fn run_check(
                 },
                 origin: "check",
             };
-            journal.create_run(new).await?.id
+            let run = journal.create_run(new).await?;
+            if let Some(mirror) = &options.mirror {
+                mirror.mirror_run(&run, &runbook.source).await?;
+            }
+            run.id
         }
         None => uuid::Uuid::now_v7().to_string(),
     };
@@ -251,7 +258,8 @@ pub async fn run_check(
         Some(journal) => Some(journal.lock_run(&run_id).await?),
         None => None,
     };
-    let mut recorder = Recorder::new(options.journal.clone(), run_id.clone());
+    let mut recorder =
+        Recorder::new(options.journal.clone(), run_id.clone()).mirrored(options.mirror.clone());
     let mut handle = engine::spawn(runbook.clone(), db.clone(), config);
     let _ = handle
         .commands
@@ -290,6 +298,9 @@ pub async fn run_check(
             }
         };
         recorder.event(&event).await?;
+        if let Some(news) = recorder.news() {
+            eprintln!("{news}");
+        }
         match event {
             Event::StepFinished {
                 id,
@@ -327,7 +338,11 @@ pub async fn run_check(
             _ => {}
         }
     }
-    recorder.finish().await?;
+    match recorder.finish().await {
+        // The report is made all the same: the run is whole in the local journal.
+        Err(err @ JournalError::Unsent { .. }) => eprintln!("warning: {err}"),
+        other => other?,
+    }
     handle.shutdown().await;
     db.close().await;
 

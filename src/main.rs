@@ -380,6 +380,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 journal: Some(journal),
                 resume,
                 watch,
+                mirror: local_mirror().await?,
                 approval,
                 approver: None,
             };
@@ -402,6 +403,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let journal = open_journal(Some(&target)).await?;
             let approval = args.approval.gate(&runbook, !args.rehearsal, &journal)?;
             let options = CheckOptions {
+                mirror: local_mirror().await?,
                 approval,
                 journal: Some(journal),
                 rehearsal: args.rehearsal,
@@ -635,6 +637,7 @@ async fn watch(
         journal: Some(journal),
         resume: Some(run.id),
         watch: Some(holder),
+        mirror: None,
         approval: None,
         approver: as_name,
     };
@@ -755,6 +758,7 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
             journal: Some(open_journal(Some(&target)).await?),
             resume: None,
             watch: None,
+            mirror: local_mirror().await?,
             approval: None,
             approver: None,
         };
@@ -841,6 +845,21 @@ fn data_dir() -> Option<PathBuf> {
 /// Opens the journal in the data directory; an unusable one stops everything before it runs.
 async fn open_journal(target: Option<&Target>) -> anyhow::Result<Journal> {
     open_journal_keeping(false, target).await
+}
+
+/// With a journal in PostgreSQL, this account's embedded journal, which records each run first:
+/// a control database that stops answering mid-run loses nothing.
+async fn local_mirror() -> anyhow::Result<Option<Journal>> {
+    if JOURNAL_CHOICE
+        .get()
+        .is_none_or(|choice| choice.url.is_none())
+    {
+        return Ok(None);
+    }
+    let dir = data_dir().ok_or_else(|| {
+        anyhow::anyhow!("no data directory: set CUTOVER_HOME to a writable folder")
+    })?;
+    Ok(Some(Journal::open(&dir, true).await?))
 }
 
 /// The journal for a command that starts no run (`runs`, `report`, `watch`, `approve`): its

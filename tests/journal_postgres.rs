@@ -52,9 +52,13 @@ fn a_run_journaled_in_postgres_is_listed_and_reported_from_another_home() {
          WHERE e.kind = 'step_finished' AND e.step_id = 'apply.change'",
     );
     assert_eq!(events.unwrap().trim(), "1");
+    // The local journal records the run first, under the same id.
+    let local = cutover_in(home.path(), &["runs"]).output().unwrap();
+    let in_control = shared().psql(&database_of(&control), "SELECT id FROM cutover.runs");
     assert!(
-        !std::fs::exists(home.path().join("journal.sqlite3")).unwrap(),
-        "nothing in the local journal"
+        stdout(&local).contains(in_control.unwrap().trim()),
+        "{}",
+        stdout(&local)
     );
 
     // Another machine (another home, nothing shared but the database) reads it back.
@@ -114,4 +118,93 @@ fn the_targets_own_database_an_empty_one_and_an_unreachable_one_are_refused_on_o
     .output()
     .unwrap();
     assert_one_line_error(&unreachable, 2, "cannot reach the journal database");
+}
+
+/// The control database stops answering while the run goes on: the run finishes, every event
+/// is in the local journal, and the person is told, with what the control database missed.
+#[test]
+fn a_journal_database_that_stops_mid_run_loses_nothing() {
+    let mut control_cluster =
+        cutover::cluster::Cluster::start(cutover::cluster::ClusterOptions::default()).unwrap();
+    control_cluster.create_database("control").unwrap();
+    let control = control_cluster.url("control");
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let runbook = write_runbook(
+        work.path(),
+        r#"
+name = "journal lost"
+
+[[sections]]
+id = "apply"
+title = "Apply"
+
+[[sections.steps]]
+id = "first"
+title = "First"
+kind = "shell"
+command = "touch started; while [ ! -e go ]; do sleep 0.1; done; echo first done"
+
+[[sections.steps]]
+id = "second"
+title = "Second"
+kind = "shell"
+command = "echo second done"
+depends_on = ["first"]
+"#,
+    );
+    let check = cutover_in(
+        home.path(),
+        &[
+            "--journal-url",
+            &control,
+            "check",
+            "--runbook",
+            &runbook,
+            "--database-url",
+            &url,
+            "--allow-shell",
+        ],
+    )
+    .current_dir(work.path())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_until("the first step runs", 30, || {
+        work.path().join("started").exists()
+    });
+    control_cluster.stop();
+    std::fs::write(work.path().join("go"), "").unwrap();
+    let output = check.wait_with_output().unwrap();
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("2 passed"), "{out}");
+    assert!(
+        err.contains("the journal database does not answer")
+            && err.contains("recorded in the local journal"),
+        "said at once: {err}"
+    );
+    assert!(
+        err.contains("are only in the local journal"),
+        "said at the end: {err}"
+    );
+
+    // Nothing lost: the local journal has the whole run.
+    let local = cutover_in(home.path(), &["report", "--last", "--format", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&local.stdout).unwrap();
+    let steps: Vec<(&str, &str)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [("apply.first", "pass"), ("apply.second", "pass")],
+        "{report}"
+    );
 }

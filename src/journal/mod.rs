@@ -126,6 +126,18 @@ pub enum JournalError {
         /// The URL, redacted.
         url: String,
     },
+    /// The control database missed events that the local journal has.
+    #[error(
+        "the journal database did not answer: {events} event(s) of run {run} are only in the local journal {local}"
+    )]
+    Unsent {
+        /// How many.
+        events: usize,
+        /// The run.
+        run: String,
+        /// The local journal.
+        local: String,
+    },
     /// No such run.
     #[error("no run `{0}` in the journal (`cutover runs` lists them)")]
     UnknownRun(String),
@@ -869,6 +881,28 @@ impl Journal {
             Store::Sqlite(_) => format!("json_extract({column}, '$.{field}')"),
             Store::Postgres(_) => format!("({column}::jsonb -> '{field}')::text"),
         }
+    }
+
+    /// Records `run`, made in another journal, here too (the local mirror of a run journaled
+    /// in PostgreSQL), with the same id.
+    pub async fn mirror_run(&self, run: &Run, runbook_text: &str) -> Result<(), JournalError> {
+        on_store!(self, pool => sqlx::query(
+            "INSERT INTO runs (id, runbook_name, runbook_hash, runbook_text, target, mode, operator, origin, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&run.id)
+        .bind(&run.runbook_name)
+        .bind(&run.runbook_hash)
+        .bind(runbook_text)
+        .bind(&run.target)
+        .bind(&run.mode)
+        .bind(&run.operator)
+        .bind(&run.origin)
+        .bind(&run.started_at)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+        .map_err(|e| self.write_error(e))
     }
 
     /// Marks a run finished.

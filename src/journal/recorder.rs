@@ -1,7 +1,7 @@
 //! Records an engine run into the journal as it happens: each event is on disk before the
 //! caller goes on to show it. Output is written in batches, in full.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::{Entry, Journal, JournalError};
 use crate::engine::{Event, OutputStream};
@@ -23,7 +23,19 @@ pub struct Recorder {
     journal: Option<Journal>,
     run_id: String,
     pending: HashMap<String, Pending>,
+    /// For a journal in PostgreSQL: the embedded journal, which records every event first, so
+    /// that a control database that stops answering loses nothing.
+    mirror: Option<Journal>,
+    /// Events recorded locally and not yet in the control database, oldest first.
+    backlog: VecDeque<(Option<String>, Entry)>,
+    /// When the control database last failed, and why.
+    offline: Option<(std::time::Instant, String)>,
+    /// What the front door should say (the control database lost or back), once.
+    news: Option<String>,
 }
+
+/// How long a recorder waits before it tries a control database that failed again.
+const RETRY_OFFLINE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A step's output not written yet.
 #[derive(Debug)]
@@ -56,6 +68,78 @@ impl Recorder {
             journal,
             run_id,
             pending: HashMap::new(),
+            mirror: None,
+            backlog: VecDeque::new(),
+            offline: None,
+            news: None,
+        }
+    }
+
+    /// Records into the embedded journal `mirror` too, first (for a journal in PostgreSQL):
+    /// while the control database does not answer, the run goes on, recorded there, and what
+    /// it missed is sent, in order, when it answers again.
+    pub fn mirrored(mut self, mirror: Option<Journal>) -> Recorder {
+        self.mirror = mirror;
+        self
+    }
+
+    /// What to tell the person about the control database since the last call: it stopped
+    /// answering (and where the run is recorded meanwhile), or it answers again.
+    pub fn news(&mut self) -> Option<String> {
+        self.news.take()
+    }
+
+    /// Appends an entry: to the journal; with a mirror, to the mirror first, then to the
+    /// journal with what it missed before.
+    async fn append(&mut self, step: Option<&str>, entry: Entry) -> Result<(), JournalError> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let Some(mirror) = &self.mirror else {
+            return journal.append(&self.run_id, step, &entry).await.map(|_| ());
+        };
+        mirror.append(&self.run_id, step, &entry).await?;
+        self.backlog.push_back((step.map(str::to_string), entry));
+        self.send_backlog(false).await;
+        Ok(())
+    }
+
+    /// Sends the events the control database missed, in order, unless it failed moments ago
+    /// (`now` tries regardless).
+    async fn send_backlog(&mut self, now: bool) {
+        let (Some(journal), Some(mirror)) = (&self.journal, &self.mirror) else {
+            return;
+        };
+        if !now
+            && self
+                .offline
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < RETRY_OFFLINE_AFTER)
+        {
+            return;
+        }
+        while let Some((step, entry)) = self.backlog.front() {
+            match journal.append(&self.run_id, step.as_deref(), entry).await {
+                Ok(_) => {
+                    self.backlog.pop_front();
+                }
+                Err(err) => {
+                    if self.offline.is_none() {
+                        self.news = Some(format!(
+                            "the journal database does not answer ({err}): the run goes on, recorded in the local journal {}; what it misses is sent when it answers",
+                            mirror.location()
+                        ));
+                    }
+                    self.offline = Some((std::time::Instant::now(), err.to_string()));
+                    return;
+                }
+            }
+        }
+        if self.offline.take().is_some() {
+            self.news = Some(
+                "the journal database answers again: every event recorded meanwhile was sent"
+                    .to_string(),
+            );
         }
     }
 
@@ -69,10 +153,7 @@ impl Recorder {
         if let Some(step) = step {
             self.flush(step).await?;
         }
-        match &self.journal {
-            Some(journal) => journal.append(&self.run_id, step, &entry).await.map(|_| ()),
-            None => Ok(()),
-        }
+        self.append(step, entry).await
     }
 
     /// Records what the engine reported (output goes with the next batch).
@@ -186,17 +267,14 @@ impl Recorder {
     }
 
     async fn flush(&mut self, step: &str) -> Result<(), JournalError> {
-        let (Some(journal), Some(pending)) = (&self.journal, self.pending.remove(step)) else {
+        let Some(pending) = self.pending.remove(step) else {
             return Ok(());
         };
         let entry = Entry::StepOutput {
             stream: pending.stream,
             text: pending.text,
         };
-        journal
-            .append(&self.run_id, Some(step), &entry)
-            .await
-            .map(|_| ())
+        self.append(Some(step), entry).await
     }
 
     /// Writes what is pending and marks the run finished.
@@ -210,6 +288,22 @@ impl Recorder {
         let steps: Vec<String> = self.pending.keys().cloned().collect();
         for step in steps {
             self.flush(&step).await?;
+        }
+        if let Some(mirror) = self.mirror.clone() {
+            if finished {
+                mirror.finish_run(&self.run_id).await?;
+            }
+            mirror.checkpoint().await?;
+            // The control database's last chance: what it still misses stays in the local
+            // journal, and is said.
+            self.send_backlog(true).await;
+            if !self.backlog.is_empty() {
+                return Err(JournalError::Unsent {
+                    events: self.backlog.len(),
+                    run: self.run_id.clone(),
+                    local: mirror.location().to_string(),
+                });
+            }
         }
         if let Some(journal) = &self.journal {
             if finished {

@@ -68,6 +68,8 @@ pub struct WizardOptions {
     pub resume: Option<String>,
     /// Watch the resumed run read-only: another wizard (this one) holds it.
     pub watch: Option<String>,
+    /// With a journal in PostgreSQL, the embedded journal that records the run first.
+    pub mirror: Option<Journal>,
     /// The two-person rule for this run ([`crate::approval::Gate::for_run`]).
     pub approval: Option<crate::approval::Gate>,
     /// Watching: the name this observer approves under when sharing the operator's account
@@ -203,7 +205,11 @@ where
                 mode,
                 origin: "wizard",
             };
-            journal.create_run(new).await?.id
+            let run = journal.create_run(new).await?;
+            if let Some(mirror) = &options.mirror {
+                mirror.mirror_run(&run, &runbook.source).await?;
+            }
+            run.id
         }
         (None, _) => uuid::Uuid::now_v7().to_string(),
     };
@@ -244,7 +250,12 @@ where
         (Some(journal), Some(_)) => Some((journal.clone(), run_id.clone())),
         _ => None,
     };
-    let mut recorder = Recorder::new(recording, run_id);
+    let mirror = if app.read_only.is_some() || options.resume.is_some() {
+        None
+    } else {
+        options.mirror.clone()
+    };
+    let mut recorder = Recorder::new(recording, run_id).mirrored(mirror);
     let follower =
         watching.map(|(journal, run_id)| tokio::spawn(follow(journal, run_id, input_tx.clone())));
     let result = event_loop(
@@ -435,6 +446,8 @@ async fn journal_event(app: &mut App, recorder: &mut Recorder, event: &engine::E
     let written = recorder.event(event).await;
     if let Err(err) = written {
         app.notice = Some(format!("NOT RECORDED: {err}"));
+    } else if let Some(news) = recorder.news() {
+        app.notice = Some(news);
     }
 }
 
