@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """`cutover watch`: the observer's lag behind the run it follows, and what it costs while idle.
 
-Usage:  python3 benches/watch_lag.py [--events 1000] [--idle 10]
+Usage:  python3 benches/watch_lag.py [--events 1000] [--idle 10] [--postgres]
+
+With --postgres the journal is in PostgreSQL (`--journal-url`: a database `journal_bench` on the
+demo's server, never the target's), and the watcher follows through LISTEN/NOTIFY instead of
+looking at the journal's files.
 
 1. Builds the release binary and starts `cutover demo --print-url` (the live panels' database).
 2. The operator: `cutover check` of a runbook whose one shell step waits 2 s, then prints
@@ -80,9 +84,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--idle", type=float, default=10.0)
+    parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
     home, env, demo, url = base.start_demo()
     try:
+        kind = "SQLite journal, the watcher looks every 100 ms"
+        if args.postgres:
+            control = re.sub(r"/sightline\b", "/journal_bench", url)
+            subprocess.run(["psql", url, "-qc", "CREATE DATABASE journal_bench"], check=True)
+            env = dict(env, CUTOVER_JOURNAL_URL=control)
+            kind = "PostgreSQL journal, the watcher woken by LISTEN/NOTIFY"
         folder = tempfile.mkdtemp(prefix="cutover-watch-bench-")
         runbook = os.path.join(folder, "runbook.toml")
         with open(runbook, "w") as f:
@@ -130,7 +141,7 @@ def main():
         oldest = [b[0] for b in followed]
         newest = [b[1] for b in followed]
         print(f"{args.events} output events followed in {len(followed)} batches after the catch-up "
-              f"(SQLite journal, the watcher looks every 100 ms)")
+              f"({kind})")
         print(f"oldest event's lag per batch: p50 {percentile(oldest, 50):.0f} ms, "
               f"p99 {percentile(oldest, 99):.0f} ms, max {max(oldest):.0f} ms")
         print(f"newest event's lag per batch: p50 {percentile(newest, 50):.0f} ms, "
