@@ -1105,3 +1105,76 @@ fn an_observer_elsewhere_follows_the_run_through_a_journal_in_postgres() {
     observer.keys(&["q"]);
     observer.wait_for("WATCH-EXITED");
 }
+
+/// The two-person rule across machines: the journal in PostgreSQL, the observer with a
+/// database role of their own and a data directory of their own. The operator's destructive
+/// step waits until the observer approves it on their screen; the record names the role.
+#[test]
+fn an_observer_elsewhere_approves_through_a_journal_in_postgres() {
+    let url = fresh_database();
+    let database = database_of(&url);
+    let control = empty_database();
+    let role = format!("observer_{}", std::process::id());
+    let operator_home = tempfile::tempdir().unwrap();
+    let observer_home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let runbook = write_runbook(work.path(), DESTRUCTIVE_RUNBOOK);
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let operator = Tmux::start(
+        170,
+        32,
+        &format!(
+            "cd {} && CUTOVER_HOME={} CUTOVER_JOURNAL_URL='{control}' {bin} run --runbook {runbook} --database-url '{url}' --require-approval; sleep 60",
+            work.path().display(),
+            operator_home.path().display()
+        ),
+    );
+    operator.wait_for("● connected");
+    psql(
+        &control,
+        &format!(
+            "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA cutover TO {role}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA cutover TO {role}; \
+             GRANT INSERT ON cutover.approvals TO {role}"
+        ),
+    );
+    operator.keys(&["Enter"]);
+    operator.wait_for("┌ Apply");
+    operator.keys(&["Enter"]);
+    operator.wait_for("┌ Destructive step");
+    operator.keys(&["-l", &database]);
+    operator.keys(&["Enter"]);
+    operator.wait_for("awaits approval");
+
+    let observer = Tmux::start(
+        130,
+        40,
+        &format!(
+            "CUTOVER_HOME={} {bin} --journal-url '{}' watch --database-url '{url}'; echo WATCH-EXITED; sleep 60",
+            observer_home.path().display(),
+            control.replacen("postgres@", &format!("{role}@"), 1)
+        ),
+    );
+    observer.wait_for("Approve a destructive step");
+    observer.wait_for("shell: echo changed > changed.txt");
+    observer.keys(&["-l", &database]);
+    observer.keys(&["Enter"]);
+    operator.wait_for("✓ change");
+    observer.wait_for(&format!("approved by {role} ("));
+    assert!(work.path().join("changed.txt").exists());
+    observer.keys(&["q"]);
+    observer.wait_for("WATCH-EXITED");
+    operator.keys(&["q"]);
+
+    let report = cutover_in(
+        operator_home.path(),
+        &["--journal-url", &control, "report", "--last"],
+    )
+    .output()
+    .unwrap();
+    let md = stdout(&report);
+    assert!(
+        md.contains(&format!("{role} (")) && md.contains(&format!("database role {role}")),
+        "{md}"
+    );
+}
