@@ -452,3 +452,26 @@ fn a_production_report_lists_each_migration_applied_beside_its_rehearsal() {
         assert!(now[3].starts_with(&started), "{} vs {started}", now[3]);
     }
 }
+
+/// Commands started together on a data directory with no journal yet (a check, and a `runs`
+/// beside it) each open it: one sets it up and migrates it, the others wait for it, and none
+/// fails ("database is locked", "table runs already exists" before).
+#[test]
+fn commands_that_open_a_new_journal_at_once_all_succeed() {
+    for _ in 0..5 {
+        let home = tempfile::tempdir().unwrap();
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                cutover_in(home.path(), &["runs"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        }
+    }
+}

@@ -332,15 +332,33 @@ impl Journal {
             .map_err(|e| directory_error(e.to_string()))?;
         let path = data_dir.join(FILE_NAME);
         let shown = path.display().to_string();
+        // One process at a time opens it: two commands that open a new journal at once (a check
+        // and a `runs` beside it) would both set it up (WAL mode, page size) and apply the same
+        // migrations. Held until the journal is ready; a few milliseconds.
+        let _opening = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(data_dir.join(".opening"))
+            .ok()
+            .and_then(|file| {
+                nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+            });
         if !path.exists() {
             // An empty file is a new SQLite database; making it ourselves sets its mode, and
             // SQLite gives the -wal and -shm files the same.
-            std::fs::OpenOptions::new()
+            match std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)
-                .map_err(|e| directory_error(e.to_string()))?;
+            {
+                // Another command made it a moment ago.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(directory_error(e.to_string())),
+                Ok(_) => {}
+            }
         } else if private
             && let Ok(meta) = std::fs::metadata(&path)
             && meta.permissions().mode() & 0o077 != 0
