@@ -335,16 +335,23 @@ impl Journal {
         // One process at a time opens it: two commands that open a new journal at once (a check
         // and a `runs` beside it) would both set it up (WAL mode, page size) and apply the same
         // migrations. Held until the journal is ready; a few milliseconds.
-        let _opening = std::fs::OpenOptions::new()
+        let opening = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
             .open(data_dir.join(".opening"))
-            .ok()
-            .and_then(|file| {
+            .ok();
+        // Waited for off the runtime's threads.
+        let _opening = match opening {
+            Some(file) => tokio::task::spawn_blocking(move || {
                 nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
-            });
+            })
+            .await
+            .ok()
+            .flatten(),
+            None => None,
+        };
         if !path.exists() {
             // An empty file is a new SQLite database; making it ourselves sets its mode, and
             // SQLite gives the -wal and -shm files the same.
