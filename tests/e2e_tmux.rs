@@ -977,6 +977,16 @@ fn an_observer_sharing_the_operators_account_rejects_a_destructive_step_with_a_r
 /// the observer's screen; the report names the operator and the approver.
 #[test]
 fn the_demo_deploy_waits_for_the_approval_of_an_observer_on_another_account() {
+    demo_deploy_approved_by_an_observer(None);
+}
+
+/// The same, with the journal in PostgreSQL (`--journal-url`) instead of a shared file.
+#[test]
+fn the_demo_deploy_waits_for_an_observer_through_a_journal_in_postgres() {
+    demo_deploy_approved_by_an_observer(Some(empty_database()));
+}
+
+fn demo_deploy_approved_by_an_observer(control: Option<String>) {
     let Some(watcher) = second_account() else {
         return;
     };
@@ -984,11 +994,22 @@ fn the_demo_deploy_waits_for_the_approval_of_an_observer_on_another_account() {
     let work = tempfile::tempdir().unwrap();
     let (_demo, url, app_dir) = demo_database(home.path(), work.path());
     let bin = env!("CARGO_BIN_EXE_cutover");
+    // Shared through a group and a file, or through the control database.
+    let (operators, observers) = match &control {
+        None => (
+            format!("--share-group {PAIR_GROUP}"),
+            format!("--journal {}/journal.sqlite3", home.path().display()),
+        ),
+        Some(control) => (
+            format!("--journal-url '{control}'"),
+            format!("--journal-url '{control}'"),
+        ),
+    };
     let operator = Tmux::start(
         160,
         45,
         &format!(
-            "CUTOVER_HOME={} {bin} --share-group {PAIR_GROUP} run --database-url '{url}' --var app_dir={app_dir} --require-approval; echo WIZARD-EXITED; sleep 60",
+            "CUTOVER_HOME={} {bin} {operators} run --database-url '{url}' --var app_dir={app_dir} --require-approval; echo WIZARD-EXITED; sleep 60",
             home.path().display()
         ),
     );
@@ -997,9 +1018,8 @@ fn the_demo_deploy_waits_for_the_approval_of_an_observer_on_another_account() {
         140,
         45,
         &format!(
-            "{} --journal {}/journal.sqlite3 watch; echo WATCH-EXITED; sleep 60",
+            "{} {observers} watch; echo WATCH-EXITED; sleep 60",
             watcher.shell_prefix("SSH_CONNECTION='203.0.113.9 50022 10.0.0.1 22'"),
-            home.path().display()
         ),
     );
     observer.wait_for("WATCHING");
@@ -1045,11 +1065,11 @@ fn the_demo_deploy_waits_for_the_approval_of_an_observer_on_another_account() {
     operator.keys(&["q"]);
     operator.wait_for("WIZARD-EXITED");
 
-    let md = stdout(
-        &cutover_in(home.path(), &["report", "--last"])
-            .output()
-            .unwrap(),
-    );
+    let mut report = cutover_in(home.path(), &["report", "--last"]);
+    if let Some(control) = &control {
+        report.env("CUTOVER_JOURNAL_URL", control);
+    }
+    let md = stdout(&report.output().unwrap());
     let operator_name = cutover::journal::operator();
     assert!(
         md.contains(&format!("| Operator | {operator_name} |")),
