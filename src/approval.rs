@@ -140,6 +140,21 @@ struct Answer {
     decided_at: String,
 }
 
+/// An answer's row in a journal in PostgreSQL, with whether its role is this session's.
+#[derive(sqlx::FromRow)]
+struct AnswerRow {
+    approve: bool,
+    name: Option<String>,
+    typed: String,
+    reason: Option<String>,
+    from_ip: Option<String>,
+    host: String,
+    os_user: String,
+    db_role: String,
+    decided_at: String,
+    same_role: bool,
+}
+
 /// Which account an answer came from, and whether it is the operator's own.
 struct Account {
     /// Its user: the file's owner, or the OS user the row names.
@@ -245,59 +260,42 @@ impl Answers {
                 Some(Ok((answer, account)))
             }
             Answers::Postgres(pool) => {
-                type Row = (
-                    bool,
-                    Option<String>,
-                    String,
-                    Option<String>,
-                    Option<String>,
-                    String,
-                    String,
-                    String,
-                    String,
-                    bool,
-                );
-                let row: Option<Row> = match sqlx::query_as(
+                let row = match sqlx::query_as::<_, AnswerRow>(
                     "SELECT approve, name, typed, reason, from_ip, host, os_user, db_role, decided_at,
-                            db_role = current_user
+                            db_role = current_user AS same_role
                        FROM approvals WHERE request = $1",
                 )
                 .bind(request)
                 .fetch_optional(pool)
                 .await
                 {
-                    Ok(row) => row,
+                    Ok(row) => row?,
                     Err(e) => return Some(Err(format!("the answer cannot be read ({e})"))),
                 };
-                let (
-                    approve,
-                    name,
-                    typed,
-                    reason,
-                    from,
-                    host,
-                    os_user,
-                    role,
-                    decided_at,
-                    same_role,
-                ) = row?;
                 // The server authenticated the role; the OS user and host are the approver's
                 // own word. A role of their own names the person; a shared one, the OS user.
                 let account = Account {
-                    described: format!("{os_user}@{host}, database role {role}"),
-                    operators: same_role && os_user == self::os_user() && host == self::host(),
-                    user: if same_role { os_user.clone() } else { role },
+                    described: format!(
+                        "{}@{}, database role {}",
+                        row.os_user, row.host, row.db_role
+                    ),
+                    operators: row.same_role && row.os_user == os_user() && row.host == host(),
+                    user: if row.same_role {
+                        row.os_user.clone()
+                    } else {
+                        row.db_role
+                    },
                 };
                 let answer = Answer {
                     request: request.to_string(),
-                    approve,
-                    name,
-                    typed,
-                    reason,
-                    from,
-                    host,
-                    os_user,
-                    decided_at,
+                    approve: row.approve,
+                    name: row.name,
+                    typed: row.typed,
+                    reason: row.reason,
+                    from: row.from_ip,
+                    host: row.host,
+                    os_user: row.os_user,
+                    decided_at: row.decided_at,
                 };
                 Some(Ok((answer, account)))
             }
@@ -305,7 +303,7 @@ impl Answers {
     }
 
     /// Sets aside an answer that does not count, so that the step waits on.
-    async fn set_aside(&self, request: &str) {
+    pub async fn refuse(&self, request: &str) {
         match self {
             Answers::Folder(folder) => {
                 let path = folder.join(format!("{request}.json"));
@@ -367,11 +365,6 @@ impl Answers {
                 decided_at: answer.decided_at,
             },
         )))
-    }
-
-    /// Sets aside the answer to `request` (it does not count).
-    pub async fn refuse(&self, request: &str) {
-        self.set_aside(request).await;
     }
 }
 
@@ -615,7 +608,7 @@ pub enum Verdict {
 
 /// The answers' folder for a run's gate, made if needed: private to the operator, unless the
 /// journal is shared with a group (then `Journal::share_with` opened it to the group).
-pub fn ensure_folder(folder: &Path) -> std::io::Result<()> {
+fn ensure_folder(folder: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(folder) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),

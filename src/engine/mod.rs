@@ -716,11 +716,6 @@ async fn wait_for_approval(
         operator: context.config.operator.clone(),
         operator_role: gate.answers.role().await,
     };
-    if let Err(err) = gate.answers.prepare() {
-        return Err(Outcome::error(format!(
-            "cannot ask for approval: the answers' folder: {err}"
-        )));
-    }
     let id = step.id.clone();
     let send = |approval: approval::Approval| {
         context.events.send(Event::Approval {

@@ -233,8 +233,8 @@ const LOCK_CLASS: i32 = 0x6375;
 /// The second key of a run's advisory lock: from its id's hash.
 fn lock_key(run_id: &str) -> i32 {
     let hash = crate::migrate::history::checksum(run_id);
-    i32::from_str_radix(&hash[..8], 16)
-        .unwrap_or_else(|_| u32::from_str_radix(&hash[..8], 16).map_or(0, |k| k as i32))
+    // The first 32 bits of the hash, as the signed key PostgreSQL takes.
+    u32::from_str_radix(&hash[..8], 16).unwrap_or(0) as i32
 }
 
 /// Rehearsal or production, as recorded.
@@ -639,44 +639,31 @@ impl Journal {
             path: self.location.clone(),
             detail: e.to_string(),
         };
-        let (known, applied): (Vec<i64>, Vec<(i64,)>) = match &self.store {
-            Store::Sqlite(pool) => {
-                let table: Option<(String,)> = sqlx::query_as(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-                )
-                .fetch_optional(pool)
-                .await
-                .map_err(corrupt)?;
-                if table.is_none() {
-                    return Ok(());
-                }
-                let applied = sqlx::query_as("SELECT version FROM _sqlx_migrations")
-                    .fetch_all(pool)
-                    .await
-                    .map_err(corrupt)?;
-                (MIGRATOR.iter().map(|m| m.version).collect(), applied)
-            }
-            Store::Postgres(pool) => {
-                let table: Option<(String,)> = sqlx::query_as(
-                    "SELECT to_regclass($1)::text WHERE to_regclass($1) IS NOT NULL",
-                )
-                .bind(format!("{POSTGRES_SCHEMA}._sqlx_migrations"))
-                .fetch_optional(pool)
-                .await
-                .map_err(corrupt)?;
-                if table.is_none() {
-                    return Ok(());
-                }
-                let applied = sqlx::query_as("SELECT version FROM _sqlx_migrations")
-                    .fetch_all(pool)
-                    .await
-                    .map_err(corrupt)?;
-                (
-                    MIGRATOR_POSTGRES.iter().map(|m| m.version).collect(),
-                    applied,
-                )
-            }
+        // Where the migrations' own table would be, and which migrations this cutover knows.
+        let (table_exists, migrator) = match self.store {
+            Store::Sqlite(_) => (
+                "SELECT 'yes' FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+                &MIGRATOR,
+            ),
+            Store::Postgres(_) => (
+                "SELECT 'yes' WHERE to_regclass('cutover._sqlx_migrations') IS NOT NULL",
+                &MIGRATOR_POSTGRES,
+            ),
         };
+        let table = on_store!(self, pool => sqlx::query_as::<_, (String,)>(table_exists)
+            .fetch_optional(pool)
+            .await)
+        .map_err(corrupt)?;
+        if table.is_none() {
+            return Ok(());
+        }
+        let applied = on_store!(self, pool => sqlx::query_as::<_, (i64,)>(
+            "SELECT version FROM _sqlx_migrations"
+        )
+        .fetch_all(pool)
+        .await)
+        .map_err(corrupt)?;
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
         match applied.into_iter().find(|(v,)| !known.contains(v)) {
             Some((version,)) => Err(JournalError::Newer {
                 path: self.location.clone(),
