@@ -117,9 +117,42 @@ impl StepState {
         }
     }
 
+    /// What an approval event does to the step, whether the operator's engine reports it or a
+    /// watcher reads it from the journal: a request makes it wait, showing what it will run;
+    /// an answer or a timeout ends the wait. Returns what to say of an answer or a timeout.
+    pub fn approval(&mut self, step: &str, entry: &crate::journal::Entry) -> Option<String> {
+        use crate::journal::Entry;
+        match entry {
+            Entry::ApprovalRequested(request) => {
+                self.status = StepStatus::Running {
+                    since: Instant::now(),
+                };
+                self.await_approval(request);
+                None
+            }
+            Entry::Approved(decision) => {
+                self.awaiting = None;
+                Some(format!("{step}: approved by {}", decision.who()))
+            }
+            Entry::Rejected(decision) => {
+                self.awaiting = None;
+                Some(format!(
+                    "{step}: rejected by {}: {}",
+                    decision.who(),
+                    decision.reason.as_deref().unwrap_or_default()
+                ))
+            }
+            Entry::ApprovalTimedOut { waited_s, .. } => {
+                self.awaiting = None;
+                Some(format!("{step}: nobody approved it in {waited_s} s"))
+            }
+            _ => None,
+        }
+    }
+
     /// A request for approval came: the step waits, and its output pane shows what it will
     /// run, on which target, for the approver to read.
-    pub fn await_approval(&mut self, request: &crate::approval::Request) {
+    fn await_approval(&mut self, request: &crate::approval::Request) {
         self.output.clear();
         self.output_dropped = 0;
         let mut text = format!(
@@ -240,12 +273,14 @@ pub enum InputPurpose {
 }
 
 impl InputPurpose {
-    /// An observer's answer to a request for approval.
-    pub fn answers_approval(&self) -> bool {
-        matches!(
-            self,
-            InputPurpose::Approve { .. } | InputPurpose::RejectReason { .. }
-        )
+    /// The step an observer's answer to a request for approval is about.
+    pub fn approval_step(&self) -> Option<&str> {
+        match self {
+            InputPurpose::Approve { step, .. } | InputPurpose::RejectReason { step, .. } => {
+                Some(step)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -562,32 +597,19 @@ impl App {
                         at,
                     }
                 }
-                Entry::ApprovalRequested(request) if live => {
-                    state.status = StepStatus::Running {
-                        since: Instant::now(),
-                    };
-                    state.await_approval(request);
-                }
-                Entry::Approved(decision) => {
-                    state.awaiting = None;
-                    if live {
-                        self.notice = Some(format!("{step}: approved by {}", decision.who()));
-                    }
-                }
-                Entry::Rejected(decision) => {
-                    state.awaiting = None;
-                    if live {
-                        self.notice = Some(format!(
-                            "{step}: rejected by {}: {}",
-                            decision.who(),
-                            decision.reason.as_deref().unwrap_or_default()
-                        ));
-                    }
-                }
-                Entry::ApprovalTimedOut { .. } => state.awaiting = None,
+                // A request of an earlier session: nothing waits for it any more.
+                Entry::ApprovalRequested(_) if !live => {}
                 Entry::ApprovalRequested(_)
-                | Entry::VariableSet { .. }
-                | Entry::MigrationApplied(_) => {}
+                | Entry::Approved(_)
+                | Entry::Rejected(_)
+                | Entry::ApprovalTimedOut { .. } => {
+                    if let Some(said) = state.approval(step, &event.entry)
+                        && live
+                    {
+                        self.notice = Some(said);
+                    }
+                }
+                Entry::VariableSet { .. } | Entry::MigrationApplied(_) => {}
             }
         }
     }

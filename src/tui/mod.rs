@@ -584,40 +584,44 @@ async fn follow(journal: Journal, run_id: String, messages: mpsc::Sender<Message
             continue;
         }
         last_read = std::time::Instant::now();
-        let message = match journal.events_after(&run_id, seen).await {
-            Ok(new) => {
-                stamp = now;
-                // A run nobody held from the start: said once its events are in, so that
-                // what it had in flight shows as interrupted.
-                if std::mem::take(&mut first) && holder.is_none() {
-                    let events = Message::Followed(new.clone());
-                    if messages.send(events).await.is_err()
-                        || messages.send(Message::Holder(None)).await.is_err()
-                    {
-                        return;
-                    }
-                    seen = new.last().map_or(seen, |e| e.seq);
-                    continue;
+        let new = match journal.events_after(&run_id, seen).await {
+            Ok(new) => new,
+            Err(err) => {
+                if messages
+                    .send(Message::FollowFailed(err.to_string()))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
-                let Some(last) = new.last() else { continue };
-                seen = last.seq;
-                let lag = |at: chrono::DateTime<chrono::Utc>| {
-                    (chrono::Utc::now() - at)
-                        .num_microseconds()
-                        .unwrap_or(i64::MAX)
-                };
-                tracing::debug!(
-                    events = new.len(),
-                    seq = seen,
-                    oldest_lag_us = lag(new[0].at),
-                    newest_lag_us = lag(last.at),
-                    "followed"
-                );
-                Message::Followed(new)
+                continue;
             }
-            Err(err) => Message::FollowFailed(err.to_string()),
         };
-        if messages.send(message).await.is_err() {
+        stamp = now;
+        if let Some(last) = new.last() {
+            seen = last.seq;
+            let lag = |at: chrono::DateTime<chrono::Utc>| {
+                (chrono::Utc::now() - at)
+                    .num_microseconds()
+                    .unwrap_or(i64::MAX)
+            };
+            tracing::debug!(
+                events = new.len(),
+                seq = seen,
+                oldest_lag_us = lag(new[0].at),
+                newest_lag_us = lag(last.at),
+                "followed"
+            );
+            if messages.send(Message::Followed(new)).await.is_err() {
+                return;
+            }
+        }
+        // A run nobody held from the start: said once its events are in, so that what it had
+        // in flight shows as interrupted.
+        if std::mem::take(&mut first)
+            && holder.is_none()
+            && messages.send(Message::Holder(None)).await.is_err()
+        {
             return;
         }
     }

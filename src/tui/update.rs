@@ -130,16 +130,7 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
             app.follow(&events);
             // A question whose step no longer waits (answered by someone else, timed out,
             // cancelled) closes.
-            if let Some(Overlay::Input {
-                purpose:
-                    InputPurpose::Approve { step, .. } | InputPurpose::RejectReason { step, .. },
-                ..
-            }) = &app.overlay
-                && app
-                    .steps
-                    .get(step)
-                    .is_none_or(|state| state.awaiting.is_none())
-            {
+            if let Some(step) = close_stale_question(app) {
                 app.notice = Some(format!(
                     "{step} no longer waits for approval{}",
                     app.notice
@@ -147,7 +138,6 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
                         .map(|n| format!(" ({n})"))
                         .unwrap_or_default()
                 ));
-                app.overlay = None;
             }
             // An observer who may approve is asked at once, on the step's own screen.
             let asked = events
@@ -168,11 +158,7 @@ pub fn update(app: &mut App, message: Message) -> Vec<Command> {
                         state.awaiting = None;
                     }
                 }
-                if let Some(Overlay::Input { purpose, .. }) = &app.overlay
-                    && purpose.answers_approval()
-                {
-                    app.overlay = None;
-                }
+                close_stale_question(app);
             }
             app.read_only = Some(holder.unwrap_or_else(|| crate::journal::nobody_holds(None)));
             vec![]
@@ -266,35 +252,18 @@ fn engine_event(app: &mut App, event: Event) {
             }
         }
         Event::Approval { id, approval } => {
-            use crate::approval::Approval;
             let Some(state) = app.steps.get_mut(&id) else {
                 return;
             };
-            app.notice = Some(match &approval {
-                Approval::Requested(request) => {
-                    state.await_approval(request);
-                    format!(
-                        "{id} waits for a second person's approval: in `cutover watch`, or `cutover approve {} {id} --confirm {}`",
-                        app.run_id, request.database
-                    )
-                }
-                Approval::Approved(decision) => {
-                    state.awaiting = None;
-                    format!("{id}: approved by {}", decision.who())
-                }
-                Approval::Rejected(decision) => {
-                    state.awaiting = None;
-                    format!(
-                        "{id}: rejected by {}: {}",
-                        decision.who(),
-                        decision.reason.as_deref().unwrap_or_default()
-                    )
-                }
-                Approval::TimedOut { waited_s, .. } => {
-                    state.awaiting = None;
-                    format!("{id}: nobody approved it in {waited_s} s")
-                }
-            });
+            let said = state.approval(&id, &approval.entry());
+            // The operator is told where the second person answers.
+            app.notice = match &approval {
+                crate::approval::Approval::Requested(request) => Some(format!(
+                    "{id} waits for a second person's approval: in `cutover watch`, or `cutover approve {} {id} --confirm {}`",
+                    app.run_id, request.database
+                )),
+                _ => said,
+            };
         }
         // Its output line says so; the journal keeps the record.
         Event::MigrationApplied { .. } | Event::BatchFinished => {}
@@ -421,6 +390,24 @@ fn act(app: &mut App, action: Action) -> Vec<Command> {
         Action::TogglePanels => app.panels_open = !app.panels_open,
     }
     vec![]
+}
+
+/// Closes the observer's question about a step that no longer waits for approval (answered
+/// by someone else, timed out, ended, its operator gone); returns that step.
+fn close_stale_question(app: &mut App) -> Option<String> {
+    let Some(Overlay::Input { purpose, .. }) = &app.overlay else {
+        return None;
+    };
+    let step = purpose.approval_step()?.to_string();
+    if app
+        .steps
+        .get(&step)
+        .is_some_and(|state| state.awaiting.is_some())
+    {
+        return None;
+    }
+    app.overlay = None;
+    Some(step)
 }
 
 /// Opens the observer's approval (or rejection) of the step that waits for a second person,
