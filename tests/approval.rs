@@ -87,6 +87,27 @@ fn shared_and_waiting(home: &Path, work: &Path, url: &str) -> Waiting {
     until_it_waits(command)
 }
 
+/// `cutover approve` went through and names the approver (`who` starts what it says after
+/// "as"); the waiting check then ran its step. The check's report.
+fn approved_and_run(
+    approved: &std::process::Output,
+    run: &str,
+    who: &str,
+    waiting: Waiting,
+    work: &Path,
+) -> serde_json::Value {
+    assert_eq!(approved.status.code(), Some(0), "{}", stderr(approved));
+    assert!(
+        stdout(approved).contains(&format!("approved apply.change of run {run} as {who}")),
+        "{}",
+        stdout(approved)
+    );
+    let (code, report) = waiting.finish();
+    assert_eq!(code, Some(0), "{report}");
+    assert!(work.join("changed.txt").exists(), "the step ran");
+    report
+}
+
 fn report_md(home: &Path, run: &str) -> String {
     stdout(&cutover_in(home, &["report", run]).output().unwrap())
 }
@@ -186,16 +207,7 @@ fn a_second_account_approves_the_step_runs_and_the_record_names_both() {
         .env("SSH_CONNECTION", "203.0.113.7 50022 10.0.0.1 22")
         .output()
         .unwrap();
-    assert_eq!(approved.status.code(), Some(0), "{}", stderr(&approved));
-    assert!(
-        stdout(&approved).contains(&format!("approved apply.change of run {run} as {WATCHER}")),
-        "{}",
-        stdout(&approved)
-    );
-
-    let (code, report) = waiting.finish();
-    assert_eq!(code, Some(0), "{report}");
-    assert!(work.path().join("changed.txt").exists(), "the step ran");
+    let report = approved_and_run(&approved, &run, WATCHER, waiting, work.path());
     let details = report["steps"][0]["details"].to_string();
     assert!(
         details.contains(&format!("approved by {WATCHER} ({WATCHER}@")),
@@ -453,15 +465,7 @@ fn through_a_journal_in_postgres_another_database_role_approves() {
     let database = database_of(&url);
 
     // Bob's role may read the journal and answer.
-    let role = format!("approver_{}", std::process::id());
-    psql(
-        &control,
-        &format!(
-            "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA cutover TO {role}; \
-             GRANT SELECT ON ALL TABLES IN SCHEMA cutover TO {role}; \
-             GRANT INSERT ON cutover.approvals TO {role}"
-        ),
-    );
+    let (role, bobs) = journal_role(&control, "approver");
     let own = cutover_in(
         home.path(),
         &[
@@ -479,8 +483,6 @@ fn through_a_journal_in_postgres_another_database_role_approves() {
     assert_one_line_error(&own, 1, "you are the operator of run");
 
     let elsewhere = tempfile::tempdir().unwrap();
-    let bobs = control.replacen("postgres@", &format!("{role}@"), 1);
-    assert_ne!(bobs, control, "the URL names its user: {control}");
     let approved = cutover_in(
         elsewhere.path(),
         &[
@@ -495,15 +497,7 @@ fn through_a_journal_in_postgres_another_database_role_approves() {
     )
     .output()
     .unwrap();
-    assert_eq!(approved.status.code(), Some(0), "{}", stderr(&approved));
-    assert!(
-        stdout(&approved).contains(&format!("approved apply.change of run {run} as {role} (")),
-        "{}",
-        stdout(&approved)
-    );
-    let (code, report) = waiting.finish();
-    assert_eq!(code, Some(0), "{report}");
-    assert!(work.path().join("changed.txt").exists(), "the step ran");
+    let report = approved_and_run(&approved, &run, &format!("{role} ("), waiting, work.path());
     assert!(
         report["steps"][0]["details"]
             .to_string()

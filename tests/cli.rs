@@ -407,14 +407,8 @@ probe = "pool"
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(!stderr(&output).contains("panicked"));
     let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    let statuses: Vec<(&str, &str)> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        statuses,
+        step_statuses(&report),
         [
             ("s.slow", "error"),
             ("s.later", "skip"),

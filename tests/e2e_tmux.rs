@@ -780,6 +780,19 @@ impl Drop for Stopped {
     }
 }
 
+/// The operator, on the destructive runbook's wizard, runs its step and confirms it with the
+/// database's name; under the two-person rule it then waits for approval.
+fn confirmed_and_waiting(operator: &Tmux, database: &str) {
+    operator.wait_for("● connected");
+    operator.keys(&["Enter"]);
+    operator.wait_for("┌ Apply");
+    operator.keys(&["Enter"]);
+    operator.wait_for("┌ Destructive step");
+    operator.keys(&["-l", database]);
+    operator.keys(&["Enter"]);
+    operator.wait_for("awaits approval");
+}
+
 /// The watcher's header says it watches, and whom (their pid); it opens the Environment
 /// section.
 fn watching_the_holder(observer: &Tmux) {
@@ -805,34 +818,9 @@ fn ticked_while_watched(operator: &Tmux, observer: &Tmux) {
 /// terminal size, from the URL the run recorded; the operator's step shows up on its screen.
 #[test]
 fn an_observer_watches_the_newest_run_on_a_terminal_of_their_own() {
-    let url = fresh_database();
     let home = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_cutover");
-    let operator = Tmux::start(
-        110,
-        32,
-        &format!(
-            "CUTOVER_HOME={} {bin} run --rehearsal --database-url '{url}'; sleep 60",
-            home.path().display()
-        ),
-    );
-    operator.wait_for("● connected");
-    let observer = Tmux::start(
-        150,
-        40,
-        &format!(
-            "CUTOVER_HOME={} {bin} watch; echo WATCH-EXITED; sleep 60",
-            home.path().display()
-        ),
-    );
-    watching_the_holder(&observer);
-
-    ticked_while_watched(&operator, &observer);
-    // The operator leaves: the observer is told.
-    operator.keys(&["q"]);
-    observer.wait_for("nobody holds the run: the operator is gone (their cutover ended)");
-    observer.keys(&["q"]);
-    observer.wait_for("WATCH-EXITED");
+    let shared = format!("CUTOVER_HOME={}", home.path().display());
+    followed_until_the_operator_leaves(&shared, &shared);
 
     // A journal with no run: nothing to watch, said on one line.
     let empty = tempfile::tempdir().unwrap();
@@ -915,14 +903,7 @@ fn an_observer_sharing_the_operators_account_rejects_a_destructive_step_with_a_r
             home.path().display()
         ),
     );
-    operator.wait_for("● connected");
-    operator.keys(&["Enter"]);
-    operator.wait_for("┌ Apply");
-    operator.keys(&["Enter"]);
-    operator.wait_for("┌ Destructive step");
-    operator.keys(&["-l", &database]);
-    operator.keys(&["Enter"]);
-    operator.wait_for("awaits approval");
+    confirmed_and_waiting(&operator, &database);
     operator.wait_for("waiting for a second person's approval");
 
     let watch = |name: &str| {
@@ -1096,30 +1077,41 @@ fn demo_deploy_approved_by_an_observer(control: Option<String>) {
 /// operator is gone.
 #[test]
 fn an_observer_elsewhere_follows_the_run_through_a_journal_in_postgres() {
-    let url = fresh_database();
     let control = empty_database();
     let operator_home = tempfile::tempdir().unwrap();
     let observer_home = tempfile::tempdir().unwrap();
+    followed_until_the_operator_leaves(
+        &format!(
+            "CUTOVER_HOME={} CUTOVER_JOURNAL_URL='{control}'",
+            operator_home.path().display()
+        ),
+        &format!(
+            "CUTOVER_HOME={} CUTOVER_JOURNAL_URL='{control}'",
+            observer_home.path().display()
+        ),
+    );
+}
+
+/// The operator (`operator_env` set) opens a rehearsal run on a fresh database; the observer
+/// (`observer_env` set) watches the newest run on a terminal of another size, sees the
+/// operator's step ticked, and is told when the operator leaves.
+fn followed_until_the_operator_leaves(operator_env: &str, observer_env: &str) {
+    let url = fresh_database();
     let bin = env!("CARGO_BIN_EXE_cutover");
     let operator = Tmux::start(
         110,
         32,
-        &format!(
-            "CUTOVER_HOME={} {bin} --journal-url '{control}' run --rehearsal --database-url '{url}'; sleep 60",
-            operator_home.path().display()
-        ),
+        &format!("{operator_env} {bin} run --rehearsal --database-url '{url}'; sleep 60"),
     );
     operator.wait_for("● connected");
     let observer = Tmux::start(
         150,
         40,
-        &format!(
-            "CUTOVER_HOME={} CUTOVER_JOURNAL_URL='{control}' {bin} watch; echo WATCH-EXITED; sleep 60",
-            observer_home.path().display()
-        ),
+        &format!("{observer_env} {bin} watch; echo WATCH-EXITED; sleep 60"),
     );
     watching_the_holder(&observer);
     ticked_while_watched(&operator, &observer);
+    // The operator leaves: the observer is told.
     operator.keys(&["q"]);
     observer.wait_for("nobody holds the run: the operator is gone (their cutover ended)");
     observer.keys(&["q"]);
@@ -1134,7 +1126,6 @@ fn an_observer_elsewhere_approves_through_a_journal_in_postgres() {
     let url = fresh_database();
     let database = database_of(&url);
     let control = empty_database();
-    let role = format!("observer_{}", std::process::id());
     let operator_home = tempfile::tempdir().unwrap();
     let observer_home = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -1149,22 +1140,10 @@ fn an_observer_elsewhere_approves_through_a_journal_in_postgres() {
             operator_home.path().display()
         ),
     );
+    // The schema is the operator's cutover's to make.
     operator.wait_for("● connected");
-    psql(
-        &control,
-        &format!(
-            "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA cutover TO {role}; \
-             GRANT SELECT ON ALL TABLES IN SCHEMA cutover TO {role}; \
-             GRANT INSERT ON cutover.approvals TO {role}"
-        ),
-    );
-    operator.keys(&["Enter"]);
-    operator.wait_for("┌ Apply");
-    operator.keys(&["Enter"]);
-    operator.wait_for("┌ Destructive step");
-    operator.keys(&["-l", &database]);
-    operator.keys(&["Enter"]);
-    operator.wait_for("awaits approval");
+    let (role, observers_url) = journal_role(&control, "observer");
+    confirmed_and_waiting(&operator, &database);
 
     let observer = Tmux::start(
         130,
@@ -1172,7 +1151,7 @@ fn an_observer_elsewhere_approves_through_a_journal_in_postgres() {
         &format!(
             "CUTOVER_HOME={} {bin} --journal-url '{}' watch --database-url '{url}'; echo WATCH-EXITED; sleep 60",
             observer_home.path().display(),
-            control.replacen("postgres@", &format!("{role}@"), 1)
+            observers_url
         ),
     );
     observer.wait_for("Approve a destructive step");

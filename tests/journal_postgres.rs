@@ -196,14 +196,8 @@ depends_on = ["first"]
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&local.stdout).unwrap();
-    let steps: Vec<(&str, &str)> = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
-        .collect();
     assert_eq!(
-        steps,
+        step_statuses(&report),
         [("apply.first", "pass"), ("apply.second", "pass")],
         "{report}"
     );

@@ -474,3 +474,32 @@ kind = "shell"
 command = "echo changed > changed.txt"
 destructive = true
 "#;
+
+/// Each step of a `check --format json` report (or a journaled run's JSON report) with its
+/// status, in order.
+pub fn step_statuses(report: &serde_json::Value) -> Vec<(&str, &str)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect()
+}
+
+/// A database role of a person's own on the journal in PostgreSQL at `control` (what a team
+/// grants each engineer: read the journal, answer approval requests); returns the role and
+/// the control database's URL as that role.
+pub fn journal_role(control: &str, prefix: &str) -> (String, String) {
+    let role = format!("{prefix}_{}", std::process::id());
+    psql(
+        control,
+        &format!(
+            "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA cutover TO {role}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA cutover TO {role}; \
+             GRANT INSERT ON cutover.approvals TO {role}"
+        ),
+    );
+    let url = control.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(url, control, "the URL names its user: {control}");
+    (role, url)
+}
