@@ -401,13 +401,7 @@ impl Journal {
             path,
         };
         journal.check_version().await?;
-        MIGRATOR
-            .run(journal.sqlite())
-            .await
-            .map_err(|e| JournalError::Write {
-                path: shown.clone(),
-                detail: e.to_string(),
-            })?;
+        journal.migrate().await?;
         Ok(journal)
     }
 
@@ -536,14 +530,6 @@ impl Journal {
         Ok(journal)
     }
 
-    /// The SQLite pool of an embedded journal.
-    fn sqlite(&self) -> &SqlitePool {
-        match &self.store {
-            Store::Sqlite(pool) => pool,
-            Store::Postgres(_) => unreachable!("only an embedded journal is a SQLite file"),
-        }
-    }
-
     /// The pool of a journal kept in PostgreSQL.
     pub fn postgres(&self) -> Option<&sqlx::PgPool> {
         match &self.store {
@@ -621,16 +607,22 @@ impl Journal {
             location: location.clone(),
         };
         journal.check_version().await?;
-        if let (Store::Postgres(pool), true) = (&journal.store, create) {
-            MIGRATOR_POSTGRES
-                .run(pool)
-                .await
-                .map_err(|e| JournalError::Write {
-                    path: location.clone(),
-                    detail: e.to_string(),
-                })?;
+        if create {
+            journal.migrate().await?;
         }
         Ok(journal)
+    }
+
+    /// Brings the journal's schema up to this cutover's migrations (its database's own).
+    async fn migrate(&self) -> Result<(), JournalError> {
+        let migrated = match &self.store {
+            Store::Sqlite(pool) => MIGRATOR.run(pool).await,
+            Store::Postgres(pool) => MIGRATOR_POSTGRES.run(pool).await,
+        };
+        migrated.map_err(|e| JournalError::Write {
+            path: self.location.clone(),
+            detail: e.to_string(),
+        })
     }
 
     /// Refuses a journal that a newer cutover migrated further than we know.
