@@ -882,6 +882,54 @@ fn another_account_of_the_shared_group_watches_the_run_live() {
     operator.keys(&["q"]);
 }
 
+/// Another account watches a run its operator has left (the journal then read as it stands:
+/// nothing writes it), and the operator comes back to it: the observer sees them return and
+/// what they do next, without opening the run again.
+#[test]
+fn another_account_watching_a_left_run_sees_its_operator_resume_it() {
+    let Some(watcher) = second_account() else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_cutover");
+    let url = fresh_database();
+    let home = tempfile::tempdir().unwrap();
+    let wizard = format!(
+        "CUTOVER_HOME={} {bin} --share-group {PAIR_GROUP} run --rehearsal --database-url '{url}'",
+        home.path().display()
+    );
+    // Run, leave, and (once the observer watches) run again, which offers to resume the run
+    // left.
+    let operator = Tmux::start(
+        110,
+        32,
+        &format!("{wizard}; echo LEFT; read again; {wizard}; sleep 60"),
+    );
+    operator.wait_for("● connected");
+    operator.keys(&["q"]);
+    operator.wait_for("LEFT");
+    let observer = Tmux::start(
+        140,
+        40,
+        &format!(
+            "{} --journal {}/journal.sqlite3 watch; echo WATCH-EXITED; sleep 60",
+            watcher.shell_prefix(""),
+            home.path().display()
+        ),
+    );
+    observer.wait_for("nobody holds the run: the operator is gone");
+    observer.keys(&["Enter"]);
+    observer.wait_for("Environment");
+
+    operator.keys(&["Enter"]);
+    operator.wait_for("Resume it? [Y/n]");
+    operator.keys(&["Enter"]);
+    observer.wait_for(" pid ");
+    ticked_while_watched(&operator, &observer);
+    observer.keys(&["q"]);
+    observer.wait_for("WATCH-EXITED");
+    operator.keys(&["q"]);
+}
+
 /// The two-person rule on one shared account: the operator confirms a destructive step and it
 /// waits; an observer who gave no name of their own is the operator for the rule, and is told
 /// so; one who did (`watch --as alice`) rejects it with a reason, and the operator's step fails

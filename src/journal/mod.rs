@@ -314,6 +314,10 @@ pub struct Journal {
     path: PathBuf,
     /// The file, or the redacted URL, for messages.
     location: String,
+    /// Another account's embedded journal read as a still file (SQLite's `immutable`): no
+    /// cutover of the operator's was writing it when it was opened. Such a reader sees no
+    /// later write; `thawed` opens it again once one does.
+    frozen: bool,
 }
 
 impl Journal {
@@ -399,6 +403,7 @@ impl Journal {
             store: Store::Sqlite(pool),
             location: shown.clone(),
             path,
+            frozen: false,
         };
         journal.check_version().await?;
         journal.migrate().await?;
@@ -516,15 +521,39 @@ impl Journal {
         };
         // While the operator's cutover runs, SQLite's shared-memory file exists and a reader
         // uses it read-only. When none runs, that file is gone and this account may not make
-        // it: nothing is writing, so the journal is read as it stands.
-        let pool = match connect(options.clone()).await {
-            Ok(pool) => pool,
-            Err(_) => connect(options.immutable(true)).await.map_err(corrupt)?,
+        // it: nothing is writing, so the journal is read as it stands (and opened again by
+        // `thawed` when a cutover writes it again). A first read that fails while the file is
+        // there is the operator's write in flight (a WAL index being rebuilt, a lock): tried
+        // again for a while, never read as a still file, which would hide every later event.
+        let live = access(&with_suffix(path, "-shm"), AccessFlags::R_OK).is_ok();
+        let (pool, frozen) = if live {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                match connect(options.clone()).await {
+                    Ok(pool) => break (pool, false),
+                    Err(e) if std::time::Instant::now() >= deadline => {
+                        return Err(corrupt(e).into());
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the shared journal's first read failed; again");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        } else {
+            match connect(options.clone()).await {
+                Ok(pool) => (pool, false),
+                Err(_) => (
+                    connect(options.immutable(true)).await.map_err(corrupt)?,
+                    true,
+                ),
+            }
         };
         let journal = Journal {
             store: Store::Sqlite(pool),
             path: path.to_path_buf(),
             location: shown.clone(),
+            frozen,
         };
         journal.check_version().await?;
         Ok(journal)
@@ -605,6 +634,7 @@ impl Journal {
             store: Store::Postgres(pool),
             path: PathBuf::from(&location),
             location: location.clone(),
+            frozen: false,
         };
         journal.check_version().await?;
         if create {
@@ -791,9 +821,20 @@ impl Journal {
 
     /// The journal's path with `suffix` appended: its SQLite `-wal` and `-shm` files.
     fn with_suffix(&self, suffix: &str) -> PathBuf {
-        let mut name = self.path.clone().into_os_string();
-        name.push(suffix);
-        PathBuf::from(name)
+        with_suffix(&self.path, suffix)
+    }
+
+    /// This journal opened again when it was read as a still file (`frozen`) and a cutover
+    /// now writes it (its shared-memory file is back and readable); `None` otherwise.
+    pub async fn thawed(&self) -> Option<Journal> {
+        use nix::unistd::{AccessFlags, access};
+        if !self.frozen || access(&self.with_suffix("-shm"), AccessFlags::R_OK).is_err() {
+            return None;
+        }
+        Journal::open_shared(&self.path)
+            .await
+            .ok()
+            .filter(|journal| !journal.frozen)
     }
 
     fn write_error(&self, e: sqlx::Error) -> JournalError {
@@ -1260,6 +1301,13 @@ impl RunRow {
 /// Whether two targets are the same database on the same server (host and port).
 fn same_database(a: &crate::target::Target, b: &crate::target::Target) -> bool {
     a.address() == b.address() && a.database() == b.database()
+}
+
+/// `path` with `suffix` added to its name (SQLite's `-wal`, `-shm`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.to_path_buf().into_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// What a run's lock says of its holder: user@host, pid, where from over SSH (the client's

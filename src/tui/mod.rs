@@ -536,7 +536,7 @@ const READ_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 /// Follows what the run's holder records: the events after the last one seen, read when the
 /// journal's files change, sent to the event loop. Each batch's lag (from the newest event's
 /// recording, and the oldest's, to now) goes to the log, for the watch benchmark.
-async fn follow(journal: Journal, run_id: String, messages: mpsc::Sender<Message>) {
+async fn follow(mut journal: Journal, run_id: String, messages: mpsc::Sender<Message>) {
     let mut seen = 0;
     let mut stamp = None;
     let mut every = tokio::time::interval(FOLLOW_EVERY);
@@ -562,6 +562,11 @@ async fn follow(journal: Journal, run_id: String, messages: mpsc::Sender<Message
         // Who holds the run, every 2 s: the header says when the operator's cutover is gone.
         if holder_looked.elapsed() >= HOLDER_EVERY {
             holder_looked = std::time::Instant::now();
+            // Another account's journal that nobody wrote when it was opened, now written
+            // again (the operator resumed the run): read afresh, or its news would stay hidden.
+            if let Some(thawed) = journal.thawed().await {
+                journal = thawed;
+            }
             let now = journal.holder(&run_id).await;
             if now != holder {
                 holder = now.clone();
