@@ -522,7 +522,6 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Terminal keys and resizes, as messages.
 /// How often a watcher looks at the journal's files for a change: a `stat` of two files; the
 /// journal is read only when they changed.
 const FOLLOW_EVERY: Duration = Duration::from_millis(100);
@@ -532,6 +531,8 @@ const HOLDER_EVERY: Duration = Duration::from_secs(2);
 
 /// How long a watcher goes at most without reading the journal, whatever its files say.
 const READ_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
+/// Reads of the journal that fail in a row before the observer is told (a tick apart).
+const FAILURES_TOLD: u32 = 3;
 
 /// Follows what the run's holder records: the events after the last one seen, read when the
 /// journal's files change, sent to the event loop. Each batch's lag (from the newest event's
@@ -548,6 +549,7 @@ async fn follow(mut journal: Journal, run_id: String, messages: mpsc::Sender<Mes
     let mut holder_looked = std::time::Instant::now();
     let mut last_read = std::time::Instant::now();
     let mut first = true;
+    let mut failures = 0;
     loop {
         let woken = match &mut notified {
             Some(notices) => tokio::select! {
@@ -579,7 +581,7 @@ async fn follow(mut journal: Journal, run_id: String, messages: mpsc::Sender<Mes
         // that: a notification lost while its connection came back, or, for the embedded
         // journal, a file's times that move in the kernel's coarse ticks and a write into a
         // reused WAL that keeps its size (an unchanged stamp can hide a write).
-        let due = first || woken || last_read.elapsed() >= READ_AT_LEAST_EVERY;
+        let due = first || woken || failures > 0 || last_read.elapsed() >= READ_AT_LEAST_EVERY;
         let now = if notified.is_some() {
             None
         } else {
@@ -590,12 +592,20 @@ async fn follow(mut journal: Journal, run_id: String, messages: mpsc::Sender<Mes
         }
         last_read = std::time::Instant::now();
         let new = match journal.events_after(&run_id, seen).await {
-            Ok(new) => new,
+            Ok(new) => {
+                failures = 0;
+                new
+            }
             Err(err) => {
-                if messages
-                    .send(Message::FollowFailed(err.to_string()))
-                    .await
-                    .is_err()
+                // Once is the operator's write caught half-way (another account reads the WAL
+                // index read-only and may find it being changed): read again at the next tick;
+                // the observer is told when it lasts.
+                failures += 1;
+                if failures == FAILURES_TOLD
+                    && messages
+                        .send(Message::FollowFailed(err.to_string()))
+                        .await
+                        .is_err()
                 {
                     return;
                 }
@@ -632,6 +642,7 @@ async fn follow(mut journal: Journal, run_id: String, messages: mpsc::Sender<Mes
     }
 }
 
+/// Terminal keys and resizes, as messages.
 async fn forward_terminal_events(messages: mpsc::Sender<Message>) {
     let mut events = crossterm::event::EventStream::new();
     while let Some(Ok(event)) = events.next().await {
