@@ -8,6 +8,16 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+/// `println!` for what a command prints on standard output. A reader may stop reading
+/// (`cutover report | head`, a `tee` killed during a deploy): a closed pipe ends the printing,
+/// not the command, which goes on and ends as it would have (a deploy printing its progress
+/// finishes its migration). Any other failure to write is said once on standard error.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod cli;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -421,7 +431,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Format::Json => output::json(&report),
                 Format::Junit => output::junit(&report),
             };
-            println!("{}", printed.trim_end());
+            say!("{}", printed.trim_end());
             Ok(if report.failed() {
                 ExitCode::from(EXIT_FAILED)
             } else {
@@ -450,15 +460,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let report =
                 history::compare(&migrations.display().to_string(), &local, rows.as_deref());
             match format {
-                StatusFormat::Json => println!(
+                StatusFormat::Json => say!(
                     "{}",
                     serde_json::to_string_pretty(&report).context("cannot encode the status")?
                 ),
                 StatusFormat::Text => {
                     let outcome = report.outcome();
-                    println!("{} {}", outcome.status.symbol(), outcome.message);
+                    say!("{} {}", outcome.status.symbol(), outcome.message);
                     for line in &outcome.details {
-                        println!("  {line}");
+                        say!("  {line}");
                     }
                 }
             }
@@ -472,7 +482,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let journal = open_journal_as_it_is().await?;
             let runs = journal.runs().await?;
             if runs.is_empty() {
-                println!("no runs yet in {}", journal.path().display());
+                say!("no runs yet in {}", journal.path().display());
             }
             for run in runs {
                 let events = journal.events(&run.id).await?;
@@ -481,7 +491,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         .ok();
                 let report = report::check_report(&run, runbook.as_ref(), &events);
                 let s = &report.summary;
-                println!(
+                say!(
                     "{}  {}  {:<10}  {:<6}  {}  {}  pass {} fail {} warn {} skip {} error {}{}",
                     run.id,
                     run.started_at,
@@ -534,17 +544,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     output::junit(&report::check_report(&run, runbook.as_ref(), &events))
                 }
             };
-            println!("{}", printed.trim_end());
+            say!("{}", printed.trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Runbook(RunbookCmd::Export) => {
-            print!("{}", runbook::BUNDLED);
+            write_out(format_args!("{}", runbook::BUNDLED));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Runbook(RunbookCmd::Validate { file }) => match runbook::load_file(&file, &Catalog) {
             Ok(runbook) => {
                 let steps = runbook.steps().count();
-                println!(
+                say!(
                     "{}: ok — \"{}\", {} sections, {steps} steps",
                     file.display(),
                     runbook.name,
@@ -701,7 +711,7 @@ async fn approve(
                 }
                 _ => continue,
             };
-            println!("{said}: the operator's cutover recorded it");
+            say!("{said}: the operator's cutover recorded it");
             return Ok(ExitCode::SUCCESS);
         }
         tokio::time::sleep(approval::POLL).await;
@@ -739,7 +749,7 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
             .push(("app_dir".into(), app.path().display().to_string()));
     }
     if print_url {
-        println!("{url}");
+        say!("{url}");
         eprintln!(
             "The sample app's Prisma folder: {} (pass --var app_dir={} to check or run)",
             app.path().join("prisma").display(),
@@ -777,9 +787,9 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
             ..CheckOptions::default()
         };
         let report = check::run_check(Arc::new(runbook), &target, &options).await?;
-        println!("{}", output::text(&report, color_wanted()).trim_end());
-        println!("\nThe demo database is still running: {url}");
-        println!(
+        say!("{}", output::text(&report, color_wanted()).trim_end());
+        say!("\nThe demo database is still running: {url}");
+        say!(
             "Try: cutover check --database-url '{url}' --var app_dir={} --only verify --format json",
             app.path().display()
         );
@@ -832,6 +842,25 @@ fn init_logging() -> Option<tracing_appender::non_blocking::WorkerGuard> {
         .try_init()
         .ok()?;
     Some(guard)
+}
+
+/// Writes to standard output for `say!`; after a failure, nothing more is written.
+fn write_out(text: std::fmt::Arguments) {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static GONE: AtomicBool = AtomicBool::new(false);
+    if GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        GONE.store(true, Ordering::Relaxed);
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!(
+                "warning: cannot write to standard output ({err}); the rest of what this command prints is dropped"
+            );
+        }
+    }
 }
 
 /// `CUTOVER_HOME`, else the platform's data directory.

@@ -334,6 +334,20 @@ fn the_bundled_runbook_exports_and_validates() {
     assert!(stdout(&output).contains(": ok"));
 }
 
+/// A reader that stops reading (`cutover runbook export | head`) ends the printing, not in a
+/// panic: the command ends as it would have, and says nothing of it.
+#[test]
+fn a_reader_that_stops_reading_is_not_a_crash() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = cutover(&["runbook", "export"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}
+
 #[test]
 fn a_database_that_stops_mid_run_ends_the_steps_in_flight_as_errors() {
     let (mut cluster, url) = own_cluster(ClusterOptions::default());

@@ -51,7 +51,7 @@ pub async fn run(database_url: Option<&str>, args: BaselineArgs) -> anyhow::Resu
     };
     match baseline::baseline(&target, &options, super::deploy::print_progress).await {
         Ok(done) => {
-            println!(
+            say!(
                 "{} {} ({} lines); {} recorded as applied: deploy goes on from here",
                 if done.written { "wrote" } else { "took" },
                 done.script.display(),

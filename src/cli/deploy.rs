@@ -62,7 +62,7 @@ pub async fn run(database_url: Option<&str>, args: DeployArgs) -> anyhow::Result
         }
     };
     if pending.is_empty() {
-        println!(
+        say!(
             "no pending migrations in {}: all are applied",
             args.migrations.display()
         );
@@ -92,7 +92,7 @@ pub async fn run(database_url: Option<&str>, args: DeployArgs) -> anyhow::Result
     let result = deploy::deploy_on(conn, &target, &options, print_progress).await;
     match result {
         Ok(report) => {
-            println!(
+            say!(
                 "applied {} migration(s); {} were applied before",
                 report.applied.len(),
                 report.already_applied
@@ -109,6 +109,6 @@ pub async fn run(database_url: Option<&str>, args: DeployArgs) -> anyhow::Result
 pub(super) fn print_progress(progress: Progress) {
     // Taking a free lock is not news; waiting for it was.
     if !matches!(progress, Progress::LockTaken { waited_ms } if waited_ms < 1000) {
-        println!("{progress}");
+        say!("{progress}");
     }
 }

@@ -33,20 +33,20 @@ pub async fn run(database_url: Option<&str>, args: DriftArgs) -> anyhow::Result<
     db.close().await;
     match result {
         Ok(report) if report.differences.is_empty() => {
-            println!(
+            say!(
                 "no drift: the schema is what its {} applied migration(s) make",
                 report.replayed.len()
             );
             Ok(ExitCode::SUCCESS)
         }
         Ok(report) => {
-            println!(
+            say!(
                 "{} difference(s) between the database and its {} applied migration(s):",
                 report.differences.len(),
                 report.replayed.len()
             );
             for line in &report.differences {
-                println!("  {line}");
+                say!("  {line}");
             }
             Ok(ExitCode::from(1))
         }

@@ -99,18 +99,18 @@ pub async fn run(
     match args.format {
         LintFormat::Text => {
             if files.is_empty() {
-                println!("nothing to lint: no pending migration");
+                say!("nothing to lint: no pending migration");
             } else {
                 if target.is_none() {
-                    println!(
+                    say!(
                         "no target: sizes unknown, so locks are graded as warnings (pass --database-url to grade them by the live sizes)\n"
                     );
                 }
-                print!("{}", output::text(&reports, args.notes));
+                crate::write_out(format_args!("{}", output::text(&reports, args.notes)));
             }
         }
-        LintFormat::Json => println!("{}", output::json(&reports)),
-        LintFormat::Sarif => println!("{}", output::sarif(&reports)),
+        LintFormat::Json => say!("{}", output::json(&reports)),
+        LintFormat::Sarif => say!("{}", output::sarif(&reports)),
     }
     let counts = output::counts(&reports);
     Ok(if counts.error + counts.warning > 0 {

@@ -87,7 +87,7 @@ pub async fn run(
                 "--fresh-dump needs the target to dump: pass --database-url or set DATABASE_URL"
             );
         };
-        println!(
+        say!(
             "dumping {target} into {} (rows counted in the dump's snapshot)",
             args.backup_dir.display()
         );
@@ -121,7 +121,7 @@ pub async fn run(
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         schema,
     };
-    let rehearsal = rehearse::rehearse(&options, |progress| println!("{progress}"));
+    let rehearsal = rehearse::rehearse(&options, |progress| say!("{progress}"));
     // Ctrl-C, SIGTERM or a lost terminal stop the rehearsal: dropping it kills pg_restore and
     // removes the throwaway cluster and its files.
     let result = tokio::select! {
@@ -148,20 +148,20 @@ pub async fn run(
                 Some(expected) => {
                     let differences = rehearse::count_differences(expected, &rehearsal.rows);
                     if differences.is_empty() {
-                        println!(
+                        say!(
                             "verified: {} table(s), {rows} row(s), every count equal to the dump's snapshot",
                             rehearsal.rows.len()
                         );
                     } else {
                         verified = false;
-                        println!("the restore does not match the dump's snapshot:");
+                        say!("the restore does not match the dump's snapshot:");
                         for line in &differences {
-                            println!("  ✗ {line}");
+                            say!("  ✗ {line}");
                         }
                     }
                 }
                 None => {
-                    println!(
+                    say!(
                         "verified: {} table(s), {rows} row(s) counted on the copy",
                         rehearsal.rows.len()
                     );
@@ -172,7 +172,7 @@ pub async fn run(
             }
             let total: u64 = rehearsal.migrations.iter().map(|m| m.duration_ms).sum();
             match &rehearsal.failed {
-                None => println!(
+                None => say!(
                     "rehearsed {} pending migration(s) in {total} ms on production's data",
                     rehearsal.migrations.len()
                 ),
@@ -184,7 +184,7 @@ pub async fn run(
                 }
             }
             if args.keep {
-                println!("the copy stays up until Ctrl-C: {copy}");
+                say!("the copy stays up until Ctrl-C: {copy}");
                 let _ = tokio::signal::ctrl_c().await;
             }
             let removed = match &scratch {
@@ -196,7 +196,7 @@ pub async fn run(
             tokio::task::spawn_blocking(move || drop(scratch))
                 .await
                 .ok();
-            println!("{removed}");
+            say!("{removed}");
             Ok(if validation.fail + validation.error > 0 || !verified {
                 ExitCode::from(1)
             } else {
@@ -270,9 +270,9 @@ async fn validate(
     else {
         return Ok(Summary::default());
     };
-    println!("validation on the migrated copy:");
+    say!("validation on the migrated copy:");
     for step in &report.steps {
-        println!(
+        say!(
             "  {} {:<28} {}",
             step.status.symbol(),
             step.id,
@@ -286,9 +286,13 @@ async fn validate(
             .await?;
     }
     let s = &report.summary;
-    println!(
+    say!(
         "  {} passed, {} failed, {} warnings, {} skipped, {} errors",
-        s.pass, s.fail, s.warn, s.skip, s.error
+        s.pass,
+        s.fail,
+        s.warn,
+        s.skip,
+        s.error
     );
     Ok(report.summary.clone())
 }
@@ -301,7 +305,7 @@ async fn compare_with_baseline(journal: &Journal, target: &Target, rehearsal: &R
         return;
     };
     let Some(baseline) = measured.get("baseline.row_counts") else {
-        println!(
+        say!(
             "no row-count baseline journaled for this target to compare with (baseline.row_counts)"
         );
         return;
@@ -328,7 +332,7 @@ async fn compare_with_baseline(journal: &Journal, target: &Target, rehearsal: &R
             None => differ.push(format!("{table}: not in the dump ({rows} in the baseline)")),
         }
     }
-    println!(
+    say!(
         "compared with the row-count baseline of {}: {equal} table(s) equal, {} differ{}",
         baseline.source,
         differ.len(),
@@ -339,6 +343,6 @@ async fn compare_with_baseline(journal: &Journal, target: &Target, rehearsal: &R
         }
     );
     for line in differ {
-        println!("  {line}");
+        say!("  {line}");
     }
 }

@@ -70,7 +70,7 @@ pub async fn run(database_url: Option<&str>, args: ResolveArgs) -> anyhow::Resul
     .await;
     match result {
         Ok(resolved) => {
-            println!("{resolved}");
+            say!("{resolved}");
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
