@@ -2,11 +2,10 @@
 //! can act on.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, Postgres};
 
 use crate::target::{Target, redact_url};
 
@@ -18,50 +17,6 @@ pub const APPLICATION_NAME: &str = "cutover";
 
 /// The name the live panels' sessions carry (left out of the figures like the checks').
 pub const MONITOR_APPLICATION_NAME: &str = "cutover-monitor";
-
-/// Read-only transactions this process has begun (each ends in a rollback). The monitor takes
-/// them out of the server's rollback count, so the wizard's own checks never look like the
-/// application's errors. One process works on one target, so one counter serves.
-static READ_ONLY_BEGUN: AtomicU64 = AtomicU64::new(0);
-
-/// How many read-only transactions this process has begun so far.
-pub fn read_only_transactions_begun() -> u64 {
-    READ_ONLY_BEGUN.load(Ordering::Relaxed)
-}
-
-/// When the read-only transactions of the last [`BEGUN_MEMORY`] began: the server may count a
-/// rollback seconds after it happened (a backend reports its statistics at most once a second,
-/// an idle one up to 10 s later), so a window of the server's counters is matched against our
-/// transactions begun a little before it.
-static RECENTLY_BEGUN: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>> =
-    std::sync::Mutex::new(std::collections::VecDeque::new());
-
-/// How long [`RECENTLY_BEGUN`] remembers.
-const BEGUN_MEMORY: Duration = Duration::from_secs(60);
-
-fn note_read_only_begun() {
-    READ_ONLY_BEGUN.fetch_add(1, Ordering::Relaxed);
-    let now = std::time::Instant::now();
-    let mut recent = RECENTLY_BEGUN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    while recent
-        .front()
-        .is_some_and(|at| now.saturating_duration_since(*at) > BEGUN_MEMORY)
-    {
-        recent.pop_front();
-    }
-    recent.push_back(now);
-}
-
-/// How many read-only transactions this process began at or after `since` (remembered for a
-/// minute).
-pub fn read_only_transactions_begun_since(since: std::time::Instant) -> u64 {
-    let recent = RECENTLY_BEGUN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    recent.iter().filter(|at| **at >= since).count() as u64
-}
 
 /// Limits that every check runs under.
 #[derive(Debug, Clone, Copy)]
@@ -603,7 +558,7 @@ impl Db {
     }
 
     /// Begins a read-only transaction with this handle's statement and lock timeouts. It is
-    /// rolled back when dropped.
+    /// committed when dropped (see [`ReadOnly`]).
     pub async fn read_only(&self) -> Result<ReadOnly, DbError> {
         self.read_only_with(self.settings.statement_timeout).await
     }
@@ -628,18 +583,23 @@ impl Db {
         statement_timeout: Duration,
     ) -> Result<ReadOnly, DbError> {
         // One round trip: the timeouts travel with BEGIN (simple protocol, several statements).
-        // The ROLLBACK is queued when the transaction drops and goes out with the next use of
-        // the connection, so it costs no wait either; over a WAN each round trip counts.
         let begin = self.begin_read_only_sql(statement_timeout);
-        // What `Pool::begin_with` does, on a connection taken with the true reason on failure.
-        let statement = sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(begin.clone()));
-        let tx = sqlx::Transaction::begin(conn, Some(statement))
+        let mut conn = conn;
+        let begun = sqlx::raw_sql(sqlx::AssertSqlSafe(begin.clone()))
+            .execute(&mut *conn)
             .await
+            .map(|_| ())
             .map_err(|e| self.error(e));
-        self.note(&tx);
-        let tx = tx?;
-        note_read_only_begun();
-        Ok(ReadOnly { tx, begin })
+        self.note(&begun);
+        if let Err(err) = begun {
+            // Whatever state it is in, it does not go back to the pool.
+            conn.close_on_drop();
+            return Err(err);
+        }
+        Ok(ReadOnly {
+            conn: Some(conn),
+            begin,
+        })
     }
 
     /// `BEGIN` of a read-only transaction and its timeouts, as three statements of one
@@ -737,9 +697,16 @@ async fn not_postgres(target: &Target) -> Option<DbError> {
     }
 }
 
-/// A read-only transaction; derefs to the connection for sqlx queries and rolls back on drop.
+/// A read-only transaction; derefs to the connection for sqlx queries. It ends in a COMMIT
+/// when dropped, sent as the connection goes back to the pool (the caller does not wait for
+/// it). A COMMIT, not a ROLLBACK: READ ONLY already makes sure that it wrote nothing, and the
+/// server counts every rollback in `pg_stat_database.xact_rollback`, which is the
+/// application's query error rate. Rolled back, the checks of any cutover on the database (an
+/// observer's, a `check` beside the wizard) would read as the application's errors on every
+/// other one's panel. A transaction that a failed statement aborted still ends as a rollback:
+/// that one was an error.
 pub struct ReadOnly {
-    tx: Transaction<'static, Postgres>,
+    conn: Option<sqlx::pool::PoolConnection<Postgres>>,
     /// What began it, to begin the next one the same way.
     begin: String,
 }
@@ -750,25 +717,47 @@ impl ReadOnly {
     /// let go, so that a probe reading thousands of tables batch by batch never holds more
     /// than one batch's worth of the server's shared lock table.
     pub async fn renew(&mut self) -> Result<(), sqlx::Error> {
-        let renew = format!("ROLLBACK; {}", self.begin);
+        let renew = format!("COMMIT; {}", self.begin);
         sqlx::raw_sql(sqlx::AssertSqlSafe(renew))
-            .execute(&mut *self.tx)
+            .execute(&mut **self)
             .await?;
-        note_read_only_begun();
         Ok(())
+    }
+
+    fn conn(&self) -> &sqlx::pool::PoolConnection<Postgres> {
+        self.conn
+            .as_ref()
+            .expect("a read-only transaction holds its connection until dropped")
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        // Dropped in the middle of a query (a step cancelled), the connection first reads
+        // what the server still sends; one that cannot COMMIT is closed, not pooled.
+        tokio::spawn(async move {
+            if sqlx::raw_sql("COMMIT").execute(&mut *conn).await.is_err() {
+                conn.close_on_drop();
+            }
+        });
     }
 }
 
 impl Deref for ReadOnly {
     type Target = PgConnection;
     fn deref(&self) -> &PgConnection {
-        &self.tx
+        self.conn()
     }
 }
 
 impl DerefMut for ReadOnly {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        self.conn
+            .as_mut()
+            .expect("a read-only transaction holds its connection until dropped")
     }
 }
 

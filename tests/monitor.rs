@@ -195,32 +195,62 @@ fn commits_per_s_rises_after_writes_between_two_samples() {
     });
 }
 
+/// cutover's reads commit: the server counts none of them as a rollback, so no cutover on the
+/// database (an observer's, a `check` beside the wizard) reads another's checks as the
+/// application's errors. A read that fails still counts, as the error it is.
 #[test]
-fn cutovers_own_read_only_transactions_are_not_reported_as_rollbacks() {
+fn cutovers_read_only_transactions_are_never_counted_as_rollbacks() {
     let url = fresh_database();
     let target = monitored(&url);
     let expected = [index("Tag", &["id"], true)];
+    // Each look is a psql session of its own, one transaction that commits.
+    let looks = std::cell::Cell::new(0);
+    let counters = || {
+        looks.set(looks.get() + 1);
+        let row = psql(
+            &url,
+            "SELECT xact_commit || ' ' || xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+        );
+        let (commits, rollbacks) = row.split_once(' ').unwrap();
+        (
+            commits.parse::<i64>().unwrap(),
+            rollbacks.parse::<i64>().unwrap(),
+        )
+    };
+    let (commits_before, rollbacks_before) = counters();
     let mut sampler = Sampler::new();
-    let mut own = 0;
     let mut samples = Vec::new();
     for _ in 0..5 {
         samples.push(target.sample(&mut sampler));
         target.statuses(&expected);
-        sampler.note_own_transactions(1);
-        own += 2;
     }
-    // The server counts a session's transactions when it next reports its statistics.
-    wait_until("the server has counted our rollbacks", 30, || {
-        psql(
-            &url,
-            "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()",
-        )
-        .parse::<i64>()
-        .is_ok_and(|rollbacks| rollbacks >= own)
+    // A server process counts its transactions when it ends, at the latest.
+    target.runtime.block_on(target.db.close());
+    wait_until("the server has counted our ten reads", 30, || {
+        // The looks before this one are counted too (this one is still open).
+        let earlier_looks = looks.get();
+        counters().0 >= commits_before + 10 + earlier_looks
     });
-    samples.push(target.sample(&mut sampler));
+    assert_eq!(counters().1, rollbacks_before, "no rollback counted");
     let rollbacks: Vec<f64> = samples.iter().map(|s| s.rollbacks_per_s).collect();
     assert!(rollbacks.iter().all(|r| *r == 0.0), "{rollbacks:?}");
+
+    // A read that fails (here past its statement timeout) is a rollback.
+    let again = monitored(&url);
+    let db = again
+        .db
+        .with_statement_timeout(std::time::Duration::from_millis(50));
+    let failed = again.runtime.block_on(async {
+        let mut read = db.read_only().await.unwrap();
+        sqlx::raw_sql("SELECT pg_sleep(1)")
+            .execute(&mut *read)
+            .await
+    });
+    assert!(failed.is_err(), "the read was cancelled by its timeout");
+    again.runtime.block_on(again.db.close());
+    wait_until("the failed read is counted as a rollback", 30, || {
+        counters().1 > rollbacks_before
+    });
 }
 
 #[test]

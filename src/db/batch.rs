@@ -1,16 +1,16 @@
 //! Catalog reads in one round trip. A probe's queries, the transaction that makes them
 //! read-only and its timeouts travel to the server as one simple-protocol message
-//! (`BEGIN ...; SET LOCAL ...; <queries>; ROLLBACK`), and the rows of every query come back in
+//! (`BEGIN ...; SET LOCAL ...; <queries>; COMMIT`), and the rows of every query come back in
 //! one answer: no separate round trip to begin, none to prepare a statement (each would cost a
 //! network round trip, and a prepared statement's description one more parse of the query on
-//! the server), none to roll back. Values travel as quoted literals ([`literal`]), so only SQL
+//! the server), none to end it. Values travel as quoted literals ([`literal`]), so only SQL
 //! that cutover builds itself goes through here, never a runbook's.
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row};
 
-use super::{Db, DbError, note_read_only_begun};
+use super::{Db, DbError};
 
 /// `text` as a SQL string literal, whatever the server's `standard_conforming_strings` (an
 /// escape string: quotes and backslashes doubled). A NUL, which no PostgreSQL text holds,
@@ -99,8 +99,8 @@ impl Drop for Guarded {
 impl Db {
     /// Runs `queries` (SQL that cutover builds itself, values quoted with [`literal`]) in one
     /// read-only transaction with this handle's statement and lock timeouts, in one round trip,
-    /// and returns the rows of each. The transaction rolls back, like every read-only
-    /// transaction of cutover's.
+    /// and returns the rows of each. The transaction commits, like every read-only transaction
+    /// of cutover's (see [`super::ReadOnly`]).
     pub async fn read_batch(&self, queries: &[String]) -> Result<Answers, DbError> {
         self.read_batch_with(self.settings.statement_timeout, queries)
             .await
@@ -140,14 +140,13 @@ impl Db {
     ) -> Result<Answers, DbError> {
         let mut guarded = Guarded { conn, clean: false };
         let batch = format!(
-            "{}; {};\nROLLBACK",
+            "{}; {};\nCOMMIT",
             self.begin_read_only_sql(statement_timeout),
             queries.join(";\n")
         );
-        note_read_only_begun();
         let result = match run(&mut guarded.conn, batch).await {
             Ok(mut results) => {
-                // BEGIN and the two SETs answer first, the ROLLBACK last.
+                // BEGIN and the two SETs answer first, the COMMIT last.
                 let expected = queries.len() + 4;
                 if results.len() == expected {
                     results.truncate(expected - 1);
@@ -164,7 +163,8 @@ impl Db {
                 }
             }
             Err(err) => {
-                // The server skipped the rest of the message, the ROLLBACK included.
+                // The server skipped the rest of the message, the COMMIT included: the failed
+                // transaction ends as what it is, a rollback.
                 guarded.clean = sqlx::raw_sql("ROLLBACK")
                     .execute(&mut *guarded.conn)
                     .await

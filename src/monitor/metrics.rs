@@ -84,7 +84,7 @@ pub struct MetricsSample {
     pub latency_p99: Duration,
     /// Committed transactions per second on this database since the previous sample.
     pub commits_per_s: f64,
-    /// Rolled-back transactions per second on this database, cutover's own left out.
+    /// Rolled-back transactions per second on this database (cutover's own reads commit).
     pub rollbacks_per_s: f64,
     /// Size of this database on disk, as last sampled (every [`SIZE_INTERVAL`]).
     pub database_bytes: i64,
@@ -92,8 +92,8 @@ pub struct MetricsSample {
     pub blocked_sessions: i64,
     /// The longest current wait of such a session, in milliseconds (0 when none waits).
     pub longest_wait_ms: f64,
-    /// Rolled-back transactions, percent of all, over the last 5 minutes (cutover's own left
-    /// out); `None` without transactions.
+    /// Rolled-back transactions, percent of all, over the last 5 minutes; `None` without
+    /// transactions.
     pub query_error_pct: Option<f64>,
     /// Sessions that ended in an error (fatal, killed, abandoned), percent of the sessions
     /// that ended, over the last 5 minutes; `None` without sessions or before PostgreSQL 14.
@@ -158,12 +158,6 @@ struct Interval {
 #[derive(Debug)]
 pub struct Sampler {
     previous: Option<Reading>,
-    /// cutover's own read-only transactions roll back, and pg_stat_database would count
-    /// them as errors: they are owed here until the counters show them, and the rollbacks
-    /// that pay them off are not reported.
-    own_rollbacks_owed: i64,
-    /// The process's count of read-only transactions at the last sample.
-    own_transactions_seen: u64,
     latency: LatencyWindow,
     /// The intervals of the last [`LATENCY_WINDOW`], for the error rates.
     intervals: VecDeque<Interval>,
@@ -182,8 +176,6 @@ impl Sampler {
     pub fn new() -> Sampler {
         Sampler {
             previous: None,
-            own_rollbacks_owed: 0,
-            own_transactions_seen: crate::db::read_only_transactions_begun(),
             latency: LatencyWindow::new(),
             intervals: VecDeque::new(),
             size: None,
@@ -204,12 +196,8 @@ impl Sampler {
     /// Runs the metrics query once, in a read-only transaction with `db`'s timeouts, and
     /// turns it into a sample.
     pub async fn sample(&mut self, db: &Db) -> Result<MetricsSample, DbError> {
+        // It commits: cutover's reads are never counted as the application's rollbacks.
         let mut transaction = db.read_only().await?;
-        // Every read-only transaction of this process since the last sample, this one
-        // included, ends in a rollback that is ours, not the application's.
-        let begun = crate::db::read_only_transactions_begun();
-        self.note_own_transactions(begun.saturating_sub(self.own_transactions_seen) as i64);
-        self.own_transactions_seen = begun;
         // The round trip: an empty query, which the server answers without parsing,
         // planning or reading anything, in the simple protocol (one message each way).
         let started = Instant::now();
@@ -233,12 +221,6 @@ impl Sampler {
             self.size = Some((started, bytes));
         }
         Ok(self.record(started, counters, round_trip))
-    }
-
-    /// Tells the sampler that cutover ended `count` more read-only transactions on this
-    /// database (they roll back), so that they are not reported as the application's errors.
-    pub fn note_own_transactions(&mut self, count: i64) {
-        self.own_rollbacks_owed += count.max(0);
     }
 
     /// Turns counters read at `at` into a sample.
@@ -304,14 +286,10 @@ impl Sampler {
         let commits = now.commits - previous.commits;
         let rollbacks = now.rollbacks - previous.rollbacks;
         if commits < 0 || rollbacks < 0 {
-            // Statistics were reset (pg_stat_reset, or a crash): no rate this time, and
-            // rollbacks owed from before may never show up.
-            self.own_rollbacks_owed = 0;
+            // Statistics were reset (pg_stat_reset, or a crash): no rate this time.
             self.intervals.clear();
             return (0.0, 0.0);
         }
-        let own = rollbacks.min(self.own_rollbacks_owed);
-        self.own_rollbacks_owed -= own;
         let sessions = match (
             previous.sessions,
             previous.session_errors,
@@ -326,14 +304,14 @@ impl Sampler {
         self.intervals.push_back(Interval {
             ended: now.at,
             commits,
-            rollbacks: rollbacks - own,
+            rollbacks,
             sessions,
         });
         let seconds = now.at.saturating_duration_since(previous.at).as_secs_f64();
         if seconds <= 0.0 {
             return (0.0, 0.0);
         }
-        (commits as f64 / seconds, (rollbacks - own) as f64 / seconds)
+        (commits as f64 / seconds, rollbacks as f64 / seconds)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `monitoring.error_rates`: the checklist's error-rate key metrics, watched over a short
 //! window: connection errors (sessions that ended fatally, were killed or abandoned, out of the
-//! sessions begun) and query errors (rolled-back transactions out of all, cutover's own
-//! read-only checks left out).
+//! sessions begun) and query errors (rolled-back transactions out of all; cutover's own
+//! read-only checks commit, so they are never among them, whichever cutover made them).
 
 use std::time::Duration;
 
@@ -30,10 +30,6 @@ pub struct Params {
 fn default_window() -> f64 {
     10.0
 }
-
-/// How late the server may count a transaction's end (an idle backend reports its statistics
-/// up to 10 s after).
-const STATISTICS_LAG: Duration = Duration::from_secs(11);
 
 /// This database's cumulative transaction and session counters, as the select list of a query
 /// over `pg_stat_database d`: what a query error and a connection error are, for this probe and
@@ -94,23 +90,15 @@ pub async fn run(db: &Db, params: Params, context: &ProbeContext) -> ProbeResult
     let query_limit = params
         .query_error_pct
         .unwrap_or(context.thresholds.query_error_pct);
-    let started = std::time::Instant::now();
     let before = read(db).await?;
     let window = Duration::from_secs_f64(params.window_secs.clamp(0.0, 3600.0));
     tokio::time::sleep(window).await;
     let after = read(db).await?;
-    // Every read-only transaction cutover begins rolls back, and the server counts it, up to
-    // 10 s late: ours from a little before the window may land in it. Left out, all of them
-    // (but the one that read `after`, still open): while cutover itself is busy, this may hide
-    // a few of the application's rollbacks rather than raise a false alarm.
-    let since = started.checked_sub(STATISTICS_LAG).unwrap_or(started);
-    let own = crate::db::read_only_transactions_begun_since(since).saturating_sub(1) as i64;
-
     let commits = (after.commits - before.commits).max(0);
-    let rollbacks = (after.rollbacks - before.rollbacks - own).max(0);
+    let rollbacks = (after.rollbacks - before.rollbacks).max(0);
     let (query_pct, query_text) = rate(rollbacks, commits + rollbacks);
     let mut details = vec![format!(
-        "query errors: {query_text} of the transactions in {}s were rolled back (limit {query_limit} %; cutover's own {own} left out)",
+        "query errors: {query_text} of the transactions in {}s were rolled back (limit {query_limit} %)",
         params.window_secs
     )];
     let mut problems = Vec::new();

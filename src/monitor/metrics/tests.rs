@@ -58,28 +58,11 @@ fn rates_are_counter_deltas_over_elapsed_time() {
 }
 
 #[test]
-fn cutovers_own_rollbacks_are_not_reported_even_when_they_show_up_late() {
-    let mut sampler = Sampler::new();
-    let start = Instant::now();
-    let second = Duration::from_secs(1);
-    sampler.note_own_transactions(2);
-    sampler.record(start, counters(0, 0), MS);
-    // The server has not counted our two rollbacks yet.
-    let sample = sampler.record(start + second, counters(0, 0), MS);
-    assert_eq!(rates(&sample), (0.0, 0.0));
-    // Now it has, along with two more of ours and one of the application's.
-    sampler.note_own_transactions(2);
-    let sample = sampler.record(start + 2 * second, counters(0, 5), MS);
-    assert_eq!(rates(&sample), (0.0, 1.0));
-}
-
-#[test]
-fn a_statistics_reset_gives_zero_rates_and_forgets_what_was_owed() {
+fn a_statistics_reset_gives_zero_rates() {
     let mut sampler = Sampler::new();
     let start = Instant::now();
     let second = Duration::from_secs(1);
     sampler.record(start, counters(500, 50), MS);
-    sampler.note_own_transactions(3);
     let sample = sampler.record(start + second, counters(2, 0), MS);
     assert_eq!(rates(&sample), (0.0, 0.0));
     let sample = sampler.record(start + 2 * second, counters(4, 2), MS);
@@ -124,7 +107,7 @@ fn the_latency_window_keeps_a_bounded_number_of_histograms() {
 }
 
 #[test]
-fn error_rates_cover_the_last_five_minutes_and_leave_out_our_own_rollbacks() {
+fn error_rates_cover_the_last_five_minutes() {
     let mut sampler = Sampler::new();
     let start = Instant::now();
     let minute = Duration::from_secs(60);
@@ -133,14 +116,13 @@ fn error_rates_cover_the_last_five_minutes_and_leave_out_our_own_rollbacks() {
         (first.query_error_pct, first.connection_error_pct),
         (None, None)
     );
-    // The application's 1,000 transactions, 10 of them rolled back, and cutover's 5.
-    sampler.note_own_transactions(5);
-    let sample = sampler.record(start + minute, counters(990, 15), MS);
+    // 1,000 transactions, 10 of them rolled back.
+    let sample = sampler.record(start + minute, counters(990, 10), MS);
     assert_eq!(sample.query_error_pct, Some(1.0));
     // 99 sessions began, one of them ended in an error.
     assert_eq!(sample.connection_error_pct, Some(100.0 / 99.0));
     // Six minutes later that minute has left the window: only clean traffic is in it.
-    let sample = sampler.record(start + 7 * minute, counters(2_990, 15), MS);
+    let sample = sampler.record(start + 7 * minute, counters(2_990, 10), MS);
     assert_eq!(sample.query_error_pct, Some(0.0));
     assert_eq!(sample.connection_error_pct, Some(0.0));
 }
