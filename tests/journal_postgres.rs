@@ -124,6 +124,62 @@ fn the_targets_own_database_an_empty_one_and_an_unreachable_one_are_refused_on_o
 /// is in the local journal, and the person is told, with what the control database missed.
 #[test]
 fn a_journal_database_that_stops_mid_run_loses_nothing() {
+    lost_mid_run(|control| {
+        control.stop();
+        None
+    });
+}
+
+/// The control database hangs (its processes stopped: connections open, nothing answers, as
+/// with a host gone or a network that drops packets): the run does not wait on it. Each write
+/// gives up after a moment, and the run ends as when the server is gone.
+#[test]
+fn a_journal_database_that_hangs_mid_run_holds_nothing_up() {
+    lost_mid_run(|control| {
+        let postmaster = control.server_pid().expect("the control server runs");
+        Some(Frozen::processes(postmaster))
+    });
+}
+
+/// A server's processes stopped (SIGSTOP) until this is dropped.
+struct Frozen(Vec<i32>);
+
+impl Frozen {
+    fn processes(postmaster: i32) -> Frozen {
+        let children = std::process::Command::new("pgrep")
+            .args(["-P", &postmaster.to_string()])
+            .output()
+            .unwrap();
+        let mut pids: Vec<i32> = stdout(&children)
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect();
+        pids.push(postmaster);
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+    }
+}
+
+/// A check journaled in a control database of its own, which `lose` takes away once the first
+/// step runs: the run finishes (within a minute), is said to have lost it, at once and at the
+/// end, and the local journal has all of it.
+fn lost_mid_run(lose: impl FnOnce(&mut cutover::cluster::Cluster) -> Option<Frozen>) {
     let mut control_cluster =
         cutover::cluster::Cluster::start(cutover::cluster::ClusterOptions::default()).unwrap();
     control_cluster.create_database("control").unwrap();
@@ -154,7 +210,7 @@ command = "echo second done"
 depends_on = ["first"]
 "#,
     );
-    let check = cutover_in(
+    let mut check = cutover_in(
         home.path(),
         &[
             "--journal-url",
@@ -175,10 +231,23 @@ depends_on = ["first"]
     wait_until("the first step runs", 30, || {
         work.path().join("started").exists()
     });
-    control_cluster.stop();
+    let _frozen = lose(&mut control_cluster);
     std::fs::write(work.path().join("go"), "").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut ended = None;
+    while ended.is_none() && std::time::Instant::now() < deadline {
+        ended = check.try_wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if ended.is_none() {
+        let _ = check.kill();
+    }
     let output = check.wait_with_output().unwrap();
     let (out, err) = (stdout(&output), stderr(&output));
+    assert!(
+        ended.is_some(),
+        "the check waited on the journal database: {out}{err}"
+    );
     assert_eq!(output.status.code(), Some(0), "{out}{err}");
     assert!(out.contains("2 passed"), "{out}");
     assert!(

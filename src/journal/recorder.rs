@@ -37,6 +37,27 @@ pub struct Recorder {
 /// How long a recorder waits before it tries a control database that failed again.
 const RETRY_OFFLINE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a write to the control database may take before it counts as not answering. A
+/// server that hangs (a stopped host, a network that drops packets) would otherwise hold the
+/// event loop that waits on the recorder, the wizard's screen and the steps' events with it,
+/// until the kernel gives up on the connection, many minutes later.
+const CONTROL_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `work` on the control database `journal`, as not answering after [`CONTROL_ANSWER_WITHIN`].
+async fn answered<T>(
+    journal: &Journal,
+    work: impl std::future::Future<Output = Result<T, JournalError>>,
+) -> Result<T, JournalError> {
+    tokio::time::timeout(CONTROL_ANSWER_WITHIN, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(JournalError::Unreachable {
+                url: journal.location().to_string(),
+                detail: format!("no answer within {} s", CONTROL_ANSWER_WITHIN.as_secs()),
+            })
+        })
+}
+
 /// A step's output not written yet.
 #[derive(Debug)]
 struct Pending {
@@ -119,7 +140,12 @@ impl Recorder {
             return;
         }
         while let Some((step, entry)) = self.backlog.front() {
-            match journal.append(&self.run_id, step.as_deref(), entry).await {
+            match answered(
+                journal,
+                journal.append(&self.run_id, step.as_deref(), entry),
+            )
+            .await
+            {
                 Ok(_) => {
                     self.backlog.pop_front();
                 }
@@ -295,15 +321,26 @@ impl Recorder {
             }
             mirror.checkpoint().await?;
             // The control database's last chance: what it still misses stays in the local
-            // journal, and is said.
+            // journal, and is said (the run's end counts as one more).
             self.send_backlog(true).await;
-            if !self.backlog.is_empty() {
+            let ended = match &self.journal {
+                Some(journal) if finished => {
+                    self.backlog.is_empty()
+                        && answered(journal, journal.finish_run(&self.run_id))
+                            .await
+                            .is_ok()
+                }
+                _ => true,
+            };
+            let missed = self.backlog.len() + usize::from(!ended);
+            if missed > 0 {
                 return Err(JournalError::Unsent {
-                    events: self.backlog.len(),
+                    events: missed,
                     run: self.run_id.clone(),
                     local: mirror.location().to_string(),
                 });
             }
+            return Ok(());
         }
         if let Some(journal) = &self.journal {
             if finished {
