@@ -298,6 +298,13 @@ fn a_held_migration_lock_is_waited_for_and_its_holder_named() {
     );
 
     drop(holder);
+    // Its server session ends a moment after it is told to.
+    wait_until("the first holder's lock is gone", 30, || {
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 72707369",
+        ) == "0"
+    });
 
     // A holder that lets go while a deploy waits: the deploy proceeds.
     let holder = background_psql(
