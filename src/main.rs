@@ -381,6 +381,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => (None, None),
             };
             let approval = approval.gate(&runbook, mode == RunMode::Production, &journal)?;
+            let mirror = local_mirror(&journal).await?;
             let options = WizardOptions {
                 mode,
                 variables,
@@ -390,7 +391,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 journal: Some(journal),
                 resume,
                 watch,
-                mirror: local_mirror().await?,
+                mirror,
                 approval,
                 approver: None,
             };
@@ -413,7 +414,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let journal = open_journal(Some(&target)).await?;
             let approval = args.approval.gate(&runbook, !args.rehearsal, &journal)?;
             let options = CheckOptions {
-                mirror: local_mirror().await?,
+                mirror: local_mirror(&journal).await?,
                 approval,
                 journal: Some(journal),
                 rehearsal: args.rehearsal,
@@ -759,16 +760,18 @@ async fn demo(global: Global, print_url: bool, check: bool) -> anyhow::Result<Ex
         let target = Target::from_url(&url)?;
         let cwd = std::env::current_dir().context("cannot read the working directory")?;
         let variables = engine::resolve_variables(&runbook, &global.vars.into_iter().collect());
+        let journal = open_journal(Some(&target)).await?;
+        let mirror = local_mirror(&journal).await?;
         let options = WizardOptions {
             mode: RunMode::Rehearsal,
             variables,
             workdir: cwd,
             color: color_wanted(),
             refresh: std::time::Duration::from_secs_f64(global.refresh),
-            journal: Some(open_journal(Some(&target)).await?),
+            journal: Some(journal),
             resume: None,
             watch: None,
-            mirror: local_mirror().await?,
+            mirror,
             approval: None,
             approver: None,
         };
@@ -877,18 +880,29 @@ async fn open_journal(target: Option<&Target>) -> anyhow::Result<Journal> {
 }
 
 /// With a journal in PostgreSQL, this account's embedded journal, which records each run first:
-/// a control database that stops answering mid-run loses nothing.
-async fn local_mirror() -> anyhow::Result<Option<Journal>> {
-    if JOURNAL_CHOICE
-        .get()
-        .is_none_or(|choice| choice.url.is_none())
-    {
+/// a control database that stops answering mid-run loses nothing. What it missed of runs that
+/// ended before it answered again is sent to it here, before the next run or check.
+async fn local_mirror(journal: &Journal) -> anyhow::Result<Option<Journal>> {
+    if !journal.is_postgres() {
         return Ok(None);
     }
     let dir = data_dir().ok_or_else(|| {
         anyhow::anyhow!("no data directory: set CUTOVER_HOME to a writable folder")
     })?;
-    Ok(Some(Journal::open(&dir, true).await?))
+    let mirror = Journal::open(&dir, true).await?;
+    // What an earlier cutover of this account could not send before it ended goes now.
+    match journal.catch_up_from(&mirror).await {
+        Ok(0) => {}
+        Ok(sent) => eprintln!(
+            "sent the journal database {sent} event(s) that it missed of earlier runs (from the local journal {})",
+            mirror.location()
+        ),
+        Err(err) => eprintln!(
+            "warning: the journal database still misses events of earlier runs that the local journal {} has ({err}); the next run or check sends them",
+            mirror.location()
+        ),
+    }
+    Ok(Some(mirror))
 }
 
 /// The journal for a command that starts no run (`runs`, `report`, `watch`, `approve`): its

@@ -124,10 +124,13 @@ fn the_targets_own_database_an_empty_one_and_an_unreachable_one_are_refused_on_o
 /// is in the local journal, and the person is told, with what the control database missed.
 #[test]
 fn a_journal_database_that_stops_mid_run_loses_nothing() {
-    lost_mid_run(|control| {
-        control.stop();
-        None
-    });
+    lost_mid_run(
+        |control| {
+            control.stop();
+            None
+        },
+        |control, _| control.start_again().unwrap(),
+    );
 }
 
 /// The control database hangs (its processes stopped: connections open, nothing answers, as
@@ -135,10 +138,13 @@ fn a_journal_database_that_stops_mid_run_loses_nothing() {
 /// gives up after a moment, and the run ends as when the server is gone.
 #[test]
 fn a_journal_database_that_hangs_mid_run_holds_nothing_up() {
-    lost_mid_run(|control| {
-        let postmaster = control.server_pid().expect("the control server runs");
-        Some(Frozen::processes(postmaster))
-    });
+    lost_mid_run(
+        |control| {
+            let postmaster = control.server_pid().expect("the control server runs");
+            Some(Frozen::processes(postmaster))
+        },
+        |_, frozen| drop(frozen),
+    );
 }
 
 /// A server's processes stopped (SIGSTOP) until this is dropped.
@@ -178,8 +184,12 @@ impl Drop for Frozen {
 
 /// A check journaled in a control database of its own, which `lose` takes away once the first
 /// step runs: the run finishes (within a minute), is said to have lost it, at once and at the
-/// end, and the local journal has all of it.
-fn lost_mid_run(lose: impl FnOnce(&mut cutover::cluster::Cluster) -> Option<Frozen>) {
+/// end, and the local journal has all of it. Once `restore` brings the control database back,
+/// the next check sends it what it missed, and it reports the whole run too.
+fn lost_mid_run(
+    lose: impl FnOnce(&mut cutover::cluster::Cluster) -> Option<Frozen>,
+    restore: impl FnOnce(&mut cutover::cluster::Cluster, Option<Frozen>),
+) {
     let mut control_cluster =
         cutover::cluster::Cluster::start(cutover::cluster::ClusterOptions::default()).unwrap();
     control_cluster.create_database("control").unwrap();
@@ -210,28 +220,26 @@ command = "echo second done"
 depends_on = ["first"]
 "#,
     );
-    let mut check = cutover_in(
-        home.path(),
-        &[
-            "--journal-url",
-            &control,
-            "check",
-            "--runbook",
-            &runbook,
-            "--database-url",
-            &url,
-            "--allow-shell",
-        ],
-    )
-    .current_dir(work.path())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let check_args = [
+        "--journal-url",
+        &control,
+        "check",
+        "--runbook",
+        &runbook,
+        "--database-url",
+        &url,
+        "--allow-shell",
+    ];
+    let mut check = cutover_in(home.path(), &check_args)
+        .current_dir(work.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_until("the first step runs", 30, || {
         work.path().join("started").exists()
     });
-    let _frozen = lose(&mut control_cluster);
+    let frozen = lose(&mut control_cluster);
     std::fs::write(work.path().join("go"), "").unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut ended = None;
@@ -269,5 +277,42 @@ depends_on = ["first"]
         step_statuses(&report),
         [("apply.first", "pass"), ("apply.second", "pass")],
         "{report}"
+    );
+
+    // The control database back, the next check sends it what it missed, with the run's end.
+    restore(&mut control_cluster, frozen);
+    let next = cutover_in(home.path(), &check_args)
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    assert!(
+        stderr(&next).contains("sent the journal database"),
+        "{}",
+        stderr(&next)
+    );
+    let run = report["run_id"].as_str().unwrap();
+    let there = cutover_in(
+        home.path(),
+        &["--journal-url", &control, "report", run, "--format", "json"],
+    )
+    .output()
+    .unwrap();
+    let there: serde_json::Value = serde_json::from_slice(&there.stdout).unwrap();
+    assert_eq!(
+        step_statuses(&there),
+        [("apply.first", "pass"), ("apply.second", "pass")],
+        "{there}"
+    );
+    // Each event kept its time, the run its end: the same run, the same length.
+    assert_eq!(there["duration_ms"], report["duration_ms"], "{there}");
+    let runs = cutover_in(home.path(), &["--journal-url", &control, "runs"])
+        .output()
+        .unwrap();
+    let listed = stdout(&runs);
+    let line = listed.lines().find(|l| l.contains(run)).unwrap();
+    assert!(
+        !line.contains("unfinished"),
+        "the run's end is there too: {listed}"
     );
 }

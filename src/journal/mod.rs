@@ -5,6 +5,7 @@ mod entry;
 mod recorder;
 pub mod report;
 
+use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -881,6 +882,18 @@ impl Journal {
         step_id: Option<&str>,
         entry: &Entry,
     ) -> Result<i64, JournalError> {
+        self.append_at(run_id, step_id, entry, &now()).await
+    }
+
+    /// Like [`Journal::append`], recorded as of `at` (RFC 3339): an event sent on from the
+    /// local journal that recorded it first keeps the time it happened.
+    pub async fn append_at(
+        &self,
+        run_id: &str,
+        step_id: Option<&str>,
+        entry: &Entry,
+        at: &str,
+    ) -> Result<i64, JournalError> {
         let data = serde_json::to_string(entry).map_err(|e| JournalError::Write {
             path: self.path.display().to_string(),
             detail: e.to_string(),
@@ -895,7 +908,7 @@ impl Journal {
              RETURNING seq",
         )
         .bind(run_id)
-        .bind(now())
+        .bind(at)
         .bind(step_id)
         .bind(entry.kind())
         .bind(data)
@@ -952,11 +965,71 @@ impl Journal {
 
     /// Marks a run finished.
     pub async fn finish_run(&self, run_id: &str) -> Result<(), JournalError> {
+        self.finish_run_at(run_id, &now()).await
+    }
+
+    /// Marks a run finished as of `at` (RFC 3339).
+    async fn finish_run_at(&self, run_id: &str, at: &str) -> Result<(), JournalError> {
         on_store!(self, pool => sqlx::query("UPDATE runs SET finished_at = $2 WHERE id = $1 AND finished_at IS NULL")
                 .bind(run_id)
-                .bind(now()).execute(pool).await.map(|_| ()))
+                .bind(at).execute(pool).await.map(|_| ()))
             .map_err(|e| self.write_error(e))?;
         Ok(())
+    }
+
+    /// How many events each run has.
+    async fn event_counts(&self) -> Result<HashMap<String, i64>, JournalError> {
+        let rows = on_store!(self, pool => sqlx::query_as::<_, (String, i64)>(
+            "SELECT run_id, count(*) FROM events GROUP BY run_id",
+        ).fetch_all(pool).await)
+        .map_err(|e| self.write_error(e))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Sends to this journal (in PostgreSQL) what `mirror` (the local journal that records
+    /// every event first) has of this journal's runs and this one misses: what a control
+    /// database that stopped answering had not got when the cutover recording the run ended.
+    /// Each event keeps its time, the run its end. A run that a cutover is recording right now
+    /// (it holds the run in the local journal) is left to it. Returns how many events it sent.
+    pub async fn catch_up_from(&self, mirror: &Journal) -> Result<usize, JournalError> {
+        let here: HashMap<String, Run> = self
+            .runs()
+            .await?
+            .into_iter()
+            .map(|run| (run.id.clone(), run))
+            .collect();
+        let counts_here = self.event_counts().await?;
+        let counts_there = mirror.event_counts().await?;
+        let mut sent = 0;
+        for run in mirror.runs().await? {
+            let Some(ours) = here.get(&run.id) else {
+                continue;
+            };
+            // The control database has a prefix of the local journal's events: each reaches
+            // it after the local journal, in order.
+            let have = counts_here.get(&run.id).copied().unwrap_or(0);
+            let missing = counts_there.get(&run.id).copied().unwrap_or(0) > have;
+            let unended = run.finished_at.is_some() && ours.finished_at.is_none();
+            if !missing && !unended {
+                continue;
+            }
+            let Ok(_recording) = mirror.lock_file(&run.id) else {
+                continue;
+            };
+            // Its numbers run 1, 2, 3…: the first `have` are there.
+            for event in mirror.events_after(&run.id, have).await? {
+                let at = event
+                    .at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                self.append_at(&run.id, event.step_id.as_deref(), &event.entry, &at)
+                    .await?;
+                sent += 1;
+            }
+            if let (Some(at), None) = (&run.finished_at, &ours.finished_at) {
+                self.finish_run_at(&run.id, at).await?;
+            }
+        }
+        Ok(sent)
     }
 
     /// Every run, newest first.

@@ -26,8 +26,12 @@ pub struct Recorder {
     /// For a journal in PostgreSQL: the embedded journal, which records every event first, so
     /// that a control database that stops answering loses nothing.
     mirror: Option<Journal>,
-    /// Events recorded locally and not yet in the control database, oldest first.
-    backlog: VecDeque<(Option<String>, Entry)>,
+    /// Events recorded locally and not yet in the control database, oldest first, with when
+    /// they were recorded.
+    backlog: VecDeque<(Option<String>, Entry, String)>,
+    /// The run held in the local journal while this records it: a later cutover sends what
+    /// the control database missed of a run nobody records (`Journal::catch_up_from`).
+    _recording: Option<super::RunLock>,
     /// When the control database last failed, and why.
     offline: Option<(std::time::Instant, String)>,
     /// What the front door should say (the control database lost or back), once.
@@ -91,6 +95,7 @@ impl Recorder {
             pending: HashMap::new(),
             mirror: None,
             backlog: VecDeque::new(),
+            _recording: None,
             offline: None,
             news: None,
         }
@@ -100,6 +105,9 @@ impl Recorder {
     /// while the control database does not answer, the run goes on, recorded there, and what
     /// it missed is sent, in order, when it answers again.
     pub fn mirrored(mut self, mirror: Option<Journal>) -> Recorder {
+        self._recording = mirror
+            .as_ref()
+            .and_then(|mirror| mirror.lock_file(&self.run_id).ok());
         self.mirror = mirror;
         self
     }
@@ -119,8 +127,10 @@ impl Recorder {
         let Some(mirror) = &self.mirror else {
             return journal.append(&self.run_id, step, &entry).await.map(|_| ());
         };
-        mirror.append(&self.run_id, step, &entry).await?;
-        self.backlog.push_back((step.map(str::to_string), entry));
+        let at = super::now();
+        mirror.append_at(&self.run_id, step, &entry, &at).await?;
+        self.backlog
+            .push_back((step.map(str::to_string), entry, at));
         self.send_backlog(false).await;
         Ok(())
     }
@@ -139,10 +149,10 @@ impl Recorder {
         {
             return;
         }
-        while let Some((step, entry)) = self.backlog.front() {
+        while let Some((step, entry, at)) = self.backlog.front() {
             match answered(
                 journal,
-                journal.append(&self.run_id, step.as_deref(), entry),
+                journal.append_at(&self.run_id, step.as_deref(), entry, at),
             )
             .await
             {
