@@ -316,3 +316,68 @@ depends_on = ["first"]
         "the run's end is there too: {listed}"
     );
 }
+
+/// A write to the control database that went through while its answer was lost (the recorder
+/// gave up on it) is not sent again when the database answers: the control database ends with
+/// the local journal's events, each once.
+#[test]
+fn an_event_the_control_database_got_without_saying_so_is_not_sent_twice() {
+    use cutover::journal::{Entry, Journal, Mode, NewRun, Recorder};
+    // A commit is kept through the stop, as on a real server (the test clusters' default is
+    // not to wait for the disk).
+    let durable = cutover::cluster::ClusterOptions::default().setting("synchronous_commit", "on");
+    let mut control_cluster = cutover::cluster::Cluster::start(durable).unwrap();
+    control_cluster.create_database("control").unwrap();
+    let control = control_cluster.url("control");
+    let home = tempfile::tempdir().unwrap();
+    let ticked = |note: &str| Entry::Ticked {
+        note: note.to_string(),
+    };
+    block_on(async {
+        let journal = Journal::open_postgres(&control, None, true).await.unwrap();
+        let mirror = Journal::open(home.path(), true).await.unwrap();
+        let run = journal
+            .create_run(NewRun {
+                runbook_name: "lost answers".into(),
+                runbook_text: "name = \"lost answers\"".into(),
+                target: "postgresql://app@db/app".into(),
+                mode: Mode::Rehearsal,
+                origin: "check",
+            })
+            .await
+            .unwrap();
+        mirror
+            .mirror_run(&run, "name = \"lost answers\"")
+            .await
+            .unwrap();
+        let mut recorder =
+            Recorder::new(Some(journal.clone()), run.id.clone()).mirrored(Some(mirror.clone()));
+        recorder.record(Some("s.one"), ticked("one")).await.unwrap();
+        control_cluster.stop();
+        recorder.record(Some("s.two"), ticked("two")).await.unwrap();
+        recorder
+            .record(Some("s.three"), ticked("three"))
+            .await
+            .unwrap();
+        assert!(
+            recorder.news().is_some(),
+            "told the database does not answer"
+        );
+        control_cluster.start_again().unwrap();
+        // The second event got there after all.
+        journal
+            .append(&run.id, Some("s.two"), &ticked("two"))
+            .await
+            .unwrap();
+        recorder.close(false).await.unwrap();
+        let steps = |events: Vec<cutover::journal::Recorded>| {
+            events
+                .into_iter()
+                .map(|event| event.step_id.unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        let there = steps(journal.events(&run.id).await.unwrap());
+        assert_eq!(there, ["s.one", "s.two", "s.three"]);
+        assert_eq!(there, steps(mirror.events(&run.id).await.unwrap()));
+    });
+}

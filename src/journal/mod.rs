@@ -977,6 +977,15 @@ impl Journal {
         Ok(())
     }
 
+    /// How many events run `run_id` has.
+    async fn event_count(&self, run_id: &str) -> Result<i64, JournalError> {
+        let (count,) = on_store!(self, pool => sqlx::query_as::<_, (i64,)>(
+            "SELECT count(*) FROM events WHERE run_id = $1",
+        ).bind(run_id).fetch_one(pool).await)
+        .map_err(|e| self.write_error(e))?;
+        Ok(count)
+    }
+
     /// How many events each run has.
     async fn event_counts(&self) -> Result<HashMap<String, i64>, JournalError> {
         let rows = on_store!(self, pool => sqlx::query_as::<_, (String, i64)>(

@@ -27,8 +27,9 @@ pub struct Recorder {
     /// that a control database that stops answering loses nothing.
     mirror: Option<Journal>,
     /// Events recorded locally and not yet in the control database, oldest first, with when
-    /// they were recorded.
-    backlog: VecDeque<(Option<String>, Entry, String)>,
+    /// they were recorded and their number in the local journal (the same as in the control
+    /// database, which gets each one after it, in order).
+    backlog: VecDeque<(Option<String>, Entry, String, i64)>,
     /// The run held in the local journal while this records it: a later cutover sends what
     /// the control database missed of a run nobody records (`Journal::catch_up_from`).
     _recording: Option<super::RunLock>,
@@ -128,9 +129,9 @@ impl Recorder {
             return journal.append(&self.run_id, step, &entry).await.map(|_| ());
         };
         let at = super::now();
-        mirror.append_at(&self.run_id, step, &entry, &at).await?;
+        let seq = mirror.append_at(&self.run_id, step, &entry, &at).await?;
         self.backlog
-            .push_back((step.map(str::to_string), entry, at));
+            .push_back((step.map(str::to_string), entry, at, seq));
         self.send_backlog(false).await;
         Ok(())
     }
@@ -149,7 +150,23 @@ impl Recorder {
         {
             return;
         }
-        while let Some((step, entry, at)) = self.backlog.front() {
+        // A write given up on may still have been committed (its answer was what got lost):
+        // what the control database has is not sent again.
+        if let Some((_, why)) = &self.offline {
+            match answered(journal, journal.event_count(&self.run_id)).await {
+                Ok(there) => {
+                    while self.backlog.front().is_some_and(|event| event.3 <= there) {
+                        self.backlog.pop_front();
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(%err, before = %why, "the journal database still does not answer");
+                    self.offline = Some((std::time::Instant::now(), err.to_string()));
+                    return;
+                }
+            }
+        }
+        while let Some((step, entry, at, _)) = self.backlog.front() {
             match answered(
                 journal,
                 journal.append_at(&self.run_id, step.as_deref(), entry, at),
