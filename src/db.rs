@@ -579,12 +579,11 @@ impl Db {
 
     async fn begin_read_only(
         &self,
-        conn: sqlx::pool::PoolConnection<Postgres>,
+        mut conn: sqlx::pool::PoolConnection<Postgres>,
         statement_timeout: Duration,
     ) -> Result<ReadOnly, DbError> {
         // One round trip: the timeouts travel with BEGIN (simple protocol, several statements).
         let begin = self.begin_read_only_sql(statement_timeout);
-        let mut conn = conn;
         let begun = sqlx::raw_sql(sqlx::AssertSqlSafe(begin.clone()))
             .execute(&mut *conn)
             .await

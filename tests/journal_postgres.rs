@@ -139,47 +139,9 @@ fn a_journal_database_that_stops_mid_run_loses_nothing() {
 #[test]
 fn a_journal_database_that_hangs_mid_run_holds_nothing_up() {
     lost_mid_run(
-        |control| {
-            let postmaster = control.server_pid().expect("the control server runs");
-            Some(Frozen::processes(postmaster))
-        },
+        |control| Some(Frozen::server(control)),
         |_, frozen| drop(frozen),
     );
-}
-
-/// A server's processes stopped (SIGSTOP) until this is dropped.
-struct Frozen(Vec<i32>);
-
-impl Frozen {
-    fn processes(postmaster: i32) -> Frozen {
-        let children = std::process::Command::new("pgrep")
-            .args(["-P", &postmaster.to_string()])
-            .output()
-            .unwrap();
-        let mut pids: Vec<i32> = stdout(&children)
-            .lines()
-            .filter_map(|line| line.trim().parse().ok())
-            .collect();
-        pids.push(postmaster);
-        for pid in &pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGSTOP,
-            );
-        }
-        Frozen(pids)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGCONT,
-            );
-        }
-    }
 }
 
 /// A check journaled in a control database of its own, which `lose` takes away once the first
